@@ -1,0 +1,72 @@
+"""Routes: parse, one service call (boto3 in a worker thread, awaited), schema out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from jobline.models import JobFilter, JobStatus, SubmitRequest
+from jobline.service import JobService
+from starlette.concurrency import run_in_threadpool
+
+from jobline_api.dependencies import base_path, current_owner, get_job_service
+from jobline_api.schemas import Health, JobOut, JobPageOut, JobTypeOut
+
+router = APIRouter()
+
+Service = Annotated[JobService, Depends(get_job_service)]
+Owner = Annotated[str, Depends(current_owner)]
+
+
+@router.get("/health")
+async def health() -> Health:
+    return Health()
+
+
+@router.get("/job-types")
+async def list_job_types(service: Service) -> list[JobTypeOut]:
+    return [JobTypeOut.of(job_type) for job_type in service.job_types()]
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    responses={200: {"model": JobOut, "description": "idempotent replay"}},
+)
+async def submit_job(
+    request: SubmitRequest,
+    response: Response,
+    service: Service,
+    owner: Owner,
+    prefix: Annotated[str, Depends(base_path)],
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> JobOut:
+    submitted = await run_in_threadpool(service.submit, owner, request, idempotency_key)
+    response.status_code = 202 if submitted.created else 200
+    response.headers["Location"] = f"{prefix}/jobs/{submitted.job.id}"
+    return JobOut.of(submitted.job)
+
+
+@router.get("/jobs")
+async def list_jobs(
+    service: Service,
+    owner: Owner,
+    status: JobStatus | None = None,
+    type: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> JobPageOut:
+    page = await run_in_threadpool(
+        service.list_jobs, owner, JobFilter(status=status, type=type), limit, cursor
+    )
+    return JobPageOut.of(page)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str, service: Service, owner: Owner) -> JobOut:
+    return JobOut.of(await run_in_threadpool(service.get, owner, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, service: Service, owner: Owner) -> JobOut:
+    return JobOut.of(await run_in_threadpool(service.cancel, owner, job_id))

@@ -1,0 +1,1 @@
+"""Jobline's worker: an SQS-triggered Lambda (ReportBatchItemFailures) that runs jobs."""

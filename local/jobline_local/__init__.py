@@ -1,0 +1,1 @@
+"""Local stand-ins for AWS: resources built from template.yaml, and an SQS event source mapping."""

@@ -1,0 +1,187 @@
+"""Read template.yaml and build its tables and queues on any endpoint (moto in-process or server).
+
+Resources are created from the template's own properties, so tests and `make run` cannot drift
+from what `sam deploy` creates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that keeps CloudFormation short-form tags (`!Ref X` -> {"Ref": "X"})."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template as plain data, intrinsic functions kept as {"Ref"/"Fn::*": ...}."""
+    with path.open() as handle:
+        template: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)
+    return template
+
+
+def resources_of_type(
+    template: dict[str, Any], resource_type: str
+) -> dict[str, dict[str, Any]]:
+    """Logical id -> resource, for one resource type."""
+    return {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+@dataclass(frozen=True)
+class SqsTrigger:
+    """An SQS event source of a function, as Lambda's event source mapping would run it."""
+
+    function: str
+    handler: str
+    code_uri: str
+    timeout_s: int
+    queue: str
+    batch_size: int
+    report_batch_item_failures: bool
+
+
+def sqs_triggers(template: dict[str, Any]) -> list[SqsTrigger]:
+    """Every SQS-triggered function in the template."""
+    globals_fn = template.get("Globals", {}).get("Function", {})
+    triggers = []
+    for name, resource in resources_of_type(
+        template, "AWS::Serverless::Function"
+    ).items():
+        props = resource["Properties"]
+        for event in props.get("Events", {}).values():
+            if event["Type"] != "SQS":
+                continue
+            queue_ref = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+            triggers.append(
+                SqsTrigger(
+                    function=name,
+                    handler=props["Handler"],
+                    code_uri=props["CodeUri"],
+                    timeout_s=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
+                    queue=queue_ref,
+                    batch_size=int(event["Properties"].get("BatchSize", 10)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in event["Properties"].get("FunctionResponseTypes", []),
+                )
+            )
+    return triggers
+
+
+def function_handler(template: dict[str, Any], function: str) -> str:
+    """The `module.attribute` handler string of a function."""
+    handler: str = template["Resources"][function]["Properties"]["Handler"]
+    return handler
+
+
+def table_request(
+    template: dict[str, Any], logical_id: str, table_name: str
+) -> dict[str, Any]:
+    """CreateTable arguments from the table's template properties."""
+    props = template["Resources"][logical_id]["Properties"]
+    request: dict[str, Any] = {
+        "TableName": table_name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PROVISIONED"),
+    }
+    if "GlobalSecondaryIndexes" in props:
+        request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return request
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What `provision` created: physical names by logical id."""
+
+    tables: dict[str, str]
+    queue_urls: dict[str, str]
+    queue_arns: dict[str, str]
+
+
+def _queue_attributes(props: dict[str, Any], arns: dict[str, str]) -> dict[str, str]:
+    attributes: dict[str, str] = {}
+    for key, value in props.items():
+        if key in ("QueueName", "Tags"):
+            continue
+        if key == "RedrivePolicy":
+            target = value["deadLetterTargetArn"]
+            if isinstance(target, dict):
+                target = arns[target["Fn::GetAtt"][0]]
+            value = {
+                "deadLetterTargetArn": target,
+                "maxReceiveCount": value["maxReceiveCount"],
+            }
+            attributes[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            attributes[key] = "true" if value else "false"
+        else:
+            attributes[key] = str(value)
+    return attributes
+
+
+def provision(
+    dynamodb: Any,
+    sqs: Any,
+    prefix: str = "jobline-local",
+    template: dict[str, Any] | None = None,
+) -> Provisioned:
+    """Create every table and queue of the template (dead-letter queues first); idempotent."""
+    template = template or load_template()
+    tables: dict[str, str] = {}
+    for logical_id, resource in resources_of_type(
+        template, "AWS::DynamoDB::Table"
+    ).items():
+        name = f"{prefix}-{logical_id}"
+        existing = dynamodb.list_tables()["TableNames"]
+        if name not in existing:
+            dynamodb.create_table(**table_request(template, logical_id, name))
+            ttl = resource["Properties"].get("TimeToLiveSpecification")
+            if ttl:
+                dynamodb.update_time_to_live(
+                    TableName=name, TimeToLiveSpecification=ttl
+                )
+        tables[logical_id] = name
+
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    ordered = sorted(queues, key=lambda q: "RedrivePolicy" in queues[q]["Properties"])
+    urls: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    for logical_id in ordered:
+        props = queues[logical_id]["Properties"]
+        url = sqs.create_queue(
+            QueueName=f"{prefix}-{logical_id}",
+            Attributes=_queue_attributes(props, arns),
+        )["QueueUrl"]
+        urls[logical_id] = url
+        arns[logical_id] = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+    return Provisioned(tables=tables, queue_urls=urls, queue_arns=arns)

@@ -1,0 +1,56 @@
+"""structlog, configured once: one JSON line per event on stdout, context from contextvars first."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_configured = False
+
+
+def configure(level: str = "INFO") -> None:
+    """Configure structlog for JSON output; safe to call many times (only the first call acts)."""
+    global _configured
+    if _configured:
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    _configured = True
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger whose lines carry the module name as `logger`."""
+    return structlog.get_logger(logger_name=name)
+
+
+def bind_invocation(request_id: str | None, function_name: str | None) -> None:
+    """Start a fresh log context for one Lambda invocation."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        aws_request_id=request_id, function_name=function_name
+    )
+
+
+def bind(**values: Any) -> None:
+    """Add keys to the current log context (per record, per job)."""
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def unbind(*keys: str) -> None:
+    """Remove keys from the current log context."""
+    structlog.contextvars.unbind_contextvars(*keys)

@@ -1,0 +1,109 @@
+"""Job types: name -> input model + typed handler. Built-in types live in `jobline.job_types`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from jobline.errors import InvalidPayload, UnknownJobType
+
+InputT = TypeVar("InputT", bound=BaseModel)
+
+JSONValue = Any
+"""What a handler returns: anything `json.dumps` accepts (no NaN/Infinity)."""
+
+
+class JobHandlerError(Exception):
+    """Raised by a handler for an expected failure. Retryable unless `retryable=False`."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class DeadlineExceeded(JobHandlerError):
+    """The attempt ran out of time before the Lambda deadline; it may be retried."""
+
+
+@dataclass
+class JobContext:
+    """What a handler may know about the attempt running it."""
+
+    job_id: str
+    job_type: str
+    attempt: int
+    max_attempts: int
+    deadline: float = field(default_factory=lambda: time.monotonic() + 900.0)
+    """`time.monotonic()` value at which the attempt must have returned."""
+
+    def remaining_seconds(self) -> float:
+        """Seconds left before the attempt's deadline (never negative)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+
+@dataclass(frozen=True)
+class JobType(Generic[InputT]):
+    """A registered job type."""
+
+    name: str
+    description: str
+    input_model: type[InputT]
+    handler: Callable[[InputT, JobContext], JSONValue]
+
+    def parse(self, payload: Any) -> InputT:
+        """Validate a payload; raise `InvalidPayload` with field-level details."""
+        try:
+            return self.input_model.model_validate(payload)
+        except ValidationError as exc:
+            errors = [
+                {
+                    "loc": ["payload", *err["loc"]],
+                    "msg": err["msg"],
+                    "type": err["type"],
+                }
+                for err in exc.errors(
+                    include_url=False, include_context=False, include_input=False
+                )
+            ]
+            raise InvalidPayload(self.name, errors) from exc
+
+    def run(self, payload: Any, context: JobContext) -> JSONValue:
+        """Validate the stored payload again and call the handler."""
+        return self.handler(self.parse(payload), context)
+
+    def input_schema(self) -> dict[str, Any]:
+        """JSON Schema of the input model."""
+        return self.input_model.model_json_schema()
+
+
+class JobTypeRegistry:
+    """The job types a deployment knows."""
+
+    def __init__(self, job_types: Iterable[JobType[Any]] = ()) -> None:
+        self._types: dict[str, JobType[Any]] = {}
+        for job_type in job_types:
+            self.register(job_type)
+
+    def register(self, job_type: JobType[Any]) -> None:
+        """Add a job type; names are unique."""
+        if job_type.name in self._types:
+            raise ValueError(f"job type {job_type.name!r} is already registered")
+        self._types[job_type.name] = job_type
+
+    def get(self, name: str) -> JobType[Any]:
+        """The job type called `name`, or `UnknownJobType`."""
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobType(name, self.names()) from None
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._types)
+
+    def __iter__(self) -> Any:
+        return iter(self._types[name] for name in self.names())
