@@ -185,3 +185,42 @@ def provision(
             QueueUrl=url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
     return Provisioned(tables=tables, queue_urls=urls, queue_arns=arns)
+
+
+def function_environment(
+    template: dict[str, Any],
+    provisioned: Provisioned,
+    function: str | None = None,
+) -> dict[str, str]:
+    """The environment the template gives a function (Globals, then the function's own variables).
+
+    `!Ref` to a provisioned table or queue becomes its name or URL (as CloudFormation resolves it),
+    `!Ref` to a parameter becomes the parameter's default; a value that cannot be resolved locally
+    (a parameter without a default, any other intrinsic) is left out, so the setting's own default
+    applies.
+    """
+    variables: dict[str, Any] = dict(
+        template.get("Globals", {})
+        .get("Function", {})
+        .get("Environment", {})
+        .get("Variables", {})
+    )
+    if function is not None:
+        props = template["Resources"][function]["Properties"]
+        variables.update(props.get("Environment", {}).get("Variables", {}))
+    parameters = template.get("Parameters", {})
+    environment: dict[str, str] = {}
+    for name, value in variables.items():
+        if isinstance(value, dict):
+            ref = value.get("Ref")
+            if ref in provisioned.tables:
+                environment[name] = provisioned.tables[ref]
+            elif ref in provisioned.queue_urls:
+                environment[name] = provisioned.queue_urls[ref]
+            elif ref in parameters and "Default" in parameters[ref]:
+                environment[name] = str(parameters[ref]["Default"])
+        elif isinstance(value, bool):
+            environment[name] = "true" if value else "false"
+        elif value is not None:
+            environment[name] = str(value)
+    return environment

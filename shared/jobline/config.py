@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     function_name: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_LAMBDA_FUNCTION_NAME")
     )
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _blank_endpoint_is_unset(cls, value: str | None) -> str | None:
+        """An empty AWS_ENDPOINT_URL (as the template declares it) means "the real AWS"."""
+        return value or None
 
 
 @lru_cache(maxsize=1)

@@ -39,7 +39,11 @@ class CursorCodec:
 
     def decode(self, cursor: str, owner: str, job_filter: JobFilter) -> StartKey:
         """The key inside `cursor`; `InvalidCursor` if it was altered or made for another query."""
-        if len(cursor) > _MAX_CURSOR_CHARS or cursor.count(".") != 1:
+        if (
+            len(cursor) > _MAX_CURSOR_CHARS
+            or not cursor.isascii()
+            or cursor.count(".") != 1
+        ):
             raise InvalidCursor()
         body_text, mac = cursor.split(".")
         body = body_text.encode()

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
 _configured = False
+
+
+class _Stdout:
+    """`sys.stdout` as it is when a line is written, not when logging was configured
+    (a runner or a test may redirect it after import)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def configure(level: str = "INFO") -> None:
@@ -27,7 +38,7 @@ def configure(level: str = "INFO") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _Stdout())),
         cache_logger_on_first_use=True,
     )
     _configured = True

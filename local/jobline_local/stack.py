@@ -1,0 +1,332 @@
+"""The whole service on one machine: moto server, template resources, the API, the SQS pollers.
+
+`LocalStack(settings).start()` (or `with LocalStack(settings) as stack:`) brings up, in order:
+1. a moto server on loopback (the AWS endpoint of every client);
+2. the table and queues of template.yaml, created from the template's own properties;
+3. the functions' environment (the template's variables, resolved to the local resources, plus
+   AWS_ENDPOINT_URL, dummy credentials and the development identity), then `bootstrap.reset()`;
+4. the API app under uvicorn, in a thread;
+5. one poller thread per SQS trigger of the template, invoking the handler the template names.
+`stop()` takes them down in reverse. Port 0 picks a free port (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import boto3
+import uvicorn
+from jobline import bootstrap
+from jobline.logging import bind_invocation, configure, get_logger
+from moto.server import ThreadedMotoServer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobline_local.poller import SqsPoller, import_handler
+from jobline_local.settings import LocalSettings
+from jobline_local.template import (
+    Provisioned,
+    function_environment,
+    load_template,
+    provision,
+    resources_of_type,
+    sqs_triggers,
+)
+
+log = get_logger(__name__)
+
+API_FUNCTION = "ApiFunction"
+"""The template function the HTTP API stands for (its name goes into the request log context)."""
+
+DUMMY_CREDENTIAL = "jobline-local"
+STARTUP_TIMEOUT_S = 15.0
+
+SetEnv = Callable[[str, str], None]
+
+
+class LocalStackError(RuntimeError):
+    """The local stack could not start (a port in use, the API failing its startup)."""
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind(host: str, port: int, setting: str) -> socket.socket:
+    """A listening socket, or a LocalStackError naming the setting to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LocalStackError(
+            f"cannot listen on {host}:{port}: {exc.strerror}"
+        ) from exc
+    sock.listen(128)
+    return sock
+
+
+class AccessLog:
+    """ASGI wrapper: a fresh log context per request (as Lambda's handler binds one), one line each."""
+
+    def __init__(self, app: ASGIApp, function_name: str) -> None:
+        self.app = app
+        self.function_name = function_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        bind_invocation(str(uuid.uuid4()), self.function_name)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+
+
+class LocalStack:
+    """moto server + template resources + API + pollers, started and stopped as one."""
+
+    def __init__(
+        self,
+        settings: LocalSettings | None = None,
+        *,
+        set_env: SetEnv | None = None,
+        template: dict[str, Any] | None = None,
+    ) -> None:
+        """`set_env` writes one environment variable (default `os.environ`; tests pass monkeypatch)."""
+        self.settings = settings or LocalSettings()
+        self.template = template or load_template()
+        self._set_env: SetEnv = set_env or os.environ.__setitem__
+        self._stop = threading.Event()
+        self._moto: ThreadedMotoServer | None = None
+        self._api: uvicorn.Server | None = None
+        self._api_thread: threading.Thread | None = None
+        self._api_socket: socket.socket | None = None
+        self.pollers: list[SqsPoller] = []
+        self.aws_endpoint = ""
+        self.api_url = ""
+        self.provisioned = Provisioned(tables={}, queue_urls={}, queue_arns={})
+        self.environment: dict[str, str] = {}
+        self.dynamodb: Any = None
+        self.sqs: Any = None
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def table_name(self) -> str:
+        """The jobs table: the functions' JOBLINE_TABLE_NAME."""
+        return self.environment.get("JOBLINE_TABLE_NAME", "")
+
+    @property
+    def queue_url(self) -> str:
+        """The jobs queue: the functions' JOBLINE_QUEUE_URL."""
+        return self.environment.get("JOBLINE_QUEUE_URL", "")
+
+    def start(self) -> None:
+        """Bring everything up; on any failure, take down what started and re-raise."""
+        configure(self.settings.log_level)
+        self._stop.clear()
+        try:
+            self._start_moto()
+            self._provision()
+            self._configure_environment()
+            self._start_api()
+            self._start_pollers()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> bool:
+        """Stop the API and the pollers, then the moto server; safe to call twice.
+
+        False when the API or a poller (a batch still running) did not stop within
+        `shutdown_timeout_seconds`: its thread is left behind.
+        """
+        timeout = self.settings.shutdown_timeout_seconds
+        stopped = True
+        self._stop.set()
+        if self._api is not None:
+            self._api.should_exit = True
+        if self._api_thread is not None:
+            self._api_thread.join(timeout)
+            if self._api_thread.is_alive():
+                stopped = False
+                log.warning("local.api_still_running", timeout_s=timeout)
+        for poller in self.pollers:
+            if not poller.stop(timeout):
+                stopped = False
+                log.warning(
+                    "local.poller_still_running",
+                    function=poller.function_name,
+                    timeout_s=timeout,
+                )
+        if self._api_socket is not None:
+            self._api_socket.close()
+        if self._moto is not None:
+            self._moto.stop()
+        was_running = self._moto is not None
+        self._api = self._api_thread = self._api_socket = self._moto = None
+        self.pollers = []
+        bootstrap.reset()
+        if was_running:
+            log.info("local.stopped", clean=stopped)
+        return stopped
+
+    def _start_moto(self) -> None:
+        host, port = self.settings.host, self.settings.moto_port
+        if port:
+            _bind(
+                host, port, "JOBLINE_LOCAL_MOTO_PORT"
+            ).close()  # fail fast: the moto thread would wait forever
+        # Each moto request would otherwise be logged by werkzeug on stderr.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        moto = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        moto.start()
+        self._moto = moto
+        bound_host, bound_port = moto.get_host_and_port()
+        self.aws_endpoint = f"http://{_url_host(bound_host)}:{bound_port}"
+
+    def _provision(self) -> None:
+        session = boto3.session.Session(
+            aws_access_key_id=DUMMY_CREDENTIAL,
+            aws_secret_access_key=DUMMY_CREDENTIAL,
+            region_name=self.settings.aws_region,
+        )
+        self.dynamodb = session.client("dynamodb", endpoint_url=self.aws_endpoint)
+        self.sqs = session.client("sqs", endpoint_url=self.aws_endpoint)
+        self.provisioned = provision(
+            self.dynamodb, self.sqs, prefix=self.settings.prefix, template=self.template
+        )
+
+    def _configure_environment(self) -> None:
+        """The functions' environment: local resources always win, the user's own settings stay."""
+        local_values = set(self.provisioned.tables.values()) | set(
+            self.provisioned.queue_urls.values()
+        )
+        environment: dict[str, str] = {}
+        for function in resources_of_type(self.template, "AWS::Serverless::Function"):
+            for name, value in function_environment(
+                self.template, self.provisioned, function
+            ).items():
+                if value in local_values or name not in os.environ:
+                    environment[name] = value
+        environment.update(
+            AWS_ENDPOINT_URL=self.aws_endpoint,
+            AWS_ACCESS_KEY_ID=DUMMY_CREDENTIAL,
+            AWS_SECRET_ACCESS_KEY=DUMMY_CREDENTIAL,
+            JOBLINE_ALLOW_DEV_IDENTITY="true",
+        )
+        if "AWS_REGION" not in os.environ:
+            environment["AWS_REGION"] = self.settings.aws_region
+        for name, value in environment.items():
+            self._set_env(name, value)
+        self.environment = environment
+        bootstrap.reset()
+
+    def _start_api(self) -> None:
+        from jobline_api.app import create_app  # after the environment is set
+
+        sock = _bind(
+            self.settings.host, self.settings.api_port, "JOBLINE_LOCAL_API_PORT"
+        )
+        self._api_socket = sock
+        config = uvicorn.Config(
+            AccessLog(create_app(allow_dev_identity=True), API_FUNCTION),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=int(self.settings.shutdown_timeout_seconds),
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
+        )
+        self._api, self._api_thread = server, thread
+        thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive():
+                raise LocalStackError("the API failed to start (see the log above)")
+            if time.monotonic() > deadline:
+                raise LocalStackError(f"the API did not start in {STARTUP_TIMEOUT_S}s")
+            time.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        self.api_url = f"http://{_url_host(host)}:{port}"
+
+    def _start_pollers(self) -> None:
+        pollers = [
+            SqsPoller(
+                trigger,
+                import_handler(trigger.handler),  # after the environment is set
+                self.sqs,
+                self.provisioned.queue_urls[trigger.queue],
+                self.provisioned.queue_arns[trigger.queue],
+                region=self.settings.aws_region,
+                function_name=f"{self.settings.prefix}-{trigger.function}",
+                wait_time_s=self.settings.poll_wait_seconds,
+                stop_event=self._stop,
+            )
+            for trigger in sqs_triggers(self.template)
+        ]
+        for poller in pollers:
+            self.pollers.append(poller)
+            poller.start()
+
+    def describe(self) -> dict[str, Any]:
+        """Where everything is, for the startup line."""
+        return {
+            "api_url": self.api_url,
+            "aws_endpoint": self.aws_endpoint,
+            "table": self.table_name,
+            "queue_url": self.queue_url,
+            "tables": dict(self.provisioned.tables),
+            "queues": dict(self.provisioned.queue_urls),
+            "pollers": [
+                {
+                    "function": poller.function_name,
+                    "queue_url": poller.queue_url,
+                    "batch_size": poller.trigger.batch_size,
+                }
+                for poller in self.pollers
+            ],
+            "try": (
+                f"curl -s -X POST {self.api_url}/jobs -H 'X-Dev-User: alice'"
+                " -H 'content-type: application/json'"
+                ' -d \'{"type":"echo","payload":{"hello":"world"}}\''
+            ),
+        }

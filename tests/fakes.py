@@ -1,0 +1,333 @@
+"""In-memory fakes of Jobline's ports, with the semantics of the DynamoDB and SQS adapters.
+
+`InMemoryJobRepository` mirrors `jobline.repository.DynamoJobRepository`: conditional writes that
+raise `ConditionFailed(current)`, None values removing a field, expired jobs hidden from listings,
+newest first by `(created_at, id)`, and DynamoDB's resume keys (one whenever a page is full).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jobline.bootstrap import default_registry
+from jobline.clock import format_ts
+from jobline.cursor import CursorCodec
+from jobline.errors import ConditionFailed, QueueUnavailable
+from jobline.models import Job, JobFilter, JobMessage
+from jobline.ports import Change, Expect, StartKey
+from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
+from jobline.service import JobService
+from pydantic import RootModel
+
+CURSOR_SECRET = b"unit-test-cursor-secret"
+START = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
+
+
+def _json_copy(value: Any) -> Any:
+    """What DynamoDB gives back for a JSON field: the value after a round trip through JSON text."""
+    return json.loads(
+        json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    )
+
+
+def _stored(job: Job) -> Job:
+    """A job as the table would hold it: JSON fields copied, timestamps in UTC."""
+    data = job.model_dump()
+    data["payload"] = _json_copy(job.payload)
+    data["result"] = _json_copy(job.result)
+    for name in ("created_at", "updated_at", "started_at", "finished_at"):
+        if data[name] is not None:
+            data[name] = data[name].astimezone(UTC)
+    return Job.model_validate(data)
+
+
+def _sort_key(job: Job) -> str:
+    return f"{format_ts(job.created_at)}#{job.id}"
+
+
+def _partition(owner: str, job_filter: JobFilter) -> tuple[str, str]:
+    """The index partition `build_query` would read: (key attribute, key value)."""
+    if job_filter.status is not None:
+        return "owner_status", f"{owner}#{job_filter.status.value}"
+    if job_filter.type is not None:
+        return "owner_type", f"{owner}#{job_filter.type}"
+    return "owner", owner
+
+
+class InMemoryJobRepository:
+    """A `JobRepository` in a dict, safe to share between the worker's threads."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self.broken: dict[str, Exception] = {}
+        """Job ids whose updates raise the given exception (an outage, or a bug)."""
+
+    # ------------------------------------------------------------- test views
+    @property
+    def jobs(self) -> list[Job]:
+        """Every stored job (expired ones included), oldest first."""
+        with self._lock:
+            return sorted(self._jobs.values(), key=_sort_key)
+
+    def put(self, job: Job) -> None:
+        """Store a job as it is, unconditionally (arrange a state for a test)."""
+        with self._lock:
+            self._jobs[job.id] = _stored(job)
+
+    # ------------------------------------------------------------------ port
+    def create(self, job: Job, now: datetime) -> None:
+        """Store a new job unless a live job with its id exists."""
+        with self._lock:
+            current = self._jobs.get(job.id)
+            if current is not None and not current.is_expired(int(now.timestamp())):
+                raise ConditionFailed(current)
+            self._jobs[job.id] = _stored(job)
+
+    def get(self, job_id: str) -> Job | None:
+        """The stored job (expired or not)."""
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def _check(self, job_id: str, expect: Expect) -> Job:
+        current = self._jobs.get(job_id)
+        if (
+            current is None
+            or current.owner != expect.owner
+            or current.status not in expect.status_in
+            or (expect.attempts is not None and current.attempts != expect.attempts)
+        ):
+            raise ConditionFailed(current)
+        return current
+
+    def update(self, job_id: str, change: Change, expect: Expect) -> Job:
+        """Apply `change` if `expect` holds; return the job after the write."""
+        with self._lock:
+            if job_id in self.broken:
+                raise self.broken[job_id]
+            current = self._check(job_id, expect)
+            data = current.model_dump()
+            for name, value in change.values.items():
+                if value is None:
+                    data.pop(name, None)
+                else:
+                    data[name] = value
+            if change.increment_attempts:
+                data["attempts"] = current.attempts + 1
+            updated = _stored(Job.model_validate(data))
+            self._jobs[job_id] = updated
+            return updated
+
+    def delete(self, job_id: str, expect: Expect) -> None:
+        """Remove a job if `expect` holds."""
+        with self._lock:
+            self._check(job_id, expect)
+            del self._jobs[job_id]
+
+    def query(
+        self,
+        owner: str,
+        job_filter: JobFilter,
+        limit: int,
+        start: StartKey | None,
+        now: datetime,
+    ) -> tuple[list[Job], StartKey | None]:
+        """Up to `limit` live jobs of `owner`, newest first, and where to resume."""
+        key_name, key_value = _partition(owner, job_filter)
+        now_epoch = int(now.timestamp())
+        with self._lock:
+            candidates = sorted(
+                (
+                    job
+                    for job in self._jobs.values()
+                    if job.owner == owner
+                    and (job_filter.status is None or job.status == job_filter.status)
+                    and (job_filter.type is None or job.type == job_filter.type)
+                ),
+                key=_sort_key,
+                reverse=True,
+            )
+        if start is not None:
+            candidates = [job for job in candidates if _sort_key(job) < start["sk"]]
+        page = [job for job in candidates if not job.is_expired(now_epoch)][:limit]
+        if len(page) < limit:
+            return page, None
+        last = page[-1]
+        return page, {"id": last.id, "sk": _sort_key(last), key_name: key_value}
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One message the fake queue accepted."""
+
+    message: JobMessage
+    delay_seconds: int
+    message_id: str
+
+
+class InMemoryJobQueue:
+    """A `JobQueue` that records what was sent; `fail_with` makes the next sends fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[SentMessage] = []
+        self.fail_with: str | None = None
+        self._lock = threading.Lock()
+
+    def send(self, message: JobMessage, delay_seconds: int) -> str:
+        """Record the message, or raise `QueueUnavailable` when told to fail."""
+        with self._lock:
+            if self.fail_with is not None:
+                raise QueueUnavailable(self.fail_with)
+            message_id = f"msg-{len(self.sent) + 1}"
+            self.sent.append(SentMessage(message, delay_seconds, message_id))
+            return message_id
+
+
+@dataclass
+class FakeClock:
+    """A clock that only moves when told to (or by `step` on every reading)."""
+
+    now: datetime = START
+    step: timedelta = field(default_factory=timedelta)
+
+    def __call__(self) -> datetime:
+        current = self.now
+        self.now = current + self.step
+        return current
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock forward."""
+        self.now += delta
+
+
+class AnyInput(RootModel[dict[str, Any]]):
+    """Any JSON object (input model of the test job types)."""
+
+
+@dataclass
+class CountingHandler:
+    """A handler that counts its calls and returns or raises what it is told."""
+
+    result: Any = field(default_factory=lambda: {"ok": True})
+    error: Exception | None = None
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, payload: AnyInput, context: JobContext) -> Any:
+        with self._lock:
+            self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def counting_job_type(name: str, handler: CountingHandler) -> JobType[AnyInput]:
+    """A job type named `name` that runs `handler` on any JSON object."""
+    return JobType(
+        name=name,
+        description=f"test job type {name}",
+        input_model=AnyInput,
+        handler=handler,
+    )
+
+
+def failing_handler(
+    message: str = "boom", *, retryable: bool = True
+) -> CountingHandler:
+    """A counting handler that always raises `JobHandlerError`."""
+    return CountingHandler(error=JobHandlerError(message, retryable=retryable))
+
+
+def build_registry(extra: Iterable[JobType[Any]] = ()) -> JobTypeRegistry:
+    """The built-in job types plus `extra`."""
+    registry = default_registry()
+    for job_type in extra:
+        registry.register(job_type)
+    return registry
+
+
+def build_fake_service(
+    registry: JobTypeRegistry | None = None,
+    *,
+    clock: FakeClock | None = None,
+    retention: timedelta = timedelta(days=30),
+    max_payload_bytes: int = 64 * 1024,
+    max_result_bytes: int = 128 * 1024,
+) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
+    """A JobService over in-memory fakes (built-in job types unless `registry` is given)."""
+    repo = InMemoryJobRepository()
+    queue = InMemoryJobQueue()
+    service = JobService(
+        repo,
+        queue,
+        registry or default_registry(),
+        CursorCodec(CURSOR_SECRET),
+        retention=retention,
+        max_payload_bytes=max_payload_bytes,
+        max_result_bytes=max_result_bytes,
+        clock=clock or FakeClock(),
+    )
+    return service, repo, queue
+
+
+def http_api_event(
+    method: str,
+    path: str,
+    *,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+    sub: str | None = None,
+    stage: str = "$default",
+    query: str = "",
+) -> dict[str, Any]:
+    """A minimal API Gateway HTTP API (payload 2.0) event, as the Lambda integration sends it.
+
+    `sub` becomes the JWT authorizer's subject claim; a named `stage` prefixes the paths.
+    """
+    full_path = path if stage == "$default" else f"/{stage}{path}"
+    request_context: dict[str, Any] = {
+        "accountId": "123456789012",
+        "apiId": "api1234567",
+        "domainName": "api1234567.execute-api.us-east-1.amazonaws.com",
+        "domainPrefix": "api1234567",
+        "http": {
+            "method": method,
+            "path": full_path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "203.0.113.10",
+            "userAgent": "unit-test",
+        },
+        "requestId": "req-0001",
+        "routeKey": "$default",
+        "stage": stage,
+        "time": "15/Jan/2025:12:00:00 +0000",
+        "timeEpoch": 1736942400000,
+    }
+    if sub is not None:
+        request_context["authorizer"] = {
+            "jwt": {"claims": {"sub": sub, "aud": "jobline-api"}, "scopes": None}
+        }
+    all_headers = {
+        "host": "api1234567.execute-api.us-east-1.amazonaws.com",
+        "x-forwarded-proto": "https",
+    }
+    if body is not None:
+        all_headers["content-type"] = "application/json"
+    all_headers.update({name.lower(): value for name, value in (headers or {}).items()})
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": full_path,
+        "rawQueryString": query,
+        "headers": all_headers,
+        "requestContext": request_context,
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        event["body"] = body
+    return event

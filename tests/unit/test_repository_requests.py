@@ -1,0 +1,349 @@
+"""The DynamoDB adapter's pure parts: request builders and the item <-> Job mapping."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from jobline.models import Job, JobError, JobFilter, JobStatus
+from jobline.ports import Change, Expect
+from jobline.repository import (
+    INDEX_BY_OWNER,
+    INDEX_BY_OWNER_STATUS,
+    INDEX_BY_OWNER_TYPE,
+    build_create,
+    build_query,
+    build_update,
+    item_to_job,
+    job_to_item,
+)
+
+TABLE = "jobs"
+JOB_ID = "0123456789abcdef0123456789abcdef"
+NOW = datetime(2025, 1, 15, 12, 0, 0, 123456, tzinfo=UTC)
+NOW_EPOCH = str(int(NOW.timestamp()))
+NOT_EXPIRED = "(attribute_not_exists(#expires_at) OR #expires_at > :now)"
+QUEUED_ONLY = frozenset({JobStatus.QUEUED})
+
+
+def _job(**fields: Any) -> Job:
+    defaults: dict[str, Any] = {
+        "id": JOB_ID,
+        "owner": "ann",
+        "type": "echo",
+        "status": JobStatus.QUEUED,
+        "payload": {"x": 1},
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    return Job.model_validate({**defaults, **fields})
+
+
+def _attribute_values(node: Any) -> list[Any]:
+    """Every leaf value inside a DynamoDB item, however deeply nested."""
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _attribute_values(value)]
+    if isinstance(node, list):
+        return [leaf for value in node for leaf in _attribute_values(value)]
+    return [node]
+
+
+# ------------------------------------------------------------------------- update
+
+
+def test_claim_update_sets_status_index_key_and_increments_attempts() -> None:
+    # Given the claim of a queued job
+    change = Change(
+        values={"status": JobStatus.RUNNING, "started_at": NOW, "updated_at": NOW},
+        increment_attempts=True,
+    )
+
+    # When the request is built
+    request = build_update(TABLE, JOB_ID, change, Expect("ann", QUEUED_ONLY))
+
+    # Then it sets every field through placeholders, keeps owner_status in step,
+    # adds one attempt and only applies to ann's queued job
+    assert request == {
+        "TableName": TABLE,
+        "Key": {"id": {"S": JOB_ID}},
+        "UpdateExpression": (
+            "SET #f0 = :v0, #f1 = :v1, #f2 = :v2, #f3 = :v3, "
+            "#attempts = #attempts + :one"
+        ),
+        "ConditionExpression": "#owner = :expect_owner AND #status IN (:expect_status0)",
+        "ExpressionAttributeNames": {
+            "#f0": "owner_status",
+            "#f1": "started_at",
+            "#f2": "status",
+            "#f3": "updated_at",
+            "#attempts": "attempts",
+            "#owner": "owner",
+            "#status": "status",
+        },
+        "ExpressionAttributeValues": {
+            ":v0": {"S": "ann#running"},
+            ":v1": {"S": "2025-01-15T12:00:00.123456Z"},
+            ":v2": {"S": "running"},
+            ":v3": {"S": "2025-01-15T12:00:00.123456Z"},
+            ":one": {"N": "1"},
+            ":expect_owner": {"S": "ann"},
+            ":expect_status0": {"S": "queued"},
+        },
+        "ReturnValues": "ALL_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def test_none_values_are_removed_and_attempts_are_part_of_the_condition() -> None:
+    # Given a retry: back to queued, error recorded, result cleared, only if attempt 2 still runs
+    change = Change(
+        values={
+            "status": JobStatus.QUEUED,
+            "error": JobError(type="Boom", message="it broke"),
+            "result": None,
+        }
+    )
+    expect = Expect("ann", frozenset({JobStatus.RUNNING}), attempts=2)
+
+    request = build_update(TABLE, JOB_ID, change, expect)
+
+    assert (
+        request["UpdateExpression"] == "SET #f0 = :v0, #f1 = :v1, #f3 = :v3 REMOVE #f2"
+    )
+    assert request["ExpressionAttributeNames"] == {
+        "#f0": "error",
+        "#f1": "owner_status",
+        "#f2": "result",
+        "#f3": "status",
+        "#owner": "owner",
+        "#status": "status",
+        "#attempts": "attempts",
+    }
+    assert request["ExpressionAttributeValues"] == {
+        ":v0": {"M": {"type": {"S": "Boom"}, "message": {"S": "it broke"}}},
+        ":v1": {"S": "ann#queued"},
+        ":v3": {"S": "queued"},
+        ":expect_owner": {"S": "ann"},
+        ":expect_status0": {"S": "running"},
+        ":expect_attempts": {"N": "2"},
+    }
+    assert request["ConditionExpression"] == (
+        "#owner = :expect_owner AND #status IN (:expect_status0)"
+        " AND #attempts = :expect_attempts"
+    )
+
+
+def test_an_update_without_status_leaves_the_index_key_alone() -> None:
+    change = Change(values={"updated_at": NOW})
+    request = build_update(
+        TABLE, JOB_ID, change, Expect("ann", frozenset(JobStatus), attempts=None)
+    )
+
+    assert request["UpdateExpression"] == "SET #f0 = :v0"
+    assert "owner_status" not in request["ExpressionAttributeNames"].values()
+    assert request["ConditionExpression"] == (
+        "#owner = :expect_owner AND #status IN (:expect_status0, :expect_status1,"
+        " :expect_status2, :expect_status3, :expect_status4)"
+    )
+    assert [
+        request["ExpressionAttributeValues"][f":expect_status{i}"]["S"]
+        for i in range(5)
+    ] == ["cancelled", "failed", "queued", "running", "succeeded"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        Change(values={"status": JobStatus.CANCELLED, "finished_at": NOW}),
+        Change(values={"status": JobStatus.RUNNING}, increment_attempts=True),
+        Change(values={"result": {"type": 1}, "error": None}),
+    ],
+)
+def test_reserved_words_never_appear_bare_in_expressions(change: Change) -> None:
+    request = build_update(TABLE, JOB_ID, change, Expect("ann", QUEUED_ONLY, 1))
+    expressions = f"{request['UpdateExpression']} {request['ConditionExpression']}"
+    words = {word.strip("(),") for word in expressions.split()}
+
+    # Every name is a #placeholder and every value a :placeholder
+    assert {"status", "owner", "attempts", "result", "error", "type"} & words == set()
+    assert all(
+        word[0] in "#:" or word in {"SET", "REMOVE", "AND", "IN", "=", "+"}
+        for word in words
+    )
+
+
+# ------------------------------------------------------------------------- create
+
+
+def test_create_only_succeeds_when_no_live_job_has_the_id() -> None:
+    job = _job()
+    request = build_create(TABLE, job, NOW)
+
+    assert request == {
+        "TableName": TABLE,
+        "Item": job_to_item(job),
+        "ConditionExpression": "attribute_not_exists(id) OR expires_at <= :now",
+        "ExpressionAttributeValues": {":now": {"N": NOW_EPOCH}},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+# -------------------------------------------------------------------------- query
+
+
+@pytest.mark.parametrize(
+    ("job_filter", "index", "key_name", "key_value", "filter_expression"),
+    [
+        (JobFilter(), INDEX_BY_OWNER, "owner", "ann", NOT_EXPIRED),
+        (
+            JobFilter(status=JobStatus.FAILED),
+            INDEX_BY_OWNER_STATUS,
+            "owner_status",
+            "ann#failed",
+            NOT_EXPIRED,
+        ),
+        (
+            JobFilter(type="http.request"),
+            INDEX_BY_OWNER_TYPE,
+            "owner_type",
+            "ann#http.request",
+            NOT_EXPIRED,
+        ),
+        (
+            JobFilter(status=JobStatus.QUEUED, type="echo"),
+            INDEX_BY_OWNER_STATUS,
+            "owner_status",
+            "ann#queued",
+            f"{NOT_EXPIRED} AND #type = :type",
+        ),
+    ],
+    ids=["all", "status", "type", "status-and-type"],
+)
+def test_query_reads_the_narrowest_index_newest_first_hiding_expired(
+    job_filter: JobFilter,
+    index: str,
+    key_name: str,
+    key_value: str,
+    filter_expression: str,
+) -> None:
+    request = build_query(TABLE, "ann", job_filter, 25, None, NOW)
+
+    assert request["TableName"] == TABLE
+    assert request["IndexName"] == index
+    assert request["KeyConditionExpression"] == "#pk = :pk"
+    assert request["ExpressionAttributeNames"]["#pk"] == key_name
+    assert request["ExpressionAttributeValues"][":pk"] == {"S": key_value}
+    assert request["ExpressionAttributeValues"][":now"] == {"N": NOW_EPOCH}
+    assert request["ExpressionAttributeNames"]["#expires_at"] == "expires_at"
+    assert request["FilterExpression"] == filter_expression
+    assert request["ScanIndexForward"] is False
+    assert request["Limit"] == 25
+    assert "ExclusiveStartKey" not in request
+    if job_filter.type is not None and job_filter.status is not None:
+        assert request["ExpressionAttributeValues"][":type"] == {"S": "echo"}
+        assert request["ExpressionAttributeNames"]["#type"] == "type"
+
+
+def test_query_resumes_from_the_start_key() -> None:
+    start = {
+        "id": JOB_ID,
+        "sk": f"2025-01-15T12:00:00.123456Z#{JOB_ID}",
+        "owner": "ann",
+    }
+
+    request = build_query(TABLE, "ann", JobFilter(), 10, start, NOW)
+
+    assert request["ExclusiveStartKey"] == {
+        "id": {"S": JOB_ID},
+        "sk": {"S": f"2025-01-15T12:00:00.123456Z#{JOB_ID}"},
+        "owner": {"S": "ann"},
+    }
+
+
+# ------------------------------------------------------------------ item mapping
+
+EXACT_NUMBERS: dict[str, Any] = {
+    "tenth": 0.1,
+    "third": 1 / 3,
+    "one": 1.0,
+    "tiny": 5e-324,
+    "huge": 1.7976931348623157e308,
+    "big": 10**30,
+    "negative_big": -(10**40),
+    "nested": [{"f": -2.5e-10, "i": 7}, [0.30000000000000004]],
+    "text": "ünïcode ✓",
+}
+
+
+def test_a_finished_job_round_trips_exactly() -> None:
+    # Given a failed job with numbers DynamoDB's Decimal would mangle
+    job = _job(
+        status=JobStatus.FAILED,
+        payload=EXACT_NUMBERS,
+        result={"partial": EXACT_NUMBERS},
+        error=JobError(type="HttpStatusError", message="GET answered 503"),
+        attempts=3,
+        max_attempts=3,
+        delay_seconds=900,
+        started_at=NOW,
+        finished_at=NOW,
+        request_hash="ab" * 32,
+        expires_at=1_800_000_000,
+    )
+
+    # When it goes to an item and back
+    item = job_to_item(job)
+    back = item_to_job(item)
+
+    # Then nothing changed, down to the type of every number
+    assert back == job
+    assert json.dumps(back.payload) == json.dumps(job.payload)
+    assert json.dumps(back.result) == json.dumps(job.result)
+    assert item["sk"] == {"S": f"2025-01-15T12:00:00.123456Z#{JOB_ID}"}
+    assert item["owner_status"] == {"S": "ann#failed"}
+    assert item["owner_type"] == {"S": "ann#echo"}
+    assert item["expires_at"] == {"N": "1800000000"}
+    assert item["error"] == {
+        "M": {"type": {"S": "HttpStatusError"}, "message": {"S": "GET answered 503"}}
+    }
+
+
+def test_a_new_job_item_has_no_empty_attributes() -> None:
+    job = _job()
+
+    item = job_to_item(job)
+
+    assert set(item) == {
+        "id",
+        "owner",
+        "type",
+        "status",
+        "payload",
+        "attempts",
+        "max_attempts",
+        "delay_seconds",
+        "created_at",
+        "updated_at",
+        "sk",
+        "owner_status",
+        "owner_type",
+    }
+    assert item_to_job(item) == job
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        _job(),
+        _job(payload=EXACT_NUMBERS, result=EXACT_NUMBERS, status=JobStatus.SUCCEEDED),
+        _job(payload=[1.5, 2.5], result=0.1, status=JobStatus.SUCCEEDED),
+    ],
+    ids=["new", "floats", "scalar-float-result"],
+)
+def test_no_python_float_ever_appears_in_an_item(job: Job) -> None:
+    leaves = _attribute_values(job_to_item(job))
+
+    assert leaves
+    assert all(isinstance(leaf, str) for leaf in leaves)
