@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export PYTHONPATH := shared:functions/api:functions/worker:local
+export PYTHONPATH := shared:functions/api:functions/worker:functions/ingest:functions/dead_letters:local
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest bench build validate requirements clean
+.PHONY: run test lint format pytest bench build validate requirements clean redrive
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,15 @@ $(STAMP): pyproject.toml
 ## run: the whole service locally (moto server + API on :8000 + worker poller). Ctrl-C stops it.
 run: $(STAMP)
 	$(BIN)/python -m jobline_local
+
+## redrive: move messages from a dead-letter queue back to its queue, bounded and rate-limited.
+##   make redrive [SOURCE=dlq-url-or-name] [TARGET=queue-url-or-name] [MAX=100] [RATE=10] [LOCAL=0]
+##   Default: make run's jobs DLQ -> jobs queue; LOCAL=0 uses the JOBLINE_* / AWS_* variables instead.
+LOCAL ?= 1
+redrive: $(STAMP)
+	$(BIN)/python -m jobline_local.redrive $(if $(filter 1,$(LOCAL)),--local) \
+		$(if $(SOURCE),--source '$(SOURCE)') $(if $(TARGET),--target '$(TARGET)') \
+		$(if $(MAX),--max $(MAX)) $(if $(RATE),--rate $(RATE))
 
 ## test: linters, type checks and every test.
 test: lint pytest
@@ -31,6 +40,12 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+## bench: every performance figure of issue 4 next to its target and baseline (cold starts, AWS
+##   calls per job, batch concurrency, throughput, build size); fails when a target is missed.
+##   A few minutes; docs/benchmarks.md explains each figure. BENCH_ARGS="--runs 15 --importtime".
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff format .

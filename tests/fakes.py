@@ -8,23 +8,34 @@ newest first by `(created_at, id)`, and DynamoDB's resume keys (one whenever a p
 from __future__ import annotations
 
 import json
+import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jobline.backoff import Backoff
 from jobline.bootstrap import default_registry
 from jobline.clock import format_ts
 from jobline.cursor import CursorCodec
 from jobline.errors import ConditionFailed, QueueUnavailable
-from jobline.models import Job, JobFilter, JobMessage
+from jobline.models import Attempt, Job, JobFilter, JobMessage, JobStatus, Progress
 from jobline.ports import Change, Expect, StartKey
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.service import JobService
 from pydantic import RootModel
 
 CURSOR_SECRET = b"unit-test-cursor-secret"
+_TIMESTAMPS = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "run_after",
+    "cancel_requested_at",
+    "lease_until",
+)
 START = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
 
 
@@ -35,14 +46,34 @@ def _json_copy(value: Any) -> Any:
     )
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _stored_attempt(attempt: Attempt) -> Attempt:
+    return attempt.model_copy(
+        update={
+            "started_at": _utc(attempt.started_at),
+            "finished_at": _utc(attempt.finished_at),
+        }
+    )
+
+
 def _stored(job: Job) -> Job:
-    """A job as the table would hold it: JSON fields copied, timestamps in UTC."""
+    """A job as the table would hold it: JSON fields copied, timestamps in UTC, progress percent
+    kept to 3 decimals (`jobline.repository.to_attribute`)."""
     data = job.model_dump()
     data["payload"] = _json_copy(job.payload)
     data["result"] = _json_copy(job.result)
-    for name in ("created_at", "updated_at", "started_at", "finished_at"):
-        if data[name] is not None:
-            data[name] = data[name].astimezone(UTC)
+    for name in _TIMESTAMPS:
+        data[name] = _utc(data[name])
+    data["history"] = tuple(_stored_attempt(entry) for entry in job.history)
+    if job.progress is not None:
+        data["progress"] = Progress(
+            percent=float(f"{job.progress.percent:.3f}"),
+            message=job.progress.message,
+            updated_at=job.progress.updated_at.astimezone(UTC),
+        )
     return Job.model_validate(data)
 
 
@@ -67,6 +98,10 @@ class InMemoryJobRepository:
         self._lock = threading.Lock()
         self.broken: dict[str, Exception] = {}
         """Job ids whose updates raise the given exception (an outage, or a bug)."""
+        self.writes: list[tuple[str, Change]] = []
+        """Every applied update, in order: (job id, change)."""
+        self.reads = 0
+        """How many `get` calls were made."""
 
     # ------------------------------------------------------------- test views
     @property
@@ -92,21 +127,36 @@ class InMemoryJobRepository:
     def get(self, job_id: str) -> Job | None:
         """The stored job (expired or not)."""
         with self._lock:
+            self.reads += 1
             return self._jobs.get(job_id)
 
     def _check(self, job_id: str, expect: Expect) -> Job:
+        """`jobline.repository._condition`, evaluated on the stored job."""
         current = self._jobs.get(job_id)
-        if (
-            current is None
-            or current.owner != expect.owner
-            or current.status not in expect.status_in
-            or (expect.attempts is not None and current.attempts != expect.attempts)
-        ):
+        if current is None or current.owner != expect.owner:
+            raise ConditionFailed(current)
+        in_status = current.status in expect.status_in
+        lease_ended = (
+            expect.lease_expired_before is not None
+            and current.status is JobStatus.RUNNING
+            and (
+                current.lease_until is None
+                or current.lease_until < expect.lease_expired_before
+            )
+        )
+        if not (in_status or lease_ended):
+            raise ConditionFailed(current)
+        if expect.below_max_attempts and current.attempts >= current.max_attempts:
+            raise ConditionFailed(current)
+        if expect.attempts is not None and current.attempts != expect.attempts:
             raise ConditionFailed(current)
         return current
 
-    def update(self, job_id: str, change: Change, expect: Expect) -> Job:
-        """Apply `change` if `expect` holds; return the job after the write."""
+    def update(
+        self, job_id: str, change: Change, expect: Expect, *, return_old: bool = False
+    ) -> Job:
+        """Apply `change` if `expect` holds; return the job after the write (before it, with
+        `return_old`)."""
         with self._lock:
             if job_id in self.broken:
                 raise self.broken[job_id]
@@ -119,9 +169,19 @@ class InMemoryJobRepository:
                     data[name] = value
             if change.increment_attempts:
                 data["attempts"] = current.attempts + 1
+            history = list(current.history)
+            history.extend(change.append_history)
+            for index, entry in sorted(change.set_history.items()):
+                # DynamoDB's SET list[i] past the end appends.
+                if index < len(history):
+                    history[index] = entry
+                else:
+                    history.append(entry)
+            data["history"] = tuple(history)
             updated = _stored(Job.model_validate(data))
             self._jobs[job_id] = updated
-            return updated
+            self.writes.append((job_id, change))
+            return current if return_old else updated
 
     def delete(self, job_id: str, expect: Expect) -> None:
         """Remove a job if `expect` holds."""
@@ -171,10 +231,13 @@ class SentMessage:
 
 
 class InMemoryJobQueue:
-    """A `JobQueue` that records what was sent; `fail_with` makes the next sends fail."""
+    """A `JobQueue` that records what was sent and every visibility change; `fail_with` makes the
+    next calls fail."""
 
     def __init__(self) -> None:
         self.sent: list[SentMessage] = []
+        self.visibility: list[tuple[str, int]] = []
+        """Every `change_visibility` call: (receipt handle, seconds)."""
         self.fail_with: str | None = None
         self._lock = threading.Lock()
 
@@ -186,6 +249,13 @@ class InMemoryJobQueue:
             message_id = f"msg-{len(self.sent) + 1}"
             self.sent.append(SentMessage(message, delay_seconds, message_id))
             return message_id
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        """Record the change, or raise `QueueUnavailable` when told to fail."""
+        with self._lock:
+            if self.fail_with is not None:
+                raise QueueUnavailable(self.fail_with)
+            self.visibility.append((receipt_handle, seconds))
 
 
 @dataclass
@@ -226,14 +296,25 @@ class CountingHandler:
         return self.result
 
 
-def counting_job_type(name: str, handler: CountingHandler) -> JobType[AnyInput]:
+def job_type_of(
+    name: str,
+    handler: Callable[[AnyInput, JobContext], Any],
+    *,
+    backoff: Backoff | None = None,
+) -> JobType[AnyInput]:
     """A job type named `name` that runs `handler` on any JSON object."""
     return JobType(
         name=name,
         description=f"test job type {name}",
         input_model=AnyInput,
         handler=handler,
+        backoff=backoff,
     )
+
+
+def counting_job_type(name: str, handler: CountingHandler) -> JobType[AnyInput]:
+    """A job type named `name` that runs `handler` on any JSON object."""
+    return job_type_of(name, handler)
 
 
 def failing_handler(
@@ -258,6 +339,9 @@ def build_fake_service(
     retention: timedelta = timedelta(days=30),
     max_payload_bytes: int = 64 * 1024,
     max_result_bytes: int = 128 * 1024,
+    backoff: Backoff | None = None,
+    progress_interval_s: float = 1.0,
+    rng: random.Random | None = None,
 ) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
     """A JobService over in-memory fakes (built-in job types unless `registry` is given)."""
     repo = InMemoryJobRepository()
@@ -270,7 +354,10 @@ def build_fake_service(
         retention=retention,
         max_payload_bytes=max_payload_bytes,
         max_result_bytes=max_result_bytes,
+        backoff=backoff,
+        progress_interval_s=progress_interval_s,
         clock=clock or FakeClock(),
+        rng=rng or random.Random(0),
     )
     return service, repo, queue
 

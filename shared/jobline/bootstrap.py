@@ -6,13 +6,16 @@ service from fakes with `build_service(repository=..., queue=...)` or point the 
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-import boto3
 from botocore.config import Config
+from botocore.loaders import Loader
+from botocore.session import Session
 
+from jobline.backoff import Backoff
 from jobline.config import Settings, get_settings
 from jobline.cursor import CursorCodec
 from jobline.job_types import BUILTIN_JOB_TYPES
@@ -38,24 +41,57 @@ def _client_config(settings: Settings) -> Config:
     )
 
 
+class ModelLoader(Loader):
+    """botocore's loader of its bundled API models, without one directory scan: before loading a
+    service's model the stock loader checks each of ~400 service folders for that kind of model
+    (once per kind: ~25 ms of a cold start). Here the services are the folders' names, so a
+    service without the model fails when it is loaded rather than before."""
+
+    def list_available_services(self, type_name: str) -> list[str]:
+        """Every service folder on the search path."""
+        names: set[str] = set()
+        for path in self.search_paths:
+            if os.path.isdir(path):
+                names.update(os.listdir(path))
+        return sorted(names)
+
+
+@lru_cache(maxsize=1)
+def _api_models() -> Loader:
+    """botocore's API models (endpoints, service and rule-set JSON), parsed once per process:
+    they are the same files in every environment, so `reset()` keeps them."""
+    return ModelLoader()
+
+
+@lru_cache(maxsize=1)
+def aws_session() -> Session:
+    """The botocore session of this execution environment: one credential chain for every
+    client. (botocore directly: boto3 adds only import time here; see docs/benchmarks.md.)"""
+    session = Session()
+    session.register_component("data_loader", _api_models())
+    return session
+
+
 @lru_cache(maxsize=1)
 def dynamodb_client() -> DynamoDBClient:
     """The DynamoDB client of this execution environment."""
     settings = get_settings()
-    return boto3.client(
+    client = aws_session().create_client(
         "dynamodb",
         endpoint_url=settings.aws_endpoint_url,
         config=_client_config(settings),
     )
+    return cast("DynamoDBClient", client)
 
 
 @lru_cache(maxsize=1)
 def sqs_client() -> SQSClient:
     """The SQS client of this execution environment."""
     settings = get_settings()
-    return boto3.client(
+    client = aws_session().create_client(
         "sqs", endpoint_url=settings.aws_endpoint_url, config=_client_config(settings)
     )
+    return cast("SQSClient", client)
 
 
 def default_registry() -> JobTypeRegistry:
@@ -81,6 +117,8 @@ def build_service(
         retention=timedelta(days=settings.retention_days),
         max_payload_bytes=settings.max_payload_bytes,
         max_result_bytes=settings.max_result_bytes,
+        backoff=Backoff(base_s=settings.retry_base_s, cap_s=settings.retry_cap_s),
+        progress_interval_s=settings.progress_interval_s,
     )
 
 
@@ -91,8 +129,10 @@ def get_service() -> JobService:
 
 
 def reset() -> None:
-    """Forget cached clients, settings and service (tests, and SnapStart restore)."""
+    """Forget cached clients (their connections), the session (its credentials), settings and
+    service (tests, and SnapStart restore)."""
     get_service.cache_clear()
     dynamodb_client.cache_clear()
     sqs_client.cache_clear()
+    aws_session.cache_clear()
     get_settings.cache_clear()

@@ -36,6 +36,29 @@ class Settings(BaseSettings):
     deadline_margin_ms: int = Field(
         default=2000, ge=0, description="stop work this long before the Lambda deadline"
     )
+    retry_base_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=43_200,
+        description="backoff base: attempt n waits up to base * 2**(n-1)",
+    )
+    retry_cap_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=43_200,
+        description="backoff cap (ChangeMessageVisibility max 12 h)",
+    )
+    progress_interval_s: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=60,
+        description="at most one progress write / cancel read per job per interval",
+    )
+    ingest_default_owner: str = Field(
+        default="ingest",
+        min_length=1,
+        description="owner of ingest submissions that name none",
+    )
     log_level: str = Field(default="INFO")
 
     aws_region: str = Field(
@@ -66,3 +89,21 @@ def get_settings() -> Settings:
     (e.g. `table_name  Field required` for JOBLINE_TABLE_NAME).
     """
     return Settings()  # type: ignore[call-arg]
+
+
+class _LambdaRuntime(BaseSettings):
+    """What the Lambda runtime tells the function about its initialization."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    aws_lambda_initialization_type: str | None = None
+
+
+def lambda_initialization_type() -> str | None:
+    """How Lambda is initializing this execution environment: `on-demand`,
+    `provisioned-concurrency` or `snap-start` (AWS_LAMBDA_INITIALIZATION_TYPE); None outside Lambda.
+
+    Read on its own, without the other settings: it decides whether a handler module builds the
+    service while it is imported (the init phase), which tests and local runs do not want.
+    """
+    return _LambdaRuntime().aws_lambda_initialization_type or None

@@ -22,6 +22,10 @@ class JobStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    DEAD_LETTERED = "dead_lettered"
+    """SQS gave up on the job's message (maxReceiveCount) and the dead-letter consumer recorded it."""
+    REJECTED = "rejected"
+    """A submission from the ingest queue that failed validation; kept so it is not lost."""
 
     @property
     def is_final(self) -> bool:
@@ -29,7 +33,21 @@ class JobStatus(enum.StrEnum):
         return self in _FINAL
 
 
-_FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+_FINAL = frozenset(
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.DEAD_LETTERED,
+        JobStatus.REJECTED,
+    }
+)
+RETRYABLE_STATUSES = frozenset(
+    {JobStatus.FAILED, JobStatus.DEAD_LETTERED, JobStatus.CANCELLED}
+)
+"""States from which `POST /jobs/{id}/retry` re-queues a job."""
+MAX_HISTORY = 100
+"""A job keeps at most this many attempts; a retry past it is refused."""
 
 
 class JobError(BaseModel):
@@ -41,8 +59,31 @@ class JobError(BaseModel):
     message: str
 
 
+class Attempt(BaseModel):
+    """One attempt in a job's history. `finished_at` is None while it runs (or if its worker died)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: JobError | None = None
+    request_id: str | None = None
+    duration_ms: int | None = None
+
+
+class Progress(BaseModel):
+    """What a running handler last reported."""
+
+    model_config = ConfigDict(frozen=True)
+
+    percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    message: str | None = Field(default=None, max_length=1024)
+    updated_at: datetime
+
+
 class Job(BaseModel):
-    """A job as stored. `owner`, `request_hash` and `expires_at` are internal."""
+    """A job as stored. `owner`, `request_hash`, `expires_at` and the lease are internal."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -60,6 +101,14 @@ class Job(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    run_after: datetime | None = None
+    history: tuple[Attempt, ...] = ()
+    progress: Progress | None = None
+    cancel_requested_at: datetime | None = None
+    lease_until: datetime | None = None
+    """While `running`: when the claiming invocation's Lambda deadline passes."""
+    attempt_request_id: str | None = None
+    """While `running`: the Lambda request id of the invocation running the attempt."""
     request_hash: str | None = None
     expires_at: int | None = None
 
@@ -89,6 +138,46 @@ class JobMessage(BaseModel):
     job_id: str = Field(min_length=1, max_length=64)
     owner: str = Field(min_length=1, max_length=256)
     job_type: str | None = None
+
+
+class Delivery(BaseModel):
+    """One delivery of a job message to a worker invocation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message: JobMessage
+    message_id: str
+    receipt_handle: str | None = None
+    receive_count: int = 1
+    request_id: str | None = None
+    lease_until: datetime
+    """The invocation's Lambda deadline (wall clock): the claim's lease ends here."""
+    deadline: float
+    """`time.monotonic()` value by which the handler must have returned (deadline minus margin)."""
+
+
+class IngestSubmission(BaseModel):
+    """A job submission arriving on the ingest queue from another system."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=128)
+    payload: Any = Field(default_factory=dict)
+    owner: str | None = Field(default=None, min_length=1, max_length=256)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    max_attempts: int = Field(
+        default=DEFAULT_MAX_ATTEMPTS, ge=MIN_ATTEMPTS, le=MAX_ATTEMPTS
+    )
+    delay_seconds: int = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
+
+    def to_request(self) -> SubmitRequest:
+        """The same submission as `POST /jobs` takes it."""
+        return SubmitRequest(
+            type=self.type,
+            payload=self.payload,
+            max_attempts=self.max_attempts,
+            delay_seconds=self.delay_seconds,
+        )
 
 
 class JobFilter(BaseModel):

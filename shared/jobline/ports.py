@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from jobline.models import Job, JobFilter, JobMessage, JobStatus
+from jobline.models import Attempt, Job, JobFilter, JobMessage, JobStatus
 
 StartKey = dict[str, str]
 """Where a listing resumes: opaque to the service, signed into the cursor."""
@@ -21,6 +21,10 @@ class Expect:
     owner: str
     status_in: frozenset[JobStatus]
     attempts: int | None = None
+    lease_expired_before: datetime | None = None
+    """Also accept a `running` job whose `lease_until` is earlier than this (its worker died)."""
+    below_max_attempts: bool = False
+    """Require `attempts < max_attempts`."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,10 @@ class Change:
 
     values: Mapping[str, Any] = field(default_factory=dict)
     increment_attempts: bool = False
+    append_history: tuple[Attempt, ...] = ()
+    """Add these entries at the end of `history`."""
+    set_history: Mapping[int, Attempt] = field(default_factory=dict)
+    """Replace `history[index]` with the entry."""
 
 
 class JobRepository(Protocol):
@@ -40,8 +48,11 @@ class JobRepository(Protocol):
     def get(self, job_id: str) -> Job | None:
         """The stored job (expired or not), strongly consistent."""
 
-    def update(self, job_id: str, change: Change, expect: Expect) -> Job:
-        """Apply `change` if `expect` holds; return the job after the write."""
+    def update(
+        self, job_id: str, change: Change, expect: Expect, *, return_old: bool = False
+    ) -> Job:
+        """Apply `change` if `expect` holds; return the job after the write (before it, with
+        `return_old`)."""
 
     def delete(self, job_id: str, expect: Expect) -> None:
         """Remove a job if `expect` holds."""
@@ -62,3 +73,6 @@ class JobQueue(Protocol):
 
     def send(self, message: JobMessage, delay_seconds: int) -> str:
         """Enqueue a job message; return the message id."""
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        """Hide a received message for `seconds` from now (0 makes it visible at once)."""

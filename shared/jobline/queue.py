@@ -44,3 +44,18 @@ class SqsJobQueue:
         except BotoCoreError as exc:
             raise QueueUnavailable(type(exc).__name__) from exc
         return response["MessageId"]
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        """Hide a received message for `seconds` from now (backoff before the next attempt)."""
+        try:
+            self._client.change_message_visibility(
+                QueueUrl=self._queue_url,
+                ReceiptHandle=receipt_handle,
+                VisibilityTimeout=seconds,
+            )
+        except ClientError as exc:
+            raise QueueUnavailable(
+                exc.response.get("Error", {}).get("Code", "unknown")
+            ) from exc
+        except BotoCoreError as exc:
+            raise QueueUnavailable(type(exc).__name__) from exc

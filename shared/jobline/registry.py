@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from jobline.backoff import Backoff
 from jobline.errors import InvalidPayload, UnknownJobType
 
 InputT = TypeVar("InputT", bound=BaseModel)
@@ -25,13 +27,41 @@ class JobHandlerError(Exception):
         self.retryable = retryable
 
 
+class PermanentJobError(JobHandlerError):
+    """A failure retrying cannot fix: the job fails at once, whatever attempts are left."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 class DeadlineExceeded(JobHandlerError):
     """The attempt ran out of time before the Lambda deadline; it may be retried."""
 
 
+class JobCancelled(Exception):
+    """Raised by a handler (usually via `JobContext.raise_if_cancelled`) that stopped because its
+    job's cancellation was requested: the job ends `cancelled`."""
+
+
+ProgressSink = Callable[[float, str | None], None]
+CancelProbe = Callable[[], bool]
+
+
+def _no_progress(percent: float, message: str | None) -> None:
+    """Progress of a context made outside the service (a handler called directly) goes nowhere."""
+
+
+def _never_cancelled() -> bool:
+    return False
+
+
 @dataclass
 class JobContext:
-    """What a handler may know about the attempt running it."""
+    """What a handler may know about, and tell, the attempt running it.
+
+    The service builds it with a progress sink and a cancellation probe that talk to the job store
+    (both throttled); a context built by hand (tests, scripts) records nothing and is never cancelled.
+    """
 
     job_id: str
     job_type: str
@@ -39,10 +69,32 @@ class JobContext:
     max_attempts: int
     deadline: float = field(default_factory=lambda: time.monotonic() + 900.0)
     """`time.monotonic()` value at which the attempt must have returned."""
+    progress_sink: ProgressSink = _no_progress
+    cancel_probe: CancelProbe = _never_cancelled
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    """Set by the service when the attempt is being abandoned (deadline reached)."""
 
     def remaining_seconds(self) -> float:
         """Seconds left before the attempt's deadline (never negative)."""
         return max(0.0, self.deadline - time.monotonic())
+
+    def report_progress(self, percent: float, message: str | None = None) -> None:
+        """Record progress (0..100, optional message); writes are throttled by the service."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent must be within 0..100, got {percent}")
+        self.progress_sink(float(percent), message)
+
+    def cancel_requested(self) -> bool:
+        """True once the job's cancellation was requested or the attempt is being stopped."""
+        return self.stop_event.is_set() or self.cancel_probe()
+
+    def raise_if_cancelled(self) -> None:
+        """A checkpoint: raise `JobCancelled` when cancellation was requested, `DeadlineExceeded`
+        when the attempt is out of time."""
+        if self.stop_event.is_set() or self.remaining_seconds() <= 0:
+            raise DeadlineExceeded("the attempt reached its deadline")
+        if self.cancel_probe():
+            raise JobCancelled(f"job {self.job_id} was cancelled")
 
 
 @dataclass(frozen=True)
@@ -53,6 +105,8 @@ class JobType(Generic[InputT]):
     description: str
     input_model: type[InputT]
     handler: Callable[[InputT, JobContext], JSONValue]
+    backoff: Backoff | None = None
+    """Retry delays for this type; None uses the deployment's settings."""
 
     def parse(self, payload: Any) -> InputT:
         """Validate a payload; raise `InvalidPayload` with field-level details."""

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jobline.clock import format_ts, parse_ts
 from jobline.errors import ConditionFailed, StorageUnavailable
-from jobline.models import Job, JobError, JobFilter, JobStatus
+from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progress
 from jobline.ports import Change, Expect, StartKey
 
 if TYPE_CHECKING:
@@ -42,7 +42,18 @@ _TRANSIENT = frozenset(
     }
 )
 _JSON_FIELDS = frozenset({"payload", "result"})
-_TS_FIELDS = frozenset({"created_at", "updated_at", "started_at", "finished_at"})
+_TS_FIELDS = frozenset(
+    {
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
+        "run_after",
+        "cancel_requested_at",
+        "lease_until",
+    }
+)
+_TEXT_FIELDS = frozenset({"attempt_request_id"})
 _INT_FIELDS = frozenset({"attempts", "max_attempts", "delay_seconds", "expires_at"})
 
 
@@ -60,7 +71,22 @@ def to_attribute(name: str, value: Any) -> dict[str, Any]:
         return {"N": str(int(value))}
     if name == "error":
         err = value if isinstance(value, JobError) else JobError.model_validate(value)
-        return {"M": {"type": {"S": err.type}, "message": {"S": err.message}}}
+        return _error_attribute(err)
+    if name == "history":
+        return {
+            "L": [attempt_attribute(Attempt.model_validate(entry)) for entry in value]
+        }
+    if name == "progress":
+        progress = (
+            value if isinstance(value, Progress) else Progress.model_validate(value)
+        )
+        fields: dict[str, Any] = {
+            "percent": {"N": f"{progress.percent:.3f}"},
+            "updated_at": {"S": format_ts(progress.updated_at)},
+        }
+        if progress.message is not None:
+            fields["message"] = {"S": progress.message}
+        return {"M": fields}
     if isinstance(value, JobStatus):
         return {"S": value.value}
     if isinstance(value, str):
@@ -68,11 +94,54 @@ def to_attribute(name: str, value: Any) -> dict[str, Any]:
     raise TypeError(f"no attribute mapping for field {name!r}")
 
 
+def _error_attribute(err: JobError) -> dict[str, Any]:
+    return {"M": {"type": {"S": err.type}, "message": {"S": err.message}}}
+
+
+def attempt_attribute(attempt: Attempt) -> dict[str, Any]:
+    """One history entry as a DynamoDB map."""
+    fields: dict[str, Any] = {
+        "attempt": {"N": str(attempt.attempt)},
+        "started_at": {"S": format_ts(attempt.started_at)},
+    }
+    if attempt.finished_at is not None:
+        fields["finished_at"] = {"S": format_ts(attempt.finished_at)}
+    if attempt.error is not None:
+        fields["error"] = _error_attribute(attempt.error)
+    if attempt.request_id is not None:
+        fields["request_id"] = {"S": attempt.request_id}
+    if attempt.duration_ms is not None:
+        fields["duration_ms"] = {"N": str(attempt.duration_ms)}
+    return {"M": fields}
+
+
+def _attempt_from(attr: dict[str, Any]) -> Attempt:
+    fields = attr["M"]
+    return Attempt(
+        attempt=int(fields["attempt"]["N"]),
+        started_at=parse_ts(fields["started_at"]["S"]),
+        finished_at=parse_ts(fields["finished_at"]["S"])
+        if "finished_at" in fields
+        else None,
+        error=_error_from(fields["error"]) if "error" in fields else None,
+        request_id=fields["request_id"]["S"] if "request_id" in fields else None,
+        duration_ms=int(fields["duration_ms"]["N"])
+        if "duration_ms" in fields
+        else None,
+    )
+
+
+def _error_from(attr: dict[str, Any]) -> JobError:
+    return JobError(type=attr["M"]["type"]["S"], message=attr["M"]["message"]["S"])
+
+
 def job_to_item(job: Job) -> dict[str, Any]:
     """A Job as a full DynamoDB item, index keys included."""
     item: dict[str, Any] = {}
     for name, value in job:
-        if value is None and name not in _JSON_FIELDS:
+        if (value is None and name not in _JSON_FIELDS) or (
+            name == "history" and not value
+        ):
             continue
         item[name] = to_attribute(name, value)
     if job.result is None:
@@ -94,7 +163,16 @@ def item_to_job(item: dict[str, Any]) -> Job:
         elif name in _INT_FIELDS:
             data[name] = int(attr["N"])
         elif name == "error":
-            data[name] = {key: val["S"] for key, val in attr["M"].items()}
+            data[name] = _error_from(attr)
+        elif name == "history":
+            data[name] = tuple(_attempt_from(entry) for entry in attr["L"])
+        elif name == "progress":
+            fields = attr["M"]
+            data[name] = Progress(
+                percent=float(fields["percent"]["N"]),
+                message=fields["message"]["S"] if "message" in fields else None,
+                updated_at=parse_ts(fields["updated_at"]["S"]),
+            )
         elif "S" in attr:
             data[name] = attr["S"]
     return Job.model_validate(data)
@@ -119,7 +197,17 @@ def _condition(expect: Expect, names: dict[str, str], values: dict[str, Any]) ->
     for i, status in enumerate(sorted(expect.status_in)):
         values[f":expect_status{i}"] = {"S": status.value}
         statuses.append(f":expect_status{i}")
-    parts = ["#owner = :expect_owner", f"#status IN ({', '.join(statuses)})"]
+    status_clause = f"#status IN ({', '.join(statuses)})"
+    if expect.lease_expired_before is not None:
+        names["#lease_until"] = "lease_until"
+        values[":running"] = {"S": JobStatus.RUNNING.value}
+        values[":lease_now"] = {"S": format_ts(expect.lease_expired_before)}
+        status_clause = f"({status_clause} OR (#status = :running AND (attribute_not_exists(#lease_until) OR #lease_until < :lease_now)))"
+    parts = ["#owner = :expect_owner", status_clause]
+    if expect.below_max_attempts:
+        names["#attempts"] = "attempts"
+        names["#max_attempts"] = "max_attempts"
+        parts.append("#attempts < #max_attempts")
     if expect.attempts is not None:
         names["#attempts"] = "attempts"
         values[":expect_attempts"] = {"N": str(expect.attempts)}
@@ -128,7 +216,7 @@ def _condition(expect: Expect, names: dict[str, str], values: dict[str, Any]) ->
 
 
 def build_update(
-    table: str, job_id: str, change: Change, expect: Expect
+    table: str, job_id: str, change: Change, expect: Expect, return_old: bool = False
 ) -> dict[str, Any]:
     """UpdateItem applying `change` under `expect`; keeps `owner_status` in step with `status`."""
     names: dict[str, str] = {}
@@ -151,6 +239,19 @@ def build_update(
         names["#attempts"] = "attempts"
         values[":one"] = {"N": "1"}
         sets.append("#attempts = #attempts + :one")
+    if change.append_history or change.set_history:
+        names["#history"] = "history"
+    if change.append_history:
+        values[":no_history"] = {"L": []}
+        values[":new_attempt"] = {
+            "L": [attempt_attribute(a) for a in change.append_history]
+        }
+        sets.append(
+            "#history = list_append(if_not_exists(#history, :no_history), :new_attempt)"
+        )
+    for index, entry in sorted(change.set_history.items()):
+        values[f":h{index}"] = attempt_attribute(entry)
+        sets.append(f"#history[{int(index)}] = :h{index}")
     expression = ""
     if sets:
         expression += "SET " + ", ".join(sets)
@@ -164,7 +265,7 @@ def build_update(
         "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
-        "ReturnValues": "ALL_NEW",
+        "ReturnValues": "ALL_OLD" if return_old else "ALL_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 
@@ -249,11 +350,14 @@ class DynamoJobRepository:
         item = response.get("Item")
         return item_to_job(item) if item else None
 
-    def update(self, job_id: str, change: Change, expect: Expect) -> Job:
-        """Apply `change` if `expect` holds; return the job after the write."""
+    def update(
+        self, job_id: str, change: Change, expect: Expect, *, return_old: bool = False
+    ) -> Job:
+        """Apply `change` if `expect` holds; return the job after the write (before it, with
+        `return_old`)."""
         try:
             response = self._client.update_item(
-                **build_update(self._table, job_id, change, expect)
+                **build_update(self._table, job_id, change, expect, return_old)
             )
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, "update") from exc

@@ -42,7 +42,28 @@ JOB_ID = "0f8e4c2a9b7d41e6a3c5d8f1b2e4a6c9"
 """The job id in the paths of api_get_job and api_cancel_job."""
 CREATED = datetime(2024, 11, 26, 6, 50, 0, 250000, tzinfo=UTC)
 FINISHED = datetime(2024, 11, 26, 6, 50, 3, 500000, tzinfo=UTC)
-TIMESTAMPS = ("created_at", "updated_at", "started_at", "finished_at")
+TIMESTAMPS = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "run_after",
+    "cancel_requested_at",
+)
+PUBLIC_FIELDS = (
+    "id",
+    "type",
+    "status",
+    "payload",
+    "result",
+    "error",
+    "attempts",
+    "max_attempts",
+    *TIMESTAMPS,
+    "progress",
+    "history",
+)
+"""What the API shows of a job."""
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -94,10 +115,19 @@ def body_of(response: dict[str, Any]) -> Any:
     jobs = body["items"] if isinstance(body, dict) and "items" in body else [body]
     for job in jobs:
         if isinstance(job, dict) and "created_at" in job:
-            for name in TIMESTAMPS:
-                if job[name] is not None:
-                    job[name] = datetime.fromisoformat(job[name])
+            assert set(job) == set(PUBLIC_FIELDS)
+            _parse_times(job, TIMESTAMPS)
+            for entry in job["history"]:
+                _parse_times(entry, ("started_at", "finished_at"))
+            if job["progress"] is not None:
+                _parse_times(job["progress"], ("updated_at",))
     return body
+
+
+def _parse_times(fields: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        if fields[name] is not None:
+            fields[name] = datetime.fromisoformat(fields[name])
 
 
 def repository(stack: MotoStack) -> DynamoJobRepository:
@@ -124,19 +154,9 @@ def seed(stack: MotoStack, **fields: Any) -> Job:
 
 def public(job: Job) -> dict[str, Any]:
     """What the API shows of a job (timestamps as datetimes, like `body_of`)."""
-    return job.model_dump(
-        include={
-            "id",
-            "type",
-            "status",
-            "payload",
-            "result",
-            "error",
-            "attempts",
-            "max_attempts",
-            *TIMESTAMPS,
-        },
-    )
+    shown = job.model_dump(include=set(PUBLIC_FIELDS))
+    shown["history"] = list(shown["history"])
+    return shown
 
 
 def stored(stack: MotoStack, job_id: str) -> Job:
@@ -317,6 +337,10 @@ def test_submit_is_accepted_and_its_replay_returns_the_same_job(
         "updated_at": job.created_at,
         "started_at": None,
         "finished_at": None,
+        "run_after": job.created_at,
+        "cancel_requested_at": None,
+        "progress": None,
+        "history": [],
     }
     # And one message naming the job is on the queue
     messages = moto_stack.receive()
@@ -379,6 +403,10 @@ def test_get_returns_the_callers_job(moto_stack: MotoStack) -> None:
         "updated_at": CREATED,
         "started_at": None,
         "finished_at": None,
+        "run_after": None,
+        "cancel_requested_at": None,
+        "progress": None,
+        "history": [],
     }
     assert body_of(response) == public(job)
 
@@ -477,6 +505,7 @@ def test_worker_batch_runs_every_job(moto_stack: MotoStack) -> None:
             1,
             {"job": job_id},
         )
+        assert [(entry.attempt, entry.error) for entry in job.history] == [(1, None)]
 
 
 def test_worker_reports_a_record_for_an_unknown_job(moto_stack: MotoStack) -> None:

@@ -109,6 +109,43 @@ def test_echo_job_submitted_over_http_is_run_by_the_poller(
     assert counts is True
 
 
+def test_every_sqs_trigger_is_served_and_an_ingest_message_becomes_a_job(
+    local_stack: LocalStack,
+) -> None:
+    # Given the running stack: one poller per SQS trigger of the template
+    assert sorted(
+        (poller.trigger.function, poller.trigger.queue)
+        for poller in local_stack.pollers
+    ) == [
+        ("DeadLetterFunction", "JobsDeadLetterQueue"),
+        ("IngestFunction", "IngestQueue"),
+        ("WorkerFunction", "JobsQueue"),
+    ]
+
+    # When another system sends a submission to the ingest queue
+    local_stack.sqs.send_message(
+        QueueUrl=local_stack.provisioned.queue_urls["IngestQueue"],
+        MessageBody='{"type": "echo", "payload": {"from": "ingest"}, "owner": "alice", '
+        '"idempotency_key": "local-1"}',
+    )
+
+    # Then the ingest poller submits it and the worker poller runs it to success
+    job_id = hashlib.sha256(b"alice\x00local-1").hexdigest()[:32]
+    with httpx.Client(
+        base_url=local_stack.api_url, headers={"X-Dev-User": "alice"}, timeout=5
+    ) as client:
+
+        def finished() -> dict[str, Any] | None:
+            response = client.get(f"/jobs/{job_id}")
+            job: dict[str, Any] = response.json()
+            ok = response.status_code == 200 and job["status"] in FINAL_STATUSES
+            return job if ok else None
+
+        job = wait_for(finished)
+    assert job is not None
+    assert (job["status"], job["result"]) == ("succeeded", {"from": "ingest"})
+
+
 # ---- the poller's event source mapping semantics, with stub handlers under in-process moto ----
 
 
@@ -144,7 +181,11 @@ def crash(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def worker_trigger(**changes: Any) -> SqsTrigger:
     """The worker's SQS trigger as template.yaml declares it, optionally changed."""
-    (trigger,) = sqs_triggers(load_template())
+    (trigger,) = [
+        trigger
+        for trigger in sqs_triggers(load_template())
+        if trigger.function == "WorkerFunction"
+    ]
     return dataclasses.replace(trigger, **changes)
 
 

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from httpx import Response
-from jobline.models import JobStatus
+from jobline.models import Attempt, JobError, JobStatus, Progress
 from jobline.service import JobService
 from jobline_api.app import create_app
 from jobline_api.dependencies import get_job_service
@@ -20,6 +20,7 @@ from jobline_api.handler import lambda_handler, strip_stage
 
 from tests.conftest import FakeLambdaContext
 from tests.fakes import (
+    START,
     FakeClock,
     InMemoryJobQueue,
     InMemoryJobRepository,
@@ -43,6 +44,10 @@ PUBLIC_FIELDS = {
     "updated_at",
     "started_at",
     "finished_at",
+    "run_after",
+    "progress",
+    "cancel_requested_at",
+    "history",
 }
 
 Fakes = tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]
@@ -124,6 +129,16 @@ def test_submit_is_accepted_with_location(client: TestClient, fakes: Fakes) -> N
     }
     assert (job["max_attempts"], job["result"], job["error"]) == (4, None, None)
     assert job["created_at"].endswith("Z")
+    # And it shows when its first delivery is due, and no progress or attempts yet
+    assert (job["created_at"], job["run_after"]) == (
+        "2025-01-15T12:00:00Z",
+        "2025-01-15T12:00:05Z",
+    )
+    assert (job["progress"], job["cancel_requested_at"], job["history"]) == (
+        None,
+        None,
+        [],
+    )
     assert [j.id for j in repo.jobs] == [job["id"]]
     assert [(s.message.job_id, s.delay_seconds) for s in queue.sent] == [(job["id"], 5)]
 
@@ -463,6 +478,155 @@ def test_cancel_unknown_job_is_404(client: TestClient, job_id: str) -> None:
     assert _detail(response)
 
 
+def _put_running(fakes: Fakes, job_id: str) -> None:
+    """Move a submitted job to running, as a worker's claim would."""
+    repo = fakes[1]
+    job = repo.get(job_id)
+    assert job is not None
+    repo.put(
+        job.model_copy(
+            update={
+                "status": JobStatus.RUNNING,
+                "attempts": 1,
+                "started_at": START,
+                "lease_until": START + timedelta(minutes=2),
+                "run_after": None,
+            }
+        )
+    )
+
+
+def test_cancel_of_a_running_job_is_accepted_as_a_request(
+    client: TestClient, fakes: Fakes
+) -> None:
+    # Given ann's job, running in a worker
+    job_id = _submit(client).json()["id"]
+    _put_running(fakes, job_id)
+
+    # When she cancels it
+    response = client.post(f"/jobs/{job_id}/cancel", headers=ANN)
+
+    # Then it is accepted (202): still running, with the request recorded
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["status"], body["cancel_requested_at"], body["finished_at"]) == (
+        "running",
+        "2025-01-15T12:00:01Z",
+        None,
+    )
+    [stored] = fakes[1].jobs
+    assert stored.cancel_requested_at == START + timedelta(seconds=1)
+
+    # And GET shows the request too
+    assert client.get(f"/jobs/{job_id}", headers=ANN).json() == body
+
+
+def test_get_shows_progress_and_history(client: TestClient, fakes: Fakes) -> None:
+    # Given ann's job on its second attempt, the first having failed
+    job_id = _submit(client).json()["id"]
+    repo = fakes[1]
+    job = repo.get(job_id)
+    assert job is not None
+    repo.put(
+        job.model_copy(
+            update={
+                "status": JobStatus.RUNNING,
+                "attempts": 2,
+                "progress": Progress(
+                    percent=42.5, message="half way", updated_at=START
+                ),
+                "history": (
+                    Attempt(
+                        attempt=1,
+                        started_at=START,
+                        finished_at=START + timedelta(seconds=2),
+                        error=JobError(type="Boom", message="first try"),
+                        request_id="req-1",
+                        duration_ms=2000,
+                    ),
+                ),
+            }
+        )
+    )
+
+    # When she reads it
+    body = client.get(f"/jobs/{job_id}", headers=ANN).json()
+
+    # Then progress and every attempt are shown exactly
+    assert body["progress"] == {
+        "percent": 42.5,
+        "message": "half way",
+        "updated_at": "2025-01-15T12:00:00Z",
+    }
+    assert body["history"] == [
+        {
+            "attempt": 1,
+            "started_at": "2025-01-15T12:00:00Z",
+            "finished_at": "2025-01-15T12:00:02Z",
+            "error": {"type": "Boom", "message": "first try"},
+            "request_id": "req-1",
+            "duration_ms": 2000,
+        }
+    ]
+
+
+# --------------------------------------------------------------------------- retry
+
+
+def test_retry_requeues_a_cancelled_job(client: TestClient, fakes: Fakes) -> None:
+    _, repo, queue = fakes
+    # Given ann's cancelled job
+    job_id = _submit(client).json()["id"]
+    client.post(f"/jobs/{job_id}/cancel", headers=ANN)
+
+    # When she retries it
+    response = client.post(f"/jobs/{job_id}/retry", headers=ANN)
+
+    # Then it is queued again with a fresh budget, and a new message is on the queue
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["attempts"], body["finished_at"]) == (
+        "queued",
+        0,
+        None,
+    )
+    assert [s.message.job_id for s in queue.sent] == [job_id, job_id]
+    assert [j.status for j in repo.jobs] == [JobStatus.QUEUED]
+
+    # And retrying the queued job is a conflict
+    again = client.post(f"/jobs/{job_id}/retry", headers=ANN)
+    assert again.status_code == 409
+    assert "queued" in _detail(again)
+
+
+@pytest.mark.parametrize("job_id", [UNKNOWN_ID, "nope"])
+def test_retry_unknown_job_is_404(client: TestClient, job_id: str) -> None:
+    response = client.post(f"/jobs/{job_id}/retry", headers=ANN)
+    assert response.status_code == 404
+    assert _detail(response)
+
+
+def test_retry_of_another_callers_job_is_404(client: TestClient) -> None:
+    job_id = _submit(client).json()["id"]
+    client.post(f"/jobs/{job_id}/cancel", headers=ANN)
+    assert client.post(f"/jobs/{job_id}/retry", headers=BOB).status_code == 404
+
+
+def test_retry_during_a_queue_outage_is_503_and_keeps_the_job(
+    client: TestClient, fakes: Fakes
+) -> None:
+    _, repo, queue = fakes
+    # Given ann's cancelled job and an SQS outage
+    job_id = _submit(client).json()["id"]
+    client.post(f"/jobs/{job_id}/cancel", headers=ANN)
+    queue.fail_with = "ServiceUnavailable"
+
+    # When she retries it, then it is 503 and the job is still cancelled
+    response = client.post(f"/jobs/{job_id}/retry", headers=ANN)
+    assert response.status_code == 503
+    assert [j.status for j in repo.jobs] == [JobStatus.CANCELLED]
+
+
 # ---------------------------------------------------------------- framework errors
 
 
@@ -487,6 +651,7 @@ def test_unknown_route_and_wrong_method_are_json(client: TestClient) -> None:
         ("GET", "/jobs"),
         ("GET", f"/jobs/{UNKNOWN_ID}"),
         ("POST", f"/jobs/{UNKNOWN_ID}/cancel"),
+        ("POST", f"/jobs/{UNKNOWN_ID}/retry"),
     ],
 )
 def test_no_identity_is_401(

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,7 +19,7 @@ from jobline.job_types.http_request import (
     HttpNetworkError,
     HttpStatusError,
 )
-from jobline.registry import DeadlineExceeded, JobContext, JobType
+from jobline.registry import DeadlineExceeded, JobCancelled, JobContext, JobType
 
 
 def _job_type(name: str) -> JobType[Any]:
@@ -92,15 +93,85 @@ def test_sleep_rejects_invalid_durations(payload: dict[str, Any]) -> None:
     assert all(loc[0] == "payload" for loc in _error_locs(caught.value))
 
 
-def test_sleep_stops_at_the_deadline() -> None:
-    # Given an attempt with 20 ms left
-    context = _context(seconds_left=0.02)
+def test_a_sleep_that_cannot_end_before_the_deadline_fails_at_once() -> None:
+    # Given an attempt with 30 s left
+    context = _context(seconds_left=30)
 
-    # When asked to sleep 5 minutes, then it gives up at the deadline, retryably
-    with pytest.raises(DeadlineExceeded) as caught:
+    # When asked to sleep 5 minutes, then it gives up at once (not at the deadline), retryably
+    with pytest.raises(
+        DeadlineExceeded, match=r"sleep of 300\.0s does not fit"
+    ) as caught:
         _job_type("sleep").run({"seconds": 300}, context)
     assert caught.value.retryable is True
-    assert context.remaining_seconds() == 0.0
+    assert context.remaining_seconds() > 20
+
+
+@dataclass
+class Recorder:
+    """A progress sink and cancellation probe that record their calls."""
+
+    reports: list[tuple[float, str | None]] = field(default_factory=list)
+    checks: int = 0
+    cancel_after_checks: int | None = None
+
+    def report(self, percent: float, message: str | None) -> None:
+        self.reports.append((percent, message))
+
+    def cancelled(self) -> bool:
+        self.checks += 1
+        return (
+            self.cancel_after_checks is not None
+            and self.checks > self.cancel_after_checks
+        )
+
+    def context(self, seconds_left: float = 30.0) -> JobContext:
+        return JobContext(
+            job_id="0" * 32,
+            job_type="sleep",
+            attempt=1,
+            max_attempts=3,
+            deadline=time.monotonic() + seconds_left,
+            progress_sink=self.report,
+            cancel_probe=self.cancelled,
+        )
+
+
+def test_sleep_reports_progress_and_checks_for_cancellation_every_second() -> None:
+    # Given a context that records progress and cancellation checks
+    recorder = Recorder()
+
+    # When sleep runs for 1.2 s
+    result = _job_type("sleep").run({"seconds": 1.2}, recorder.context())
+
+    # Then it checked and reported once per second slice (1 s, then 0.2 s), ending at 100 %
+    assert result == {"slept": 1.2}
+    assert recorder.checks == 2
+    assert [(message or "")[:6] for _, message in recorder.reports] == ["slept "] * 2
+    first, last = (percent for percent, _ in recorder.reports)
+    assert 0 < first < 100
+    assert last == 100.0
+
+
+def test_sleep_stops_at_its_next_checkpoint_once_cancelled() -> None:
+    # Given a context whose cancellation is requested before the first check
+    recorder = Recorder(cancel_after_checks=0)
+
+    # When sleep runs for 10 minutes, then it stops at once, cancelled
+    with pytest.raises(JobCancelled):
+        _job_type("sleep").run({"seconds": 600}, recorder.context(seconds_left=900))
+    assert (recorder.checks, recorder.reports) == (1, [])
+
+
+def test_sleep_stops_when_the_attempt_is_abandoned() -> None:
+    # Given an attempt the service abandoned (deadline reached): its stop event is set
+    recorder = Recorder()
+    context = recorder.context()
+    context.stop_event.set()
+
+    # When sleep reaches a checkpoint, then it stops as out of time
+    with pytest.raises(DeadlineExceeded):
+        _job_type("sleep").run({"seconds": 5}, context)
+    assert recorder.reports == []
 
 
 # ------------------------------------------------------------------ http.request

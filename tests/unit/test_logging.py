@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,10 +15,11 @@ from jobline.logging import bind_invocation, configure
 from jobline.models import SubmitRequest
 from jobline_api.dependencies import get_job_service
 from jobline_api.handler import app, lambda_handler
-from jobline_worker.batch import process_batch
+from jobline_worker.batch import Invocation, process_batch
 
 from tests.conftest import FakeLambdaContext
 from tests.fakes import (
+    START,
     InMemoryJobRepository,
     build_fake_service,
     http_api_event,
@@ -98,6 +100,11 @@ def test_worker_invocation_context_reaches_the_service_lines(
     service, _, queue = build_fake_service()
     job = service.submit("ann", SubmitRequest(type="echo", payload={"n": 1})).job
     bind_invocation("req-worker-7", "jobline-worker")
+    invocation = Invocation(
+        request_id="req-worker-7",
+        lease_until=START + timedelta(minutes=15),
+        deadline=time.monotonic() + 30,
+    )
     record = {
         "messageId": "m-1",
         "body": queue.sent[0].message.model_dump_json(),
@@ -107,7 +114,7 @@ def test_worker_invocation_context_reaches_the_service_lines(
 
     # When the batch runs in the executor's threads
     with ThreadPoolExecutor(max_workers=2) as executor:
-        failures = process_batch(service, [record], time.monotonic() + 30, executor)
+        failures = process_batch(service, [record], invocation, executor)
 
     # Then the service's lines carry the invocation, the record and the job
     assert failures == []

@@ -1,4 +1,5 @@
-"""Packaging: what `sam build` ships matches pyproject.toml, and the worker stays framework-free."""
+"""Packaging: what `sam build` ships matches pyproject.toml, and every function but the API stays
+framework-free."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 WEB_STACK = ("fastapi", "starlette", "mangum", "aiohttp", "aioboto3")
-"""Modules the worker and the shared layer must never import (the API function's own stack,
-and dev-only async clients)."""
+"""Modules the queue-triggered functions and the shared layer must never import (the API
+function's own stack, and dev-only async clients)."""
 
 TEMPLATE = load_template()
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
 LAYERS = resources_of_type(TEMPLATE, "AWS::Serverless::LayerVersion")
+FRAMEWORK_FREE = sorted(name for name in FUNCTIONS if name != "ApiFunction")
+"""Every function but the API: the worker, the ingest function, the dead-letter consumer."""
 
 
 def pyproject() -> dict[str, Any]:
@@ -136,24 +139,36 @@ def test_api_requirements_are_the_api_extra() -> None:
     assert {"fastapi", "mangum"} <= set(api)
 
 
-def test_worker_requires_no_web_framework() -> None:
-    # Given the worker function's requirements (none when it has no requirements file)
-    worker = requirements_file(code_dir("WorkerFunction") / "requirements.txt")
+def test_the_framework_free_functions_are_the_queue_triggered_ones() -> None:
+    assert FRAMEWORK_FREE == ["DeadLetterFunction", "IngestFunction", "WorkerFunction"]
+
+
+@pytest.mark.parametrize("function", FRAMEWORK_FREE)
+def test_queue_function_requires_no_web_framework(function: str) -> None:
+    # Given the function's requirements (none when it has no requirements file)
+    requirements = requirements_file(code_dir(function) / "requirements.txt")
 
     # Then none of them is part of the API's web stack
-    assert set(worker) & set(WEB_STACK) == set()
+    assert set(requirements) & set(WEB_STACK) == set()
 
 
-def test_worker_handler_imports_no_web_stack(tmp_path: Path) -> None:
-    # Given an interpreter that sees only what Lambda gives the worker: the layer and its code
-    paths = [REPO_ROOT / "shared", code_dir("WorkerFunction")]
-    module = FUNCTIONS["WorkerFunction"]["Properties"]["Handler"].rpartition(".")[0]
+@pytest.mark.parametrize("function", FRAMEWORK_FREE)
+def test_queue_function_handler_imports_no_web_stack(
+    function: str, tmp_path: Path
+) -> None:
+    # Given an interpreter that sees only what Lambda gives the function: the layer and its code
+    paths = [REPO_ROOT / "shared", code_dir(function)]
+    module = FUNCTIONS[function]["Properties"]["Handler"].rpartition(".")[0]
 
-    # When the worker's handler module is imported there
+    # When the function's handler module is imported there
     modules = import_in_fresh_interpreter([module], paths, tmp_path)
 
-    # Then it loaded and no web framework or async client came with it
+    # Then it loaded, without another function's or the local runner's packages, and no web
+    # framework or async client came with it
     assert module in modules
+    others = {"jobline_api", "jobline_worker", "jobline_ingest", "jobline_dead_letters"}
+    others.discard(module.split(".")[0])
+    assert (others | {"jobline_local"}) & set(modules) == set()
     assert [name for name in modules if name.split(".")[0] in WEB_STACK] == []
 
 
@@ -200,4 +215,10 @@ def test_function_and_layer_top_level_names_are_unique() -> None:
 
     # Then no name is shipped twice (one would shadow the other on Lambda's sys.path)
     assert {package: where for package, where in owners.items() if len(where) > 1} == {}
-    assert set(owners) == {"jobline", "jobline_api", "jobline_worker"}
+    assert set(owners) == {
+        "jobline",
+        "jobline_api",
+        "jobline_worker",
+        "jobline_ingest",
+        "jobline_dead_letters",
+    }

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from jobline.models import Job, JobError, JobFilter, JobStatus
+from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progress
 from jobline.ports import Change, Expect
 from jobline.repository import (
     INDEX_BY_OWNER,
@@ -145,12 +145,113 @@ def test_an_update_without_status_leaves_the_index_key_alone() -> None:
     assert "owner_status" not in request["ExpressionAttributeNames"].values()
     assert request["ConditionExpression"] == (
         "#owner = :expect_owner AND #status IN (:expect_status0, :expect_status1,"
-        " :expect_status2, :expect_status3, :expect_status4)"
+        " :expect_status2, :expect_status3, :expect_status4, :expect_status5,"
+        " :expect_status6)"
     )
     assert [
         request["ExpressionAttributeValues"][f":expect_status{i}"]["S"]
-        for i in range(5)
-    ] == ["cancelled", "failed", "queued", "running", "succeeded"]
+        for i in range(7)
+    ] == [
+        "cancelled",
+        "dead_lettered",
+        "failed",
+        "queued",
+        "rejected",
+        "running",
+        "succeeded",
+    ]
+
+
+def test_a_claim_also_takes_a_running_job_whose_lease_ended() -> None:
+    # Given the claim of a worker: queued, or running under an ended (or no) lease, with
+    # attempts left; the job as it was comes back
+    change = Change(values={"lease_until": NOW}, increment_attempts=True)
+    expect = Expect(
+        "ann", QUEUED_ONLY, lease_expired_before=NOW, below_max_attempts=True
+    )
+
+    # When the request is built
+    request = build_update(TABLE, JOB_ID, change, expect, return_old=True)
+
+    # Then the condition names each case, comparing the fixed-width UTC text of the lease
+    assert request["ConditionExpression"] == (
+        "#owner = :expect_owner AND (#status IN (:expect_status0) OR (#status = :running"
+        " AND (attribute_not_exists(#lease_until) OR #lease_until < :lease_now)))"
+        " AND #attempts < #max_attempts"
+    )
+    assert request["ExpressionAttributeNames"] == {
+        "#f0": "lease_until",
+        "#attempts": "attempts",
+        "#owner": "owner",
+        "#status": "status",
+        "#lease_until": "lease_until",
+        "#max_attempts": "max_attempts",
+    }
+    assert request["ExpressionAttributeValues"] == {
+        ":v0": {"S": "2025-01-15T12:00:00.123456Z"},
+        ":one": {"N": "1"},
+        ":expect_owner": {"S": "ann"},
+        ":expect_status0": {"S": "queued"},
+        ":running": {"S": "running"},
+        ":lease_now": {"S": "2025-01-15T12:00:00.123456Z"},
+    }
+    assert request["UpdateExpression"] == (
+        "SET #f0 = :v0, #attempts = #attempts + :one"
+    )
+    assert request["ReturnValues"] == "ALL_OLD"
+
+
+def test_history_entries_are_appended_to_the_list_or_replace_one() -> None:
+    # Given an outcome that appends two attempts, and a change replacing entry 0
+    lost = Attempt(
+        attempt=1,
+        started_at=NOW,
+        error=JobError(type="WorkerLost", message="gone"),
+        request_id="req-1",
+    )
+    ran = Attempt(
+        attempt=2, started_at=NOW, finished_at=NOW, request_id="req-2", duration_ms=7
+    )
+    expect = Expect("ann", frozenset({JobStatus.RUNNING}), attempts=2)
+
+    # When the requests are built
+    append = build_update(TABLE, JOB_ID, Change(append_history=(lost, ran)), expect)
+    replace = build_update(TABLE, JOB_ID, Change(set_history={0: ran}), expect)
+
+    # Then appending creates the list when missing; every entry is a map without empty fields
+    assert append["UpdateExpression"] == (
+        "SET #history = list_append(if_not_exists(#history, :no_history), :new_attempt)"
+    )
+    assert append["ExpressionAttributeNames"]["#history"] == "history"
+    assert append["ExpressionAttributeValues"][":no_history"] == {"L": []}
+    assert append["ExpressionAttributeValues"][":new_attempt"] == {
+        "L": [
+            {
+                "M": {
+                    "attempt": {"N": "1"},
+                    "started_at": {"S": "2025-01-15T12:00:00.123456Z"},
+                    "error": {
+                        "M": {"type": {"S": "WorkerLost"}, "message": {"S": "gone"}}
+                    },
+                    "request_id": {"S": "req-1"},
+                }
+            },
+            {
+                "M": {
+                    "attempt": {"N": "2"},
+                    "started_at": {"S": "2025-01-15T12:00:00.123456Z"},
+                    "finished_at": {"S": "2025-01-15T12:00:00.123456Z"},
+                    "request_id": {"S": "req-2"},
+                    "duration_ms": {"N": "7"},
+                }
+            },
+        ]
+    }
+    assert replace["UpdateExpression"] == "SET #history[0] = :h0"
+    assert (
+        replace["ExpressionAttributeValues"][":h0"]
+        == (append["ExpressionAttributeValues"][":new_attempt"]["L"][1])
+    )
 
 
 @pytest.mark.parametrize(
@@ -308,6 +409,45 @@ def test_a_finished_job_round_trips_exactly() -> None:
     assert item["error"] == {
         "M": {"type": {"S": "HttpStatusError"}, "message": {"S": "GET answered 503"}}
     }
+
+
+def test_a_job_with_history_progress_and_lease_round_trips_exactly() -> None:
+    # Given a running job on its second attempt: history, progress, lease, cancel request
+    job = _job(
+        status=JobStatus.RUNNING,
+        attempts=2,
+        started_at=NOW,
+        run_after=NOW,
+        lease_until=NOW,
+        attempt_request_id="req-2",
+        cancel_requested_at=NOW,
+        progress=Progress(percent=42.125, message="half way", updated_at=NOW),
+        history=(
+            Attempt(
+                attempt=1,
+                started_at=NOW,
+                finished_at=NOW,
+                error=JobError(type="Boom", message="first try"),
+                request_id="req-1",
+                duration_ms=1500,
+            ),
+        ),
+    )
+
+    # When it goes to an item and back
+    item = job_to_item(job)
+
+    # Then nothing changed; progress is a map with its percent as a decimal number
+    assert item_to_job(item) == job
+    assert item["progress"] == {
+        "M": {
+            "percent": {"N": "42.125"},
+            "updated_at": {"S": "2025-01-15T12:00:00.123456Z"},
+            "message": {"S": "half way"},
+        }
+    }
+    assert item["lease_until"] == {"S": "2025-01-15T12:00:00.123456Z"}
+    assert all(isinstance(leaf, str) for leaf in _attribute_values(item))
 
 
 def test_a_new_job_item_has_no_empty_attributes() -> None:

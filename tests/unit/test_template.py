@@ -107,13 +107,96 @@ def test_api_function_answers_within_the_http_api_integration_timeout() -> None:
     assert timeout < 30
 
 
-def test_worker_reports_batch_item_failures() -> None:
-    # Given the worker's SQS event sources
-    sources = [props for fn, _, props in sqs_sources() if fn == "WorkerFunction"]
+def test_the_sqs_triggered_functions_are_the_worker_ingest_and_dead_letter_consumer() -> (
+    None
+):
+    # Given every SQS event source of the template
+    sources = {(function, queue) for function, queue, _ in sqs_sources()}
 
-    # Then there is one, and it reports partial batch failures
-    assert len(sources) == 1
-    assert sources[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Then each function is triggered by exactly its queue
+    assert sources == {
+        ("WorkerFunction", "JobsQueue"),
+        ("IngestFunction", "IngestQueue"),
+        ("DeadLetterFunction", "JobsDeadLetterQueue"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("function", "queue"), sorted((fn, queue) for fn, queue, _ in sqs_sources())
+)
+def test_every_sqs_trigger_reports_batch_item_failures(
+    function: str, queue: str
+) -> None:
+    # Given the function's trigger on the queue
+    (props,) = [p for fn, q, p in sqs_sources() if (fn, q) == (function, queue)]
+
+    # Then it reports partial batch failures, so one bad record never returns the whole batch
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_the_dead_letter_consumer_can_be_paused_by_a_parameter() -> None:
+    # Given the dead-letter consumer's trigger and the parameter that drives it
+    (props,) = [p for fn, _, p in sqs_sources() if fn == "DeadLetterFunction"]
+    parameter = TEMPLATE["Parameters"]["DeadLetterConsumerEnabled"]
+
+    # Then the trigger is enabled unless the parameter says "false" (messages then stay in the
+    # DLQ, for `make redrive`)
+    assert props["Enabled"] == {"Fn::If": ["IsDeadLetterConsumerEnabled", True, False]}
+    assert TEMPLATE["Conditions"]["IsDeadLetterConsumerEnabled"] == {
+        "Fn::Equals": [{"Ref": "DeadLetterConsumerEnabled"}, "true"]
+    }
+    assert (parameter["Default"], parameter["AllowedValues"]) == (
+        "true",
+        ["true", "false"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        (
+            "WorkerFunction",
+            {
+                ("dynamodb:GetItem", "JobsTable"),
+                ("dynamodb:UpdateItem", "JobsTable"),
+                ("sqs:ChangeMessageVisibility", "JobsQueue"),
+            },
+        ),
+        (
+            "IngestFunction",
+            {
+                ("dynamodb:GetItem", "JobsTable"),
+                ("dynamodb:PutItem", "JobsTable"),
+                ("dynamodb:DeleteItem", "JobsTable"),
+                ("sqs:SendMessage", "JobsQueue"),
+            },
+        ),
+        (
+            "DeadLetterFunction",
+            {
+                ("dynamodb:GetItem", "JobsTable"),
+                ("dynamodb:UpdateItem", "JobsTable"),
+            },
+        ),
+    ],
+)
+def test_queue_triggered_functions_may_do_exactly_what_their_code_does(
+    function: str, expected: set[tuple[str, str]]
+) -> None:
+    # Given the function's inline IAM statements (SAM adds the trigger's own SQS permissions)
+    granted = set()
+    for resource, statement in iam_statements():
+        if resource != function:
+            continue
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"]
+        targets = statement["Resource"]
+        for action in actions if isinstance(actions, list) else [actions]:
+            for target in targets if isinstance(targets, list) else [targets]:
+                granted.add((action, target["Fn::GetAtt"][0]))
+
+    # Then they allow exactly the calls its code makes, on exactly the resources it uses
+    assert granted == expected
 
 
 # --------------------------------------------------------------------------- queues
@@ -129,22 +212,32 @@ def test_every_queue_with_a_redrive_policy_outlasts_job_retries() -> None:
         for name, queue in QUEUES.items()
         if "RedrivePolicy" in queue["Properties"]
     }
-    assert policies
+    assert set(policies) == {"JobsQueue", "IngestQueue"}
+    worker_queues = {q for fn, q, _ in sqs_sources() if fn == "WorkerFunction"}
 
     for name, policy in policies.items():
         # Then its dead-letter target is a queue of the template
         target = policy["deadLetterTargetArn"]["Fn::GetAtt"]
         assert target[0] in QUEUES and target[0] != name
         assert target[1] == "Arn"
-        # And a message is received at least 5 times, and more often than a job may attempt
+        # And a message is received at least 5 times
         assert policy["maxReceiveCount"] >= 5
-        assert policy["maxReceiveCount"] > MAX_ATTEMPTS
+        # And a job message more often than a job may attempt (each failed attempt returns it)
+        if name in worker_queues:
+            assert policy["maxReceiveCount"] > MAX_ATTEMPTS
 
 
 def test_every_triggering_queue_has_a_dead_letter_queue() -> None:
-    # Given the queues that trigger functions
-    triggering = {queue for _, queue, _ in sqs_sources()}
-    assert triggering
+    # Given the queues that trigger functions, except dead-letter queues themselves (the jobs
+    # DLQ's consumer acknowledges every record but on a storage failure, which it retries until
+    # storage is back: a DLQ of the DLQ would only lose track of those jobs)
+    dead_letter_queues = {
+        queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for queue in QUEUES.values()
+        if "RedrivePolicy" in queue["Properties"]
+    }
+    triggering = {queue for _, queue, _ in sqs_sources()} - dead_letter_queues
+    assert triggering == {"JobsQueue", "IngestQueue"}
 
     # Then each sends poison messages to a dead-letter queue
     for queue in triggering:

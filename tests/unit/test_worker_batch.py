@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import structlog
+from jobline.backoff import Backoff
 from jobline.errors import StorageUnavailable
 from jobline.models import Job, JobStatus, SubmitRequest
+from jobline.registry import JobContext
 from jobline.service import JobService
-from jobline_worker.batch import process_batch
+from jobline_worker.batch import Invocation, process_batch
 from structlog.testing import capture_logs
 
 from tests.fakes import (
+    START,
+    AnyInput,
     CountingHandler,
+    InMemoryJobQueue,
     InMemoryJobRepository,
     build_fake_service,
     build_registry,
     counting_job_type,
     failing_handler,
+    job_type_of,
 )
 
 ANN = "ann"
 UNKNOWN_ID = "0" * 32
+WAIT_S = 10.0
+"""Upper bound of every wait in this file; a healthy run never comes near it."""
 
 
 def _record(message_id: str, body: str) -> dict[str, Any]:
@@ -43,8 +53,16 @@ def _body(job_id: str, owner: str = ANN, job_type: str = "count") -> str:
     return f'{{"job_id": "{job_id}", "owner": "{owner}", "job_type": "{job_type}"}}'
 
 
-def _deadline() -> float:
-    return time.monotonic() + 60
+LEASE = START + timedelta(minutes=15)
+"""The invocation's Lambda deadline, on the fake clock of the service (which stays at START)."""
+
+
+def _invocation(deadline: float | None = None) -> Invocation:
+    return Invocation(
+        request_id="req-batch",
+        lease_until=LEASE,
+        deadline=time.monotonic() + 60 if deadline is None else deadline,
+    )
 
 
 @pytest.fixture
@@ -67,7 +85,8 @@ class Batch:
         )
         self.service: JobService
         self.repo: InMemoryJobRepository
-        self.service, self.repo, _ = build_fake_service(registry)
+        self.queue: InMemoryJobQueue
+        self.service, self.repo, self.queue = build_fake_service(registry)
 
     def submit(self, job_type: str = "count") -> Job:
         return self.service.submit(ANN, SubmitRequest(type=job_type)).job
@@ -93,7 +112,7 @@ def test_a_mixed_batch_reports_exactly_the_records_to_retry(
         process_batch(
             batch.service,
             [_record("m-first", _body(finished.id))],
-            _deadline(),
+            _invocation(),
             executor,
         )
         == []
@@ -109,7 +128,7 @@ def test_a_mixed_batch_reports_exactly_the_records_to_retry(
     ]
 
     # When the batch runs
-    failures = process_batch(batch.service, records, _deadline(), executor)
+    failures = process_batch(batch.service, records, _invocation(), executor)
 
     # Then exactly the malformed, unknown and retryable records go back, in batch order
     assert failures == ["m-not-json", "m-no-owner", "m-unknown", "m-failing"]
@@ -117,6 +136,14 @@ def test_a_mixed_batch_reports_exactly_the_records_to_retry(
     assert batch.status(finished) == (JobStatus.SUCCEEDED, 1)
     assert batch.status(failing) == (JobStatus.QUEUED, 1)
     assert (batch.ok.calls, batch.failing.calls) == (2, 1)
+    # And the failed record's message is hidden for the backoff, through its receipt handle
+    assert batch.queue.visibility == [
+        ("handle-m-failing", Backoff().delay(1, random.Random(0)))
+    ]
+    # And each attempt is recorded with the invocation's request id
+    stored = batch.repo.get(good.id)
+    assert stored is not None
+    assert [entry.request_id for entry in stored.history] == ["req-batch"]
 
 
 @pytest.mark.parametrize(
@@ -127,7 +154,7 @@ def test_malformed_bodies_are_returned(
     batch: Batch, executor: ThreadPoolExecutor, body: str
 ) -> None:
     assert process_batch(
-        batch.service, [_record("m-1", body)], _deadline(), executor
+        batch.service, [_record("m-1", body)], _invocation(), executor
     ) == ["m-1"]
 
 
@@ -136,23 +163,39 @@ def test_a_record_without_a_body_is_returned(
 ) -> None:
     record = _record("m-1", "")
     del record["body"]
-    assert process_batch(batch.service, [record], _deadline(), executor) == ["m-1"]
+    assert process_batch(batch.service, [record], _invocation(), executor) == ["m-1"]
 
 
 def test_the_same_message_twice_in_a_batch_runs_the_job_once(
-    batch: Batch, executor: ThreadPoolExecutor
+    executor: ThreadPoolExecutor,
 ) -> None:
-    # Given one job delivered twice in the same batch (SQS at-least-once)
-    job = batch.submit()
-    records = [_record("m-a", _body(job.id)), _record("m-b", _body(job.id))]
+    # Given a job whose handler keeps running until the duplicate was answered
+    batch = Batch()
+    runs: list[str] = []
 
-    # When both records run concurrently
-    failures = process_batch(batch.service, records, _deadline(), executor)
+    def slow(payload: AnyInput, context: JobContext) -> dict[str, bool]:
+        runs.append(context.job_id)
+        end = time.monotonic() + WAIT_S
+        while not batch.queue.visibility and time.monotonic() < end:
+            time.sleep(0.005)
+        return {"ok": True}
 
-    # Then both are acknowledged and the handler ran exactly once
-    assert failures == []
-    assert batch.ok.calls == 1
+    batch.service.registry.register(job_type_of("slow", slow))
+    job = batch.submit("slow")
+    records = [
+        _record("m-a", _body(job.id, job_type="slow")),
+        _record("m-b", _body(job.id, job_type="slow")),
+    ]
+
+    # When both records of it (SQS at-least-once) run concurrently
+    failures = process_batch(batch.service, records, _invocation(), executor)
+
+    # Then the handler ran once; the record that found the job held goes back, hidden
+    # until the holder's lease ends (15 minutes from now, plus a second)
+    assert runs == [job.id]
     assert batch.status(job) == (JobStatus.SUCCEEDED, 1)
+    assert len(failures) == 1
+    assert batch.queue.visibility == [(f"handle-{failures[0]}", 15 * 60 + 1)]
 
 
 def test_records_past_the_deadline_are_returned_unstarted(
@@ -164,7 +207,9 @@ def test_records_past_the_deadline_are_returned_unstarted(
 
     # When the batch runs
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
-        failures = process_batch(batch.service, records, time.monotonic() - 1, executor)
+        failures = process_batch(
+            batch.service, records, _invocation(time.monotonic() - 1), executor
+        )
 
     # Then every record goes back and no job was touched
     assert failures == ["m-0", "m-1", "m-2"]
@@ -193,7 +238,7 @@ def test_a_crashing_record_does_not_affect_the_others(
 
     # When the batch runs
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
-        failures = process_batch(batch.service, records, _deadline(), executor)
+        failures = process_batch(batch.service, records, _invocation(), executor)
 
     # Then only the broken records go back; the others finished
     assert failures == ["m-crash", "m-unavailable"]
@@ -224,7 +269,7 @@ def test_log_lines_carry_the_message_id_of_their_record(
 
     # When the batch runs
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
-        process_batch(batch.service, records, _deadline(), executor)
+        process_batch(batch.service, records, _invocation(), executor)
 
     # Then the malformed record is logged with its message id and receive count
     [malformed] = [entry for entry in logs if entry["event"] == "record.malformed"]

@@ -1,4 +1,4 @@
-"""The FastAPI app factory. The lifespan is cheap: Mangum runs it around every invocation."""
+"""The FastAPI app factory, and how an app gets this execution environment's service."""
 
 from __future__ import annotations
 
@@ -22,15 +22,26 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.service = service_factory()
-        app.state.allow_dev_identity = (
-            get_settings().allow_dev_identity
-            if allow_dev_identity is None
-            else allow_dev_identity
-        )
+        attach_environment(app)
         yield
 
     app = FastAPI(title="Jobline", version="0.1.0", lifespan=lifespan)
+    app.state.service_factory = service_factory
+    app.state.dev_identity = allow_dev_identity
     errors.install(app)
     app.include_router(router)
     return app
+
+
+def attach_environment(app: FastAPI) -> None:
+    """Give the app the service and the identity setting of this execution environment.
+
+    Both come from cached factories, so past the first call this is two cache look-ups: a server
+    calls it once from the lifespan, the Lambda handler on every invocation (instead of a lifespan
+    cycle per invocation), which also picks up a `bootstrap.reset()` (tests, SnapStart restore).
+    """
+    app.state.service = app.state.service_factory()
+    configured = app.state.dev_identity
+    app.state.allow_dev_identity = (
+        get_settings().allow_dev_identity if configured is None else configured
+    )

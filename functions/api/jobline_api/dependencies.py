@@ -1,4 +1,7 @@
-"""Request-scoped inputs: the service, the caller's identity, the stage prefix."""
+"""Request-scoped inputs: the service, the caller's identity, the stage prefix.
+
+`async def` although none of them awaits: FastAPI runs a plain `def` dependency in its thread
+pool, one hop per dependency per request (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from jobline.service import JobService
 DEV_USER_HEADER = "x-dev-user"
 
 
-def get_job_service(request: Request) -> JobService:
-    """The service built by the lifespan (tests swap it with `dependency_overrides`)."""
+async def get_job_service(request: Request) -> JobService:
+    """The service attached to the app (`attach_environment`; tests swap it with `dependency_overrides`)."""
     service: JobService = request.app.state.service
     return service
 
@@ -22,7 +25,7 @@ def _event(request: Request) -> dict[str, Any]:
     return event if isinstance(event, dict) else {}
 
 
-def current_owner(request: Request) -> str:
+async def current_owner(request: Request) -> str:
     """The caller: the JWT authorizer's `sub` claim, or (when enabled) the development header."""
     claims = (
         _event(request)
@@ -41,7 +44,7 @@ def current_owner(request: Request) -> str:
     raise Unauthenticated()
 
 
-def base_path(request: Request) -> str:
+async def base_path(request: Request) -> str:
     """`/{stage}` behind a named HTTP API stage, empty on `$default` and locally."""
     stage = _event(request).get("requestContext", {}).get("stage")
     return (

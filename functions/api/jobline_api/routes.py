@@ -67,6 +67,20 @@ async def get_job(job_id: str, service: Service, owner: Owner) -> JobOut:
     return JobOut.of(await run_in_threadpool(service.get, owner, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel")
-async def cancel_job(job_id: str, service: Service, owner: Owner) -> JobOut:
-    return JobOut.of(await run_in_threadpool(service.cancel, owner, job_id))
+@router.post(
+    "/jobs/{job_id}/cancel",
+    responses={
+        202: {"model": JobOut, "description": "running: cancellation requested"}
+    },
+)
+async def cancel_job(
+    job_id: str, response: Response, service: Service, owner: Owner
+) -> JobOut:
+    job = await run_in_threadpool(service.cancel, owner, job_id)
+    response.status_code = 202 if job.status is JobStatus.RUNNING else 200
+    return JobOut.of(job)
+
+
+@router.post("/jobs/{job_id}/retry")
+async def retry_job(job_id: str, service: Service, owner: Owner) -> JobOut:
+    return JobOut.of(await run_in_threadpool(service.retry, owner, job_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobline.models import Job, JobError, JobPage, JobStatus
+from jobline.models import Attempt, Job, JobError, JobPage, JobStatus, Progress
 from jobline.registry import JobType
 from pydantic import BaseModel
 
@@ -25,6 +25,10 @@ class JobOut(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    run_after: datetime | None
+    progress: Progress | None
+    cancel_requested_at: datetime | None
+    history: list[Attempt]
 
     @classmethod
     def of(cls, job: Job) -> JobOut:

@@ -1,4 +1,5 @@
-"""`sleep`: waits a number of seconds, never past the Lambda deadline."""
+"""`sleep`: waits a number of seconds, reporting progress and checking for cancellation every
+second, and never past the Lambda deadline."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobline.registry import DeadlineExceeded, JobContext, JobType
+
+CHECKPOINT_S = 1.0
 
 
 class SleepInput(BaseModel):
@@ -20,20 +23,29 @@ class SleepInput(BaseModel):
 
 
 def run_sleep(payload: SleepInput, context: JobContext) -> dict[str, float]:
-    """Sleep `seconds`; if the attempt's deadline comes first, stop there and fail retryably."""
-    available = context.remaining_seconds()
-    if payload.seconds > available:
-        time.sleep(available)
+    """Sleep `seconds` in slices of at most a second; stop on cancellation (`JobCancelled`).
+    A sleep that cannot end before the deadline fails at once (`DeadlineExceeded`, retryable)."""
+    if payload.seconds > context.remaining_seconds():
         raise DeadlineExceeded(
-            f"sleep of {payload.seconds}s does not fit in the {available:.3f}s left before the deadline"
+            f"sleep of {payload.seconds}s does not fit in the "
+            f"{context.remaining_seconds():.3f}s left before the deadline"
         )
-    time.sleep(payload.seconds)
+    started = time.monotonic()
+    end = started + payload.seconds
+    while (left := end - time.monotonic()) > 0:
+        context.raise_if_cancelled()
+        time.sleep(min(CHECKPOINT_S, left))
+        elapsed = time.monotonic() - started
+        context.report_progress(
+            min(100.0, 100.0 * elapsed / payload.seconds), f"slept {elapsed:.1f}s"
+        )
     return {"slept": payload.seconds}
 
 
 JOB_TYPE = JobType(
     name="sleep",
-    description="Sleeps for `seconds` (0..600), stopping before the Lambda deadline.",
+    description="Sleeps for `seconds` (0..600), reporting progress and honouring cancellation "
+    "every second, stopping before the Lambda deadline.",
     input_model=SleepInput,
     handler=run_sleep,
 )

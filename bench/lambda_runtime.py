@@ -1,0 +1,56 @@
+"""A Lambda-like runtime for one cold start, run as a fresh interpreter by `bench.coldstart`.
+
+    python bench/lambda_runtime.py HANDLER EVENT_FILE RESPONSE_FD [WARM_INVOCATIONS]
+
+Like Lambda's Python runtime it imports the handler module (the init phase), then calls the
+handler with one event and a context (the first invoke) and hands the response back; here the
+response goes to the file descriptor RESPONSE_FD (stdout is the function's log, as on Lambda).
+With WARM_INVOCATIONS, the same event is then served that many more times and a second line
+gives each warm invocation's duration in milliseconds. The process ends right after: nothing
+after the last line is timed.
+"""
+
+import importlib
+import json
+import os
+import sys
+import time
+import uuid
+
+
+class Context:
+    """The parts of Lambda's context object a handler reads."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        self.aws_request_id = str(uuid.uuid4())
+        self.memory_limit_in_mb = 512
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def main() -> None:
+    handler_spec, event_path, response_fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    warm_invocations = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    timeout_s = float(os.environ.get("BENCH_TIMEOUT_S", "60"))
+    module_name, _, attribute = handler_spec.rpartition(".")
+    handler = getattr(importlib.import_module(module_name), attribute)
+    with open(event_path, encoding="utf-8") as handle:
+        event = json.load(handle)
+    response = handler(event, Context(timeout_s))
+    os.write(response_fd, json.dumps(response).encode() + b"\n")
+    if warm_invocations:
+        durations = []
+        for _ in range(warm_invocations):
+            started = time.perf_counter()
+            handler(event, Context(timeout_s))
+            durations.append((time.perf_counter() - started) * 1000)
+        os.write(response_fd, json.dumps(durations).encode() + b"\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

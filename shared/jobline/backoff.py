@@ -1,0 +1,27 @@
+"""Retry delays: exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff
+And Jitter"): delay = uniform(0, min(cap, base * 2 ** (attempt - 1))), never below `floor`."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+SQS_MAX_VISIBILITY_S = 43_200
+"""ChangeMessageVisibility accepts at most 12 hours."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Backoff parameters in seconds."""
+
+    base_s: float = 2.0
+    cap_s: float = 900.0
+    floor_s: int = 1
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> int:
+        """Whole seconds to wait before attempt `attempt + 1` (at least `floor_s`, at most the cap)."""
+        ceiling = min(
+            self.cap_s, self.base_s * 2 ** max(0, attempt - 1), SQS_MAX_VISIBILITY_S
+        )
+        drawn = (rng or random).uniform(0, ceiling)
+        return max(self.floor_s, min(round(drawn), SQS_MAX_VISIBILITY_S))
