@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from asyncio import to_thread
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from jobline.models import JobFilter, JobStatus, SubmitRequest
 from jobline.service import JobService
-from starlette.concurrency import run_in_threadpool
 
 from jobline_api.dependencies import base_path, current_owner, get_job_service
 from jobline_api.schemas import Health, JobOut, JobPageOut, JobTypeOut
@@ -41,7 +41,7 @@ async def submit_job(
     prefix: Annotated[str, Depends(base_path)],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JobOut:
-    submitted = await run_in_threadpool(service.submit, owner, request, idempotency_key)
+    submitted = await to_thread(service.submit, owner, request, idempotency_key)
     response.status_code = 202 if submitted.created else 200
     response.headers["Location"] = f"{prefix}/jobs/{submitted.job.id}"
     return JobOut.of(submitted.job)
@@ -56,7 +56,7 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> JobPageOut:
-    page = await run_in_threadpool(
+    page = await to_thread(
         service.list_jobs, owner, JobFilter(status=status, type=type), limit, cursor
     )
     return JobPageOut.of(page)
@@ -64,7 +64,7 @@ async def list_jobs(
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, service: Service, owner: Owner) -> JobOut:
-    return JobOut.of(await run_in_threadpool(service.get, owner, job_id))
+    return JobOut.of(await to_thread(service.get, owner, job_id))
 
 
 @router.post(
@@ -76,11 +76,11 @@ async def get_job(job_id: str, service: Service, owner: Owner) -> JobOut:
 async def cancel_job(
     job_id: str, response: Response, service: Service, owner: Owner
 ) -> JobOut:
-    job = await run_in_threadpool(service.cancel, owner, job_id)
+    job = await to_thread(service.cancel, owner, job_id)
     response.status_code = 202 if job.status is JobStatus.RUNNING else 200
     return JobOut.of(job)
 
 
 @router.post("/jobs/{job_id}/retry")
 async def retry_job(job_id: str, service: Service, owner: Owner) -> JobOut:
-    return JobOut.of(await run_in_threadpool(service.retry, owner, job_id))
+    return JobOut.of(await to_thread(service.retry, owner, job_id))
