@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from jobline_local.poller import lambda_record
+
 from bench.coldstart import EVENTS, handler_of
 from bench.motoserver import MotoServer
 
@@ -108,20 +110,10 @@ class Functions:
         return messages
 
     def sqs_event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """The SQS -> Lambda event for `messages`."""
+        """The SQS -> Lambda event for `messages`, built as the local poller builds it."""
         return {
             "Records": [
-                {
-                    "messageId": message["MessageId"],
-                    "receiptHandle": message["ReceiptHandle"],
-                    "body": message["Body"],
-                    "attributes": message.get("Attributes", {}),
-                    "messageAttributes": message.get("MessageAttributes", {}),
-                    "md5OfBody": message.get("MD5OfBody", ""),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.server.queue_arn,
-                    "awsRegion": "us-east-1",
-                }
+                lambda_record(message, self.server.queue_arn, "us-east-1")
                 for message in messages
             ]
         }

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from jobline import bootstrap
+from jobline_local.poller import lambda_record
 from jobline_local.template import Provisioned, load_template, provision
 from moto import mock_aws
 
@@ -112,20 +113,8 @@ def lambda_context() -> FakeLambdaContext:
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    """An SQS -> Lambda event, shaped as the event source mapping delivers it."""
+    """An SQS -> Lambda event, shaped as the event source mapping delivers it (the same records
+    the local poller builds)."""
     return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": message.get("MessageAttributes", {}),
-                "md5OfBody": message.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
-            }
-            for message in messages
-        ]
+        "Records": [lambda_record(message, queue_arn, REGION) for message in messages]
     }
