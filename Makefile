@@ -3,16 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export PYTHONPATH := shared:functions/api:functions/worker:functions/ingest:functions/dead_letters:local
+# Every folder that holds importable code, declared once: `make` puts them on the venv's path
+# (a .pth file), so python, pytest and the tools import the same modules as Lambda does; mypy
+# reads the same list as MYPYPATH.
+SOURCE_ROOTS := shared functions/api functions/worker functions/ingest functions/dead_letters local tools
+space := $(subst ,, )
+export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS))
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest bench build validate requirements clean redrive
+.PHONY: run test lint format pytest unit integration contract bench build validate requirements clean redrive
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[api,dev]'
+	@$(BIN)/python -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "jobline-source-roots.pth").write_text("".join(str(pathlib.Path(root).resolve()) + "\n" for root in sys.argv[1:]))' $(SOURCE_ROOTS)
 	@touch $(STAMP)
 
 ## run: the whole service locally (moto server + API on :8000 + worker poller). Ctrl-C stops it.
@@ -24,22 +30,25 @@ run: $(STAMP)
 ##   Default: make run's jobs DLQ -> jobs queue; LOCAL=0 uses the JOBLINE_* / AWS_* variables instead.
 LOCAL ?= 1
 redrive: $(STAMP)
-	$(BIN)/python -m jobline_local.redrive $(if $(filter 1,$(LOCAL)),--local) \
+	$(BIN)/python -m jobline_tools.redrive $(if $(filter 1,$(LOCAL)),--local) \
 		$(if $(SOURCE),--source '$(SOURCE)') $(if $(TARGET),--target '$(TARGET)') \
 		$(if $(MAX),--max $(MAX)) $(if $(RATE),--rate $(RATE))
 
-## test: linters, type checks and every test.
+## test: linters, type checks and every test. unit / integration / contract: one suite each.
 test: lint pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict functions shared
+	$(BIN)/mypy --strict $(SOURCE_ROOTS) bench tests
 	$(BIN)/cfn-lint template.yaml
 
 pytest: $(STAMP)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+unit integration contract: $(STAMP)
+	$(BIN)/python -m pytest tests/$@
 
 ## bench: every performance figure of issue 4 next to its target and baseline (cold starts, AWS
 ##   calls per job, batch concurrency, throughput, build size); fails when a target is missed.

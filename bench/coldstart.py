@@ -36,7 +36,8 @@ SHARED = REPO_ROOT / "shared"
 def code_dir(function: str) -> Path:
     """A function's CodeUri folder (what Lambda puts in /var/task)."""
     resource = load_template()["Resources"][function]
-    return REPO_ROOT / resource["Properties"]["CodeUri"]
+    code_uri: str = resource["Properties"]["CodeUri"]
+    return REPO_ROOT / code_uri
 
 
 def handler_of(function: str) -> str:

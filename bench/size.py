@@ -53,7 +53,7 @@ def folder_bytes(path: Path) -> int:
 
 def shipped_distributions(folder: Path) -> dict[str, Path]:
     """Canonical name -> dist-info folder of every distribution installed in `folder`."""
-    found = {}
+    found: dict[str, Path] = {}
     for info in folder.rglob("*.dist-info"):
         name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0]
         found[canonicalize_name(name)] = info
@@ -62,7 +62,10 @@ def shipped_distributions(folder: Path) -> dict[str, Path]:
 
 def requirement_closure(files: list[Path]) -> set[str]:
     """Every distribution the requirements files pull in (as installed here, on Lambda's Python)."""
-    environment = {**default_environment(), **LAMBDA_PYTHON}
+    environment: dict[str, str] = {
+        **{key: str(value) for key, value in default_environment().items()},
+        **LAMBDA_PYTHON,
+    }
     pending = [
         Requirement(line.split(" #", 1)[0].strip())
         for path in files

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from jobline.items import job_to_item
 from jobline.models import Job, JobStatus
-from jobline.repository import job_to_item
 
 from bench.inprocess import OWNER, Functions, quiet
 

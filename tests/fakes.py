@@ -1,8 +1,9 @@
 """In-memory fakes of Jobline's ports, with the semantics of the DynamoDB and SQS adapters.
 
 `InMemoryJobRepository` mirrors `jobline.repository.DynamoJobRepository`: conditional writes that
-raise `ConditionFailed(current)`, None values removing a field, expired jobs hidden from listings,
-newest first by `(created_at, id)`, and DynamoDB's resume keys (one whenever a page is full).
+raise `ConditionFailed(current)` (the condition is `Precondition.admits`, the write `apply`: the same
+pure code the lifecycle is tested with), expired jobs hidden from listings, newest first by
+`(created_at, id)`, and DynamoDB's resume keys (one whenever a page is full).
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ import json
 import random
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from jobline.backoff import Backoff
-from jobline.bootstrap import default_registry
-from jobline.clock import format_ts
-from jobline.cursor import CursorCodec
+from jobline.bootstrap import ServiceOptions, build_service, default_registry
 from jobline.errors import ConditionFailed, QueueUnavailable
-from jobline.models import Attempt, Job, JobFilter, JobMessage, JobStatus, Progress
-from jobline.ports import Change, Expect, StartKey
+from jobline.items import sort_key, status_key, type_key
+from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
+from jobline.ports import StartKey
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.service import JobService
+from jobline.sqs_batch import Invocation, run_records
+from jobline.transition import JobUpdate, Precondition, apply
+from jobline_worker.record import run_record
 from pydantic import RootModel
 
 CURSOR_SECRET = b"unit-test-cursor-secret"
@@ -77,17 +82,25 @@ def _stored(job: Job) -> Job:
     return Job.model_validate(data)
 
 
-def _sort_key(job: Job) -> str:
-    return f"{format_ts(job.created_at)}#{job.id}"
+_sort_key = sort_key
 
 
 def _partition(owner: str, job_filter: JobFilter) -> tuple[str, str]:
     """The index partition `build_query` would read: (key attribute, key value)."""
     if job_filter.status is not None:
-        return "owner_status", f"{owner}#{job_filter.status.value}"
+        return "owner_status", status_key(owner, job_filter.status)
     if job_filter.type is not None:
-        return "owner_type", f"{owner}#{job_filter.type}"
+        return "owner_type", type_key(owner, job_filter.type)
     return "owner", owner
+
+
+@dataclass(frozen=True)
+class Write:
+    """One applied update, as the fake recorded it."""
+
+    update: JobUpdate
+    values: dict[str, Any]
+    """The fields it set (None: removed), `JobUpdate.assignments()`."""
 
 
 class InMemoryJobRepository:
@@ -98,7 +111,7 @@ class InMemoryJobRepository:
         self._lock = threading.Lock()
         self.broken: dict[str, Exception] = {}
         """Job ids whose updates raise the given exception (an outage, or a bug)."""
-        self.writes: list[tuple[str, Change]] = []
+        self.writes: list[tuple[str, Write]] = []
         """Every applied update, in order: (job id, change)."""
         self.reads = 0
         """How many `get` calls were made."""
@@ -130,63 +143,26 @@ class InMemoryJobRepository:
             self.reads += 1
             return self._jobs.get(job_id)
 
-    def _check(self, job_id: str, expect: Expect) -> Job:
-        """`jobline.repository._condition`, evaluated on the stored job."""
-        current = self._jobs.get(job_id)
-        if current is None or current.owner != expect.owner:
-            raise ConditionFailed(current)
-        in_status = current.status in expect.status_in
-        lease_ended = (
-            expect.lease_expired_before is not None
-            and current.status is JobStatus.RUNNING
-            and (
-                current.lease_until is None
-                or current.lease_until < expect.lease_expired_before
-            )
-        )
-        if not (in_status or lease_ended):
-            raise ConditionFailed(current)
-        if expect.below_max_attempts and current.attempts >= current.max_attempts:
-            raise ConditionFailed(current)
-        if expect.attempts is not None and current.attempts != expect.attempts:
-            raise ConditionFailed(current)
-        return current
-
-    def update(
-        self, job_id: str, change: Change, expect: Expect, *, return_old: bool = False
-    ) -> Job:
-        """Apply `change` if `expect` holds; return the job after the write (before it, with
-        `return_old`)."""
+    def update(self, job_id: str, update: JobUpdate, precondition: Precondition) -> Job:
+        """Apply `update` if `precondition` holds; return the job after the write."""
         with self._lock:
             if job_id in self.broken:
                 raise self.broken[job_id]
-            current = self._check(job_id, expect)
-            data = current.model_dump()
-            for name, value in change.values.items():
-                if value is None:
-                    data.pop(name, None)
-                else:
-                    data[name] = value
-            if change.increment_attempts:
-                data["attempts"] = current.attempts + 1
-            history = list(current.history)
-            history.extend(change.append_history)
-            for index, entry in sorted(change.set_history.items()):
-                # DynamoDB's SET list[i] past the end appends.
-                if index < len(history):
-                    history[index] = entry
-                else:
-                    history.append(entry)
-            data["history"] = tuple(history)
-            updated = _stored(Job.model_validate(data))
+            current = self._jobs.get(job_id)
+            if not precondition.admits(current):
+                raise ConditionFailed(current)
+            assert current is not None
+            updated = _stored(apply(current, update))
             self._jobs[job_id] = updated
-            self.writes.append((job_id, change))
-            return current if return_old else updated
+            self.writes.append((job_id, Write(update, update.assignments())))
+            return updated
 
-    def delete(self, job_id: str, expect: Expect) -> None:
-        """Remove a job if `expect` holds."""
+    def delete(self, job_id: str, precondition: Precondition) -> None:
+        """Remove a job if `precondition` holds."""
         with self._lock:
-            self._check(job_id, expect)
+            current = self._jobs.get(job_id)
+            if not precondition.admits(current):
+                raise ConditionFailed(current)
             del self._jobs[job_id]
 
     def query(
@@ -237,7 +213,7 @@ class InMemoryJobQueue:
     def __init__(self) -> None:
         self.sent: list[SentMessage] = []
         self.visibility: list[tuple[str, int]] = []
-        """Every `change_visibility` call: (receipt handle, seconds)."""
+        """Every `postpone` call: (handle, seconds)."""
         self.fail_with: str | None = None
         self._lock = threading.Lock()
 
@@ -250,12 +226,12 @@ class InMemoryJobQueue:
             self.sent.append(SentMessage(message, delay_seconds, message_id))
             return message_id
 
-    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
-        """Record the change, or raise `QueueUnavailable` when told to fail."""
+    def postpone(self, handle: str, seconds: int) -> None:
+        """Record the postponement, or raise `QueueUnavailable` when told to fail."""
         with self._lock:
             if self.fail_with is not None:
                 raise QueueUnavailable(self.fail_with)
-            self.visibility.append((receipt_handle, seconds))
+            self.visibility.append((handle, seconds))
 
 
 @dataclass
@@ -343,19 +319,23 @@ def build_fake_service(
     progress_interval_s: float = 1.0,
     rng: random.Random | None = None,
 ) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
-    """A JobService over in-memory fakes (built-in job types unless `registry` is given)."""
+    """A JobService over in-memory fakes (built-in job types unless `registry` is given), wired by
+    the one composition root, `jobline.bootstrap.build_service`."""
     repo = InMemoryJobRepository()
     queue = InMemoryJobQueue()
-    service = JobService(
-        repo,
-        queue,
-        registry or default_registry(),
-        CursorCodec(CURSOR_SECRET),
+    options = ServiceOptions(
+        cursor_secret=CURSOR_SECRET,
         retention=retention,
         max_payload_bytes=max_payload_bytes,
         max_result_bytes=max_result_bytes,
-        backoff=backoff,
+        backoff=backoff or Backoff(),
         progress_interval_s=progress_interval_s,
+    )
+    service = build_service(
+        options=options,
+        repository=repo,
+        queue=queue,
+        registry=registry or default_registry(),
         clock=clock or FakeClock(),
         rng=rng or random.Random(0),
     )
@@ -418,3 +398,13 @@ def http_api_event(
     if body is not None:
         event["body"] = body
     return event
+
+
+def process_batch(
+    service: JobService,
+    records: list[dict[str, Any]],
+    invocation: Invocation,
+    executor: Executor | None = None,
+) -> list[str]:
+    """The worker's records through the shared batch runner: the message ids to return."""
+    return run_records(records, partial(run_record, service), invocation, executor)

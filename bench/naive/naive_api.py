@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import aioboto3
+import aioboto3  # type: ignore[import-untyped]
 import structlog
 from fastapi import FastAPI, HTTPException
 from mangum import Mangum

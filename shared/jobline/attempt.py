@@ -1,143 +1,216 @@
-"""Running one attempt of a handler: in its own thread, until the deadline, with a throttled
-progress sink and cancellation probe that talk to the job store."""
+"""One attempt of a claimed job, in named steps (as rq's worker names them): `perform` starts the
+handler in its own thread until the deadline, then ends the attempt with exactly one of `succeed`,
+`fail`, `time_out` or `cancel`, each one conditional write of the job's outcome and history entry."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from jobline.errors import ConditionFailed, StorageUnavailable
+from jobline import lifecycle
+from jobline.checkpoints import AttemptChannel, HandlerOutcome, run_until_deadline
+from jobline.errors import (
+    ConditionFailed,
+    InvalidPayload,
+    JobCancelled,
+    JobHandlerError,
+    UnknownJobType,
+)
 from jobline.logging import get_logger
-from jobline.models import Job, JobStatus, Progress
-from jobline.ports import Change, Expect, JobRepository
-from jobline.registry import JobContext
+from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
+from jobline.ports import JobRepository
+from jobline.registry import JobContext, JobTypeRegistry
+from jobline.submission import canonical_json
+from jobline.transition import Ending, Transition, finished_attempt
 
 log = get_logger(__name__)
 
 
-@dataclass
-class AttemptChannel:
-    """The link between a running handler and its job item: progress writes at most once per
-    `interval_s` (the latest report is kept for the final write), cancellation read at most once
-    per `interval_s` (a progress write also answers it)."""
+@dataclass(frozen=True)
+class AttemptPolicy:
+    """The deployment's limits on an attempt."""
 
-    repo: JobRepository
-    job: Job
-    clock: Callable[[], datetime]
-    interval_s: float = 1.0
-    latest: Progress | None = None
-    cancel_seen: bool = False
-    lost: bool = False
-    """The job stopped being this attempt's (reclaimed, or changed by another writer)."""
-    _last_write: float = field(default=float("-inf"))
-    _last_check: float = field(default=float("-inf"))
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    retention: timedelta
+    max_result_bytes: int
+    progress_interval_s: float
 
-    def _expect(self) -> Expect:
-        return Expect(
-            owner=self.job.owner,
-            status_in=frozenset({JobStatus.RUNNING}),
-            attempts=self.job.attempts,
+
+class RunningAttempt:
+    """The attempt `job` (just claimed) is making under `delivery`."""
+
+    def __init__(
+        self,
+        job: Job,
+        delivery: Delivery,
+        repository: JobRepository,
+        clock: Callable[[], datetime],
+        policy: AttemptPolicy,
+        retry_in: Callable[[Job], int],
+        postpone: Callable[[int], None],
+    ) -> None:
+        """`retry_in(job)` draws the backoff before the next attempt; `postpone(seconds)` hides
+        the delivery's message that long."""
+        self.job = job
+        self._delivery = delivery
+        self._repo = repository
+        self._clock = clock
+        self._policy = policy
+        self._retry_in = retry_in
+        self._postpone = postpone
+        self._started = time.monotonic()
+        self.channel = AttemptChannel(
+            repository, job, clock, policy.progress_interval_s
         )
 
-    def report(self, percent: float, message: str | None) -> None:
-        """Keep the report; write it unless a write happened within the interval."""
-        now = time.monotonic()
-        with self._lock:
-            self.latest = Progress(
-                percent=percent, message=message, updated_at=self.clock()
-            )
-            if now - self._last_write < self.interval_s or self.lost:
-                return
-            self._last_write = now
-            progress = self.latest
+    # --------------------------------------------------------------------- steps
+    def perform(self, registry: JobTypeRegistry) -> RunOutcome:
+        """Run the job's handler and end the attempt with its outcome."""
+        if self.job.cancel_requested_at is not None:
+            return self.cancel("cancellation was requested before the attempt started")
         try:
-            current = self.repo.update(
-                self.job.id, Change(values={"progress": progress}), self._expect()
-            )
-        except ConditionFailed:
-            self._mark_lost()
-            return
-        except StorageUnavailable as exc:
-            log.warning("job.progress_not_written", error=exc.message)
-            return
-        with self._lock:
-            self._last_check = now
-            self.cancel_seen = (
-                self.cancel_seen or current.cancel_requested_at is not None
-            )
+            job_type = registry.get(self.job.type)
+        except UnknownJobType as exc:
+            return self.fail(JobError(type="UnknownJobType", message=exc.message))
+        outcome = self.start(lambda context: job_type.run(self.job.payload, context))
+        if outcome.timed_out:
+            return self.time_out()
+        if outcome.error is not None:
+            return self.handle_failure(outcome.error)
+        return self.succeed(outcome.result)
 
-    def cancelled(self) -> bool:
-        """True once cancellation was requested (or the job is no longer this attempt's)."""
-        now = time.monotonic()
-        with self._lock:
-            if self.cancel_seen or self.lost:
-                return True
-            if now - self._last_check < self.interval_s:
-                return False
-            self._last_check = now
+    def start(self, call: Callable[[JobContext], Any]) -> HandlerOutcome:
+        """Run `call` with the attempt's context in a thread of its own until the deadline."""
+        deadline = self._delivery.deadline
+        context = JobContext(
+            job_id=self.job.id,
+            job_type=self.job.type,
+            attempt=self.job.attempts,
+            max_attempts=self.job.max_attempts,
+            deadline=deadline,
+            progress_sink=self.channel.report,
+            cancel_probe=self.channel.cancelled,
+        )
+        return run_until_deadline(lambda: call(context), context, deadline)
+
+    def handle_failure(self, failure: BaseException) -> RunOutcome:
+        """End the attempt after the handler raised `failure`."""
+        if isinstance(failure, JobCancelled):
+            return self.cancel(str(failure))
+        error = JobError(type=type(failure).__name__, message=str(failure))
+        if isinstance(failure, JobHandlerError):
+            return self.fail(error, retryable=failure.retryable)
+        if isinstance(failure, InvalidPayload):
+            # The stored payload no longer fits the handler's model: retrying won't help.
+            return self.fail(JobError(type="InvalidPayload", message=failure.message))
+        if not isinstance(failure, Exception):
+            raise failure  # KeyboardInterrupt, SystemExit: not ours to swallow
+        log.error(
+            "job.handler_crashed",
+            error_type=error.type,
+            error=error.message,
+            failure_info=failure,
+        )
+        return self.fail(error, retryable=True)
+
+    def succeed(self, result: Any) -> RunOutcome:
+        """End the attempt with the handler's result, if it can be stored."""
         try:
-            current = self.repo.get(self.job.id)
-        except StorageUnavailable as exc:
-            log.warning("job.cancel_check_failed", error=exc.message)
-            return False
-        if (
-            current is None
-            or current.status is not JobStatus.RUNNING
-            or current.attempts != self.job.attempts
-        ):
-            self._mark_lost()
-            return True
-        if current.cancel_requested_at is not None:
-            with self._lock:
-                self.cancel_seen = True
-            return True
-        return False
-
-    def _mark_lost(self) -> None:
-        with self._lock:
-            self.lost = True
-        log.warning(
-            "job.attempt_lost", reason="the job changed under the running attempt"
+            size = len(canonical_json(result).encode())
+        except (TypeError, ValueError) as exc:
+            error = JobError(
+                type="InvalidResult", message=f"the result is not JSON: {exc}"
+            )
+            return self.fail(error)
+        limit = self._policy.max_result_bytes
+        if size > limit:
+            message = f"result is {size} bytes; the limit is {limit}"
+            return self.fail(JobError(type="ResultTooLarge", message=message))
+        return self._record(
+            None, lambda end: lifecycle.succeed(self.job, end, result, self._retention)
         )
 
+    def fail(self, error: JobError, *, retryable: bool = False) -> RunOutcome:
+        """End the attempt with `error`: queued again after a backoff when it is retryable and
+        attempts are left, else the job fails."""
+        if retryable and lifecycle.has_attempts_left(self.job):
+            delay = self._retry_in(self.job)
 
-@dataclass
-class HandlerOutcome:
-    """How a handler thread ended: a result, an exception, or still running at the deadline."""
+            def requeue(end: Ending) -> Transition:
+                run_after = end.now + timedelta(seconds=delay)
+                return lifecycle.requeue(self.job, end, error, run_after)
 
-    result: Any = None
-    error: BaseException | None = None
-    timed_out: bool = False
+            return self._record(error, requeue, retry_in_s=delay, retryable=True)
+        return self._record(
+            error,
+            lambda end: lifecycle.fail(self.job, end, error, self._retention),
+            retryable=retryable,
+        )
 
+    def time_out(self) -> RunOutcome:
+        """End the attempt the deadline stopped (retryable)."""
+        log.warning("job.deadline_reached", attempt=self.job.attempts)
+        message = "the attempt was stopped before the Lambda deadline"
+        return self.fail(
+            JobError(type="DeadlineExceeded", message=message), retryable=True
+        )
 
-def run_until_deadline(
-    call: Callable[[], Any], context: JobContext, deadline: float
-) -> HandlerOutcome:
-    """Run `call` in a daemon thread; at `deadline` (monotonic) stop waiting, set the context's
-    stop event so a cooperative handler returns, and report a timeout. A handler that ignores the
-    stop keeps its thread, but its outcome is discarded: the attempt is already recorded and any
-    later write of it fails its condition."""
-    outcome = HandlerOutcome()
-    done = threading.Event()
+    def cancel(self, message: str) -> RunOutcome:
+        """End the attempt, and the job, `cancelled`."""
+        error = JobError(type="JobCancelled", message=message)
+        return self._record(
+            error,
+            lambda end: lifecycle.cancel_at_checkpoint(
+                self.job, end, error, self._retention
+            ),
+        )
 
-    def target() -> None:
+    # ------------------------------------------------------------------ recording
+    @property
+    def _retention(self) -> timedelta:
+        return self._policy.retention
+
+    def _record(
+        self,
+        error: JobError | None,
+        transition: Callable[[Ending], Transition],
+        *,
+        retry_in_s: int | None = None,
+        retryable: bool = False,
+    ) -> RunOutcome:
+        """Write the outcome and its history entry in one conditional write, then log it. The
+        outcome is discarded when the job changed under the attempt (cancelled, reclaimed)."""
+        now = self._clock()
+        duration_ms = round((time.monotonic() - self._started) * 1000)
+        entry = finished_attempt(
+            self.job, now, error, self._delivery.request_id, duration_ms
+        )
+        write = transition(Ending(now, entry, self.channel.latest))
         try:
-            outcome.result = call()
-        except BaseException as exc:  # noqa: BLE001 (handed to the caller, which logs and records it)
-            outcome.error = exc
-        finally:
-            done.set()
-
-    thread = threading.Thread(
-        target=target, name=f"job-{context.job_id[:8]}", daemon=True
-    )
-    thread.start()
-    if not done.wait(timeout=max(0.0, deadline - time.monotonic())):
-        context.stop_event.set()
-        return HandlerOutcome(timed_out=True)
-    return outcome
+            self._repo.update(self.job.id, write.update, write.precondition)
+        except ConditionFailed as lost:
+            state = lost.current.status.value if lost.current is not None else None
+            log.warning(
+                "job.outcome_discarded",
+                reason="job changed while running",
+                status=state,
+            )
+            return RunOutcome.DONE
+        fields: dict[str, Any] = {
+            "attempt": self.job.attempts,
+            "duration_ms": duration_ms,
+        }
+        if error is not None:
+            fields.update(error_type=error.type, error=error.message)
+        if retry_in_s is not None:
+            self._postpone(retry_in_s)
+            log.warning("job.attempt_failed", retry_in_s=retry_in_s, **fields)
+            return RunOutcome.RETRY
+        status = write.update.status
+        if status is JobStatus.FAILED:
+            log.error("job.failed", retryable=retryable, **fields)
+        elif isinstance(status, JobStatus):
+            log.info(f"job.{status.value}", **fields)
+        return RunOutcome.DONE

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-SQS_MAX_VISIBILITY_S = 43_200
-"""ChangeMessageVisibility accepts at most 12 hours."""
+MAX_DELAY_S = 43_200
+"""No retry waits longer than 12 hours (what the jobs queue can hold a message back for)."""
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,6 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> int:
         """Whole seconds to wait before attempt `attempt + 1` (at least `floor_s`, at most the cap)."""
-        ceiling = min(
-            self.cap_s, self.base_s * 2 ** max(0, attempt - 1), SQS_MAX_VISIBILITY_S
-        )
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1), MAX_DELAY_S)
         drawn = (rng or random).uniform(0, ceiling)
-        return max(self.floor_s, min(round(drawn), SQS_MAX_VISIBILITY_S))
+        return max(self.floor_s, min(round(drawn), MAX_DELAY_S))

@@ -1,8 +1,14 @@
-"""Domain errors. The service raises these; the API maps each to HTTP in one place."""
+"""Every error Jobline raises on purpose, in one hierarchy under `JoblineError`: the use cases raise
+the domain errors (the API maps each to HTTP in one place), the adapters raise the storage and queue
+ones, and job handlers raise the handler errors (also importable from `jobline.registry`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobline.models import Job
 
 
 class JoblineError(Exception):
@@ -101,17 +107,38 @@ class StorageUnavailable(JoblineError):
 class ConditionFailed(JoblineError):
     """A conditional write lost: the item was not in the expected state.
 
-    Raised by repositories only; the service turns it into a specific domain outcome.
+    Raised by repositories only; the use cases turn it into a specific domain outcome.
     `current` holds the item as it was (None when it does not exist).
     """
 
-    def __init__(self, current: object | None) -> None:
+    def __init__(self, current: Job | None) -> None:
         super().__init__("conditional write failed")
         self.current = current
 
 
-class MalformedMessage(JoblineError):
-    """A queue message cannot be parsed into a job reference."""
+# ------------------------------------------------------------------ raised by job handlers
+class JobHandlerError(JoblineError):
+    """Raised by a handler for an expected failure. Retryable unless `retryable=False`."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"malformed message: {reason}")
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PermanentJobError(JobHandlerError):
+    """A failure retrying cannot fix: the job fails at once, whatever attempts are left."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class DeadlineExceeded(JobHandlerError):
+    """The attempt ran out of time before the Lambda deadline; it may be retried."""
+
+
+class JobCancelled(JoblineError):
+    """Raised by a handler (usually via `JobContext.raise_if_cancelled`) that stopped because its
+    job's cancellation was requested: the job ends `cancelled`."""
+
+    def __init__(self, message: str = "the job was cancelled") -> None:
+        super().__init__(message)

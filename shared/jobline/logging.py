@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
 import structlog
@@ -62,6 +64,8 @@ def bind(**values: Any) -> None:
     structlog.contextvars.bind_contextvars(**values)
 
 
-def unbind(*keys: str) -> None:
-    """Remove keys from the current log context."""
-    structlog.contextvars.unbind_contextvars(*keys)
+@contextmanager
+def bound(**values: Any) -> Iterator[None]:
+    """Add keys to the log context for a block; afterwards they are as they were before."""
+    with structlog.contextvars.bound_contextvars(**values):
+        yield

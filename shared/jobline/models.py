@@ -50,6 +50,16 @@ MAX_HISTORY = 100
 """A job keeps at most this many attempts; a retry past it is refused."""
 
 
+class RunOutcome(enum.StrEnum):
+    """What the worker does with a job message once an attempt (or a duplicate) is handled."""
+
+    DONE = "done"
+    """The job reached a final state, or the message was a duplicate: acknowledge it."""
+    RETRY = "retry"
+    """Return the message for redelivery: the attempt failed and the job is queued again (its
+    delivery already postponed by the backoff), or another worker's live lease holds the job."""
+
+
 class JobError(BaseModel):
     """Why an attempt or a job failed."""
 
@@ -143,12 +153,11 @@ class JobMessage(BaseModel):
 class Delivery(BaseModel):
     """One delivery of a job message to a worker invocation."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     message: JobMessage
-    message_id: str
-    receipt_handle: str | None = None
-    receive_count: int = 1
+    handle: str | None = None
+    """What `JobQueue.postpone` needs to deliver this message again later (None: it cannot be)."""
     request_id: str | None = None
     lease_until: datetime
     """The invocation's Lambda deadline (wall clock): the claim's lease ends here."""

@@ -1,42 +1,15 @@
-"""What the service needs from storage and the queue. Adapters implement these."""
+"""What the use cases need from storage and the queue. Adapters implement these."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from jobline.models import Attempt, Job, JobFilter, JobMessage, JobStatus
+from jobline.models import Job, JobFilter, JobMessage
+from jobline.transition import JobUpdate, Precondition
 
 StartKey = dict[str, str]
 """Where a listing resumes: opaque to the service, signed into the cursor."""
-
-
-@dataclass(frozen=True)
-class Expect:
-    """The condition a write needs: the job exists, belongs to `owner` and is in one of `status_in`
-    (and, when given, has made exactly `attempts` attempts)."""
-
-    owner: str
-    status_in: frozenset[JobStatus]
-    attempts: int | None = None
-    lease_expired_before: datetime | None = None
-    """Also accept a `running` job whose `lease_until` is earlier than this (its worker died)."""
-    below_max_attempts: bool = False
-    """Require `attempts < max_attempts`."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """Fields to set (None removes the attribute) and whether to add one to `attempts`."""
-
-    values: Mapping[str, Any] = field(default_factory=dict)
-    increment_attempts: bool = False
-    append_history: tuple[Attempt, ...] = ()
-    """Add these entries at the end of `history`."""
-    set_history: Mapping[int, Attempt] = field(default_factory=dict)
-    """Replace `history[index]` with the entry."""
 
 
 class JobRepository(Protocol):
@@ -48,14 +21,11 @@ class JobRepository(Protocol):
     def get(self, job_id: str) -> Job | None:
         """The stored job (expired or not), strongly consistent."""
 
-    def update(
-        self, job_id: str, change: Change, expect: Expect, *, return_old: bool = False
-    ) -> Job:
-        """Apply `change` if `expect` holds; return the job after the write (before it, with
-        `return_old`)."""
+    def update(self, job_id: str, update: JobUpdate, precondition: Precondition) -> Job:
+        """Apply `update` if `precondition` holds; return the job after the write."""
 
-    def delete(self, job_id: str, expect: Expect) -> None:
-        """Remove a job if `expect` holds."""
+    def delete(self, job_id: str, precondition: Precondition) -> None:
+        """Remove a job if `precondition` holds."""
 
     def query(
         self,
@@ -74,5 +44,6 @@ class JobQueue(Protocol):
     def send(self, message: JobMessage, delay_seconds: int) -> str:
         """Enqueue a job message; return the message id."""
 
-    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
-        """Hide a received message for `seconds` from now (0 makes it visible at once)."""
+    def postpone(self, handle: str, seconds: int) -> None:
+        """Deliver a received message again no sooner than `seconds` from now (`handle`: the
+        delivery's redelivery handle)."""

@@ -1,8 +1,10 @@
-"""SQS adapter for the jobs queue: messages carry ids and metadata, never payloads."""
+"""SQS adapter for the jobs queue: messages carry ids and metadata, never payloads. Receipt handles
+and SQS's visibility limits stay here: the domain asks to `postpone` a delivery."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -11,6 +13,11 @@ from jobline.models import JobMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
+
+SQS_MAX_VISIBILITY_S = 43_200
+"""ChangeMessageVisibility accepts at most 12 hours."""
+
+T = TypeVar("T")
 
 
 def build_send(
@@ -24,6 +31,18 @@ def build_send(
     }
 
 
+def _call(operation: Callable[[], T]) -> T:
+    """Run one SQS call; ClientError codes and transport failures become `QueueUnavailable`."""
+    try:
+        return operation()
+    except ClientError as exc:
+        raise QueueUnavailable(
+            exc.response.get("Error", {}).get("Code", "unknown")
+        ) from exc
+    except BotoCoreError as exc:
+        raise QueueUnavailable(type(exc).__name__) from exc
+
+
 class SqsJobQueue:
     """The jobs queue through a boto3 SQS client created once per execution environment."""
 
@@ -33,29 +52,17 @@ class SqsJobQueue:
 
     def send(self, message: JobMessage, delay_seconds: int) -> str:
         """Enqueue a job message; return the SQS message id."""
-        try:
-            response = self._client.send_message(
-                **build_send(self._queue_url, message, delay_seconds)
-            )
-        except ClientError as exc:
-            raise QueueUnavailable(
-                exc.response.get("Error", {}).get("Code", "unknown")
-            ) from exc
-        except BotoCoreError as exc:
-            raise QueueUnavailable(type(exc).__name__) from exc
+        request = build_send(self._queue_url, message, delay_seconds)
+        response = _call(lambda: self._client.send_message(**request))
         return response["MessageId"]
 
-    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
-        """Hide a received message for `seconds` from now (backoff before the next attempt)."""
-        try:
-            self._client.change_message_visibility(
+    def postpone(self, handle: str, seconds: int) -> None:
+        """Hide a received message (`handle`: its receipt handle) for `seconds` from now, at most
+        SQS's 12 hours: the backoff before the next attempt."""
+        _call(
+            lambda: self._client.change_message_visibility(
                 QueueUrl=self._queue_url,
-                ReceiptHandle=receipt_handle,
-                VisibilityTimeout=seconds,
+                ReceiptHandle=handle,
+                VisibilityTimeout=max(0, min(seconds, SQS_MAX_VISIBILITY_S)),
             )
-        except ClientError as exc:
-            raise QueueUnavailable(
-                exc.response.get("Error", {}).get("Code", "unknown")
-            ) from exc
-        except BotoCoreError as exc:
-            raise QueueUnavailable(type(exc).__name__) from exc
+        )

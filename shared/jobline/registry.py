@@ -11,36 +11,29 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from jobline.backoff import Backoff
-from jobline.errors import InvalidPayload, UnknownJobType
+from jobline.errors import (
+    DeadlineExceeded,
+    InvalidPayload,
+    JobCancelled,
+    JobHandlerError,
+    PermanentJobError,
+    UnknownJobType,
+)
+
+__all__ = [
+    "DeadlineExceeded",
+    "JobCancelled",
+    "JobContext",
+    "JobHandlerError",
+    "JobType",
+    "JobTypeRegistry",
+    "PermanentJobError",
+]
 
 InputT = TypeVar("InputT", bound=BaseModel)
 
 JSONValue = Any
 """What a handler returns: anything `json.dumps` accepts (no NaN/Infinity)."""
-
-
-class JobHandlerError(Exception):
-    """Raised by a handler for an expected failure. Retryable unless `retryable=False`."""
-
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class PermanentJobError(JobHandlerError):
-    """A failure retrying cannot fix: the job fails at once, whatever attempts are left."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
-
-
-class DeadlineExceeded(JobHandlerError):
-    """The attempt ran out of time before the Lambda deadline; it may be retried."""
-
-
-class JobCancelled(Exception):
-    """Raised by a handler (usually via `JobContext.raise_if_cancelled`) that stopped because its
-    job's cancellation was requested: the job ends `cancelled`."""
 
 
 ProgressSink = Callable[[float, str | None], None]

@@ -30,10 +30,10 @@ from jobline.models import (
     JobStatus,
     SubmitRequest,
 )
-from jobline.ports import Change, Expect
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.repository import DynamoJobRepository
 from jobline.service import JobService, RunOutcome
+from jobline.transition import JobUpdate, Precondition
 from pydantic import BaseModel, ConfigDict
 
 from tests.conftest import MotoStack
@@ -155,7 +155,6 @@ def delivery(message: JobMessage, request_id: str = "req-race") -> Delivery:
     """A delivery of `message` to an invocation whose lease outlasts every wait here."""
     return Delivery(
         message=message,
-        message_id=f"m-{request_id}",
         request_id=request_id,
         lease_until=utcnow() + timedelta(seconds=WAIT_S * 6),
         deadline=time.monotonic() + WAIT_S,
@@ -182,8 +181,8 @@ def test_concurrent_conditional_claims_let_exactly_one_win(
         }
     )
     repo.create(job, job.created_at)
-    claim = Change(values={"status": JobStatus.RUNNING}, increment_attempts=True)
-    expect = Expect(owner="ann", status_in=frozenset({JobStatus.QUEUED}))
+    claim = JobUpdate(status=JobStatus.RUNNING, increment_attempts=True)
+    expect = Precondition(owner="ann", status_in=frozenset({JobStatus.QUEUED}))
 
     def try_claim() -> Job | ConditionFailed:
         try:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from jobline.errors import ConditionFailed
 from jobline.models import Job, JobError, JobFilter, JobStatus
-from jobline.ports import Change, Expect, StartKey
+from jobline.ports import StartKey
 from jobline.repository import MAX_PAGES_PER_LIST, DynamoJobRepository
+from jobline.transition import JobUpdate, Precondition
 
 from tests.conftest import MotoStack
 
@@ -228,9 +229,11 @@ def test_create_over_a_not_yet_expired_item_fails(repo: DynamoJobRepository) -> 
 # ----------------------------------------------------------------------------------- update
 
 
-def claim_change(at: datetime) -> Change:
-    return Change(
-        values={"status": JobStatus.RUNNING, "started_at": at, "updated_at": at},
+def claim_change(at: datetime) -> JobUpdate:
+    return JobUpdate(
+        status=JobStatus.RUNNING,
+        started_at=at,
+        updated_at=at,
         increment_attempts=True,
     )
 
@@ -245,7 +248,9 @@ def test_update_applies_the_change_when_the_expectation_holds(
 
     # When it is claimed under the expectation "ann's, queued, no attempts yet"
     updated = repo.update(
-        job.id, claim_change(later), Expect(owner="ann", status_in=QUEUED, attempts=0)
+        job.id,
+        claim_change(later),
+        Precondition(owner="ann", status_in=QUEUED, attempts=0),
     )
 
     # Then the returned job is the stored one: running, one attempt, started now
@@ -268,9 +273,9 @@ def test_update_fails_with_the_current_job_when_the_expectation_does_not_hold(
     job = new_job()
     repo.create(job, NOW)
     wrong = {
-        "other owner": Expect(owner="bob", status_in=QUEUED),
-        "other status": Expect(owner="ann", status_in=RUNNING),
-        "other attempts": Expect(owner="ann", status_in=QUEUED, attempts=1),
+        "other owner": Precondition(owner="bob", status_in=QUEUED),
+        "other status": Precondition(owner="ann", status_in=RUNNING),
+        "other attempts": Precondition(owner="ann", status_in=QUEUED, attempts=1),
     }
     for case, expect in wrong.items():
         # When an update expects another owner, status or attempt count
@@ -290,8 +295,8 @@ def test_update_expecting_one_of_several_statuses(repo: DynamoJobRepository) -> 
     # When an update accepts queued or running
     updated = repo.update(
         job.id,
-        Change(values={"status": JobStatus.SUCCEEDED, "result": {"ok": 0.1}}),
-        Expect(owner="ann", status_in=QUEUED | RUNNING),
+        JobUpdate(status=JobStatus.SUCCEEDED, result={"ok": 0.1}),
+        Precondition(owner="ann", status_in=QUEUED | RUNNING),
     )
 
     # Then it applies
@@ -306,7 +311,9 @@ def test_update_of_a_missing_id_fails_with_no_current_job_and_creates_nothing(
 
     # When it is updated
     with pytest.raises(ConditionFailed) as lost:
-        repo.update(job_id, claim_change(NOW), Expect(owner="ann", status_in=QUEUED))
+        repo.update(
+            job_id, claim_change(NOW), Precondition(owner="ann", status_in=QUEUED)
+        )
 
     # Then the condition fails with no current job and no item appears
     assert lost.value.current is None
@@ -323,8 +330,8 @@ def test_update_with_none_removes_the_attribute(
     # When the next attempt succeeds and clears the error
     updated = repo.update(
         job.id,
-        Change(values={"status": JobStatus.SUCCEEDED, "error": None, "result": [1]}),
-        Expect(owner="ann", status_in=QUEUED, attempts=1),
+        JobUpdate(status=JobStatus.SUCCEEDED, error=None, result=[1]),
+        Precondition(owner="ann", status_in=QUEUED, attempts=1),
     )
 
     # Then the error attribute is gone from the item
@@ -348,8 +355,8 @@ def test_owner_status_index_follows_every_status_change(
         # When its status changes
         repo.update(
             job.id,
-            Change(values={"status": after}),
-            Expect(owner="ann", status_in=before),
+            JobUpdate(status=after),
+            Precondition(owner="ann", status_in=before),
         )
 
         # Then the index attribute says so and only the new status lists it
@@ -454,8 +461,8 @@ def test_query_hides_expired_jobs(repo: DynamoJobRepository) -> None:
     ):
         repo.update(
             job.id,
-            Change(values={"expires_at": expires_at}),
-            Expect(owner="ann", status_in=frozenset({JobStatus.SUCCEEDED})),
+            JobUpdate(expires_at=expires_at),
+            Precondition(owner="ann", status_in=frozenset({JobStatus.SUCCEEDED})),
         )
     for case, job_filter in FILTERS.items():
         # When ann lists them

@@ -1,6 +1,6 @@
 """The in-memory fake and the DynamoDB adapter (on moto) keep the same contract for what the worker
 relies on: the claim condition (queued, or running under an ended lease, with attempts left), the
-job before the write (`return_old`), history appends and replacements, and stored progress.
+job after the write, history appends, and stored progress.
 Every test runs against both."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from jobline.errors import ConditionFailed
 from jobline.models import Attempt, Job, JobError, JobStatus, Progress
-from jobline.ports import Change, Expect, JobRepository
+from jobline.ports import JobRepository
 from jobline.repository import DynamoJobRepository
+from jobline.transition import JobUpdate, Precondition
 
 from tests.conftest import MotoStack
 from tests.fakes import InMemoryJobRepository
@@ -21,8 +22,8 @@ from tests.fakes import InMemoryJobRepository
 NOW = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 QUEUED = frozenset({JobStatus.QUEUED})
 RUNNING = frozenset({JobStatus.RUNNING})
-CLAIM = Expect(
-    owner="ann", status_in=QUEUED, lease_expired_before=NOW, below_max_attempts=True
+CLAIM = Precondition(
+    owner="ann", status_in=QUEUED, lease_ended_before=NOW, below_max_attempts=True
 )
 
 
@@ -51,13 +52,11 @@ def stored_job(repo: JobRepository, **fields: Any) -> Job:
     return job
 
 
-def claim_change() -> Change:
-    return Change(
-        values={
-            "status": JobStatus.RUNNING,
-            "lease_until": NOW + timedelta(minutes=2),
-            "attempt_request_id": "req-new",
-        },
+def claim_change() -> JobUpdate:
+    return JobUpdate(
+        status=JobStatus.RUNNING,
+        lease_until=NOW + timedelta(minutes=2),
+        attempt_request_id="req-new",
         increment_attempts=True,
     )
 
@@ -116,9 +115,9 @@ def test_the_claim_condition(
     # Given a job in some state
     job = stored_job(repo, **fields)
 
-    # When a worker claims it (returning the job as it was)
+    # When a worker claims it
     try:
-        before = repo.update(job.id, claim_change(), CLAIM, return_old=True)
+        claimed = repo.update(job.id, claim_change(), CLAIM)
     except ConditionFailed as lost:
         # Then an unclaimable job is refused with the job as stored, unchanged
         assert not claimable
@@ -126,9 +125,9 @@ def test_the_claim_condition(
         assert repo.get(job.id) == job
         return
 
-    # Then a claimable one comes back as it was, and is stored claimed
+    # Then a claimable one comes back as stored, claimed
     assert claimable
-    assert before == job
+    assert claimed == repo.get(job.id)
     assert repo.get(job.id) == job.model_copy(
         update={
             "status": JobStatus.RUNNING,
@@ -139,7 +138,7 @@ def test_the_claim_condition(
     )
 
 
-def test_history_is_appended_in_order_and_an_entry_can_be_replaced(
+def test_history_is_appended_in_order(
     repo: JobRepository,
 ) -> None:
     # Given a running job without history
@@ -157,18 +156,15 @@ def test_history_is_appended_in_order_and_an_entry_can_be_replaced(
         request_id="req-2",
         duration_ms=1000,
     )
-    expect = Expect(owner="ann", status_in=RUNNING, attempts=2)
+    expect = Precondition(owner="ann", status_in=RUNNING, attempts=2)
 
-    # When entries are appended one write at a time, then entry 0 is replaced
-    repo.update(job.id, Change(append_history=(lost,)), expect)
-    after_append = repo.update(job.id, Change(append_history=(ran,)), expect)
-    replaced = lost.model_copy(update={"finished_at": NOW})
-    after_set = repo.update(job.id, Change(set_history={0: replaced}), expect)
+    # When entries are appended one write at a time
+    repo.update(job.id, JobUpdate(append_history=(lost,)), expect)
+    after_append = repo.update(job.id, JobUpdate(append_history=(ran,)), expect)
 
     # Then the history reads back exactly, in order
     assert after_append.history == (lost, ran)
-    assert after_set.history == (replaced, ran)
-    assert repo.get(job.id) == after_set
+    assert repo.get(job.id) == after_append
 
 
 def test_removing_the_lease_and_storing_progress(repo: JobRepository) -> None:
@@ -184,15 +180,13 @@ def test_removing_the_lease_and_storing_progress(repo: JobRepository) -> None:
     # When an outcome clears the lease and stores progress with a long fraction
     updated = repo.update(
         job.id,
-        Change(
-            values={
-                "status": JobStatus.QUEUED,
-                "lease_until": None,
-                "attempt_request_id": None,
-                "progress": Progress(percent=100 / 3, message=None, updated_at=NOW),
-            }
+        JobUpdate(
+            status=JobStatus.QUEUED,
+            lease_until=None,
+            attempt_request_id=None,
+            progress=Progress(percent=100 / 3, message=None, updated_at=NOW),
         ),
-        Expect(owner="ann", status_in=RUNNING, attempts=1),
+        Precondition(owner="ann", status_in=RUNNING, attempts=1),
     )
 
     # Then the lease is gone and the percent is kept to three decimals

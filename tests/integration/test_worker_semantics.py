@@ -24,16 +24,16 @@ from jobline.backoff import Backoff
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
 from jobline.models import Job, JobMessage, JobStatus, SubmitRequest
-from jobline.ports import Change, Expect
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
+from jobline.sqs_batch import Invocation
+from jobline.transition import JobUpdate, Precondition
 from jobline_api.app import create_app
-from jobline_worker.batch import Invocation, process_batch
 from jobline_worker.handler import lambda_handler
 
 from tests.conftest import FakeLambdaContext, MotoStack, sqs_event
-from tests.fakes import AnyInput, job_type_of
+from tests.fakes import AnyInput, job_type_of, process_batch
 from tests.integration.test_races import Gate, GateInput, SerializedDynamoDB
 
 if TYPE_CHECKING:
@@ -246,18 +246,16 @@ def test_a_job_whose_worker_died_is_reclaimed_after_its_lease(
     started = utcnow() - timedelta(minutes=3)
     repository(moto_stack).update(
         job["id"],
-        Change(
-            values={
-                "status": JobStatus.RUNNING,
-                "started_at": started,
-                "updated_at": started,
-                "lease_until": utcnow() - timedelta(seconds=1),
-                "attempt_request_id": "req-dead",
-                "run_after": None,
-            },
+        JobUpdate(
+            status=JobStatus.RUNNING,
+            started_at=started,
+            updated_at=started,
+            lease_until=utcnow() - timedelta(seconds=1),
+            attempt_request_id="req-dead",
+            run_after=None,
             increment_attempts=True,
         ),
-        Expect(owner=OWNER, status_in=frozenset({JobStatus.QUEUED})),
+        Precondition(owner=OWNER, status_in=frozenset({JobStatus.QUEUED})),
     )
 
     # When the message is delivered again

@@ -16,7 +16,8 @@ from jobline.service import JobService
 from jobline_api.app import create_app
 from jobline_api.dependencies import get_job_service
 from jobline_api.handler import app as handler_app
-from jobline_api.handler import lambda_handler, strip_stage
+from jobline_api.handler import lambda_handler
+from jobline_api.stage import strip_stage
 
 from tests.conftest import FakeLambdaContext
 from tests.fakes import (

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from jobline.envelopes import EnvelopeKind, Unwrapped, correlation_id, unwrap
+from jobline_ingest.envelopes import EnvelopeKind, Unwrapped, correlation_id, unwrap
 
 SUBMISSION = {"type": "echo", "payload": {"n": 1}, "owner": "ann"}
 SNS_ID = "b3c1e0a2-7f4d-5a6b-9c8d-2e1f0a9b8c7d"

@@ -13,9 +13,9 @@ import pytest
 import structlog
 from jobline.logging import bind_invocation, configure
 from jobline.models import SubmitRequest
+from jobline.sqs_batch import Invocation
 from jobline_api.dependencies import get_job_service
 from jobline_api.handler import app, lambda_handler
-from jobline_worker.batch import Invocation, process_batch
 
 from tests.conftest import FakeLambdaContext
 from tests.fakes import (
@@ -23,6 +23,7 @@ from tests.fakes import (
     InMemoryJobRepository,
     build_fake_service,
     http_api_event,
+    process_batch,
 )
 
 

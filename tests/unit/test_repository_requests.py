@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from jobline.items import item_to_job, job_to_item
 from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progress
-from jobline.ports import Change, Expect
 from jobline.repository import (
     INDEX_BY_OWNER,
     INDEX_BY_OWNER_STATUS,
@@ -16,9 +16,8 @@ from jobline.repository import (
     build_create,
     build_query,
     build_update,
-    item_to_job,
-    job_to_item,
 )
+from jobline.transition import JobUpdate, Precondition
 
 TABLE = "jobs"
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -55,13 +54,15 @@ def _attribute_values(node: Any) -> list[Any]:
 
 def test_claim_update_sets_status_index_key_and_increments_attempts() -> None:
     # Given the claim of a queued job
-    change = Change(
-        values={"status": JobStatus.RUNNING, "started_at": NOW, "updated_at": NOW},
+    change = JobUpdate(
+        status=JobStatus.RUNNING,
+        started_at=NOW,
+        updated_at=NOW,
         increment_attempts=True,
     )
 
     # When the request is built
-    request = build_update(TABLE, JOB_ID, change, Expect("ann", QUEUED_ONLY))
+    request = build_update(TABLE, JOB_ID, change, Precondition("ann", QUEUED_ONLY))
 
     # Then it sets every field through placeholders, keeps owner_status in step,
     # adds one attempt and only applies to ann's queued job
@@ -98,14 +99,12 @@ def test_claim_update_sets_status_index_key_and_increments_attempts() -> None:
 
 def test_none_values_are_removed_and_attempts_are_part_of_the_condition() -> None:
     # Given a retry: back to queued, error recorded, result cleared, only if attempt 2 still runs
-    change = Change(
-        values={
-            "status": JobStatus.QUEUED,
-            "error": JobError(type="Boom", message="it broke"),
-            "result": None,
-        }
+    change = JobUpdate(
+        status=JobStatus.QUEUED,
+        error=JobError(type="Boom", message="it broke"),
+        result=None,
     )
-    expect = Expect("ann", frozenset({JobStatus.RUNNING}), attempts=2)
+    expect = Precondition("ann", frozenset({JobStatus.RUNNING}), attempts=2)
 
     request = build_update(TABLE, JOB_ID, change, expect)
 
@@ -136,9 +135,9 @@ def test_none_values_are_removed_and_attempts_are_part_of_the_condition() -> Non
 
 
 def test_an_update_without_status_leaves_the_index_key_alone() -> None:
-    change = Change(values={"updated_at": NOW})
+    change = JobUpdate(updated_at=NOW)
     request = build_update(
-        TABLE, JOB_ID, change, Expect("ann", frozenset(JobStatus), attempts=None)
+        TABLE, JOB_ID, change, Precondition("ann", frozenset(JobStatus), attempts=None)
     )
 
     assert request["UpdateExpression"] == "SET #f0 = :v0"
@@ -164,14 +163,14 @@ def test_an_update_without_status_leaves_the_index_key_alone() -> None:
 
 def test_a_claim_also_takes_a_running_job_whose_lease_ended() -> None:
     # Given the claim of a worker: queued, or running under an ended (or no) lease, with
-    # attempts left; the job as it was comes back
-    change = Change(values={"lease_until": NOW}, increment_attempts=True)
-    expect = Expect(
-        "ann", QUEUED_ONLY, lease_expired_before=NOW, below_max_attempts=True
+    # attempts left
+    change = JobUpdate(lease_until=NOW, increment_attempts=True)
+    expect = Precondition(
+        "ann", QUEUED_ONLY, lease_ended_before=NOW, below_max_attempts=True
     )
 
     # When the request is built
-    request = build_update(TABLE, JOB_ID, change, expect, return_old=True)
+    request = build_update(TABLE, JOB_ID, change, expect)
 
     # Then the condition names each case, comparing the fixed-width UTC text of the lease
     assert request["ConditionExpression"] == (
@@ -198,11 +197,10 @@ def test_a_claim_also_takes_a_running_job_whose_lease_ended() -> None:
     assert request["UpdateExpression"] == (
         "SET #f0 = :v0, #attempts = #attempts + :one"
     )
-    assert request["ReturnValues"] == "ALL_OLD"
 
 
-def test_history_entries_are_appended_to_the_list_or_replace_one() -> None:
-    # Given an outcome that appends two attempts, and a change replacing entry 0
+def test_history_entries_are_appended_to_the_list() -> None:
+    # Given an outcome that appends two attempts
     lost = Attempt(
         attempt=1,
         started_at=NOW,
@@ -212,11 +210,10 @@ def test_history_entries_are_appended_to_the_list_or_replace_one() -> None:
     ran = Attempt(
         attempt=2, started_at=NOW, finished_at=NOW, request_id="req-2", duration_ms=7
     )
-    expect = Expect("ann", frozenset({JobStatus.RUNNING}), attempts=2)
+    expect = Precondition("ann", frozenset({JobStatus.RUNNING}), attempts=2)
 
     # When the requests are built
-    append = build_update(TABLE, JOB_ID, Change(append_history=(lost, ran)), expect)
-    replace = build_update(TABLE, JOB_ID, Change(set_history={0: ran}), expect)
+    append = build_update(TABLE, JOB_ID, JobUpdate(append_history=(lost, ran)), expect)
 
     # Then appending creates the list when missing; every entry is a map without empty fields
     assert append["UpdateExpression"] == (
@@ -247,23 +244,18 @@ def test_history_entries_are_appended_to_the_list_or_replace_one() -> None:
             },
         ]
     }
-    assert replace["UpdateExpression"] == "SET #history[0] = :h0"
-    assert (
-        replace["ExpressionAttributeValues"][":h0"]
-        == (append["ExpressionAttributeValues"][":new_attempt"]["L"][1])
-    )
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        Change(values={"status": JobStatus.CANCELLED, "finished_at": NOW}),
-        Change(values={"status": JobStatus.RUNNING}, increment_attempts=True),
-        Change(values={"result": {"type": 1}, "error": None}),
+        JobUpdate(status=JobStatus.CANCELLED, finished_at=NOW),
+        JobUpdate(status=JobStatus.RUNNING, increment_attempts=True),
+        JobUpdate(result={"type": 1}, error=None),
     ],
 )
-def test_reserved_words_never_appear_bare_in_expressions(change: Change) -> None:
-    request = build_update(TABLE, JOB_ID, change, Expect("ann", QUEUED_ONLY, 1))
+def test_reserved_words_never_appear_bare_in_expressions(change: JobUpdate) -> None:
+    request = build_update(TABLE, JOB_ID, change, Precondition("ann", QUEUED_ONLY, 1))
     expressions = f"{request['UpdateExpression']} {request['ConditionExpression']}"
     words = {word.strip("(),") for word in expressions.split()}
 

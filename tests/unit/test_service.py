@@ -36,7 +36,6 @@ from jobline.models import (
     Progress,
     SubmitRequest,
 )
-from jobline.ports import Change, Expect
 from jobline.registry import (
     JobCancelled,
     JobContext,
@@ -44,6 +43,7 @@ from jobline.registry import (
     PermanentJobError,
 )
 from jobline.service import JobService, RunOutcome
+from jobline.transition import JobUpdate, Precondition
 from structlog.testing import capture_logs
 
 from tests.fakes import (
@@ -98,8 +98,7 @@ def _delivery(
     message = job if isinstance(job, JobMessage) else _message(job, owner)
     return Delivery(
         message=message,
-        message_id="m-1",
-        receipt_handle=receipt_handle,
+        handle=receipt_handle,
         request_id=request_id,
         lease_until=lease_until,
         deadline=_deadline() if deadline is None else deadline,
@@ -899,8 +898,8 @@ def test_an_outcome_is_discarded_when_the_job_changed_while_running() -> None:
             assert self.repo is not None
             self.repo.update(
                 context.job_id,
-                Change(values={"status": JobStatus.FAILED}),
-                Expect(owner=ANN, status_in=frozenset({JobStatus.RUNNING})),
+                JobUpdate(status=JobStatus.FAILED),
+                Precondition(owner=ANN, status_in=frozenset({JobStatus.RUNNING})),
             )
             return {"late": True}
 
@@ -1697,14 +1696,14 @@ def test_the_fake_repository_refuses_writes_whose_expectation_fails(
     # The fake keeps the adapter's contract: a lost condition reports the current item
     service, repo, _ = fakes
     job = service.submit(ANN, _echo()).job
-    wrong_owner = Expect(owner=BOB, status_in=frozenset({JobStatus.QUEUED}))
-    wrong_attempts = Expect(
+    wrong_owner = Precondition(owner=BOB, status_in=frozenset({JobStatus.QUEUED}))
+    wrong_attempts = Precondition(
         owner=ANN, status_in=frozenset({JobStatus.QUEUED}), attempts=3
     )
 
     for expect in (wrong_owner, wrong_attempts):
         with pytest.raises(ConditionFailed) as caught:
-            repo.update(job.id, Change(values={"status": JobStatus.RUNNING}), expect)
+            repo.update(job.id, JobUpdate(status=JobStatus.RUNNING), expect)
         assert caught.value.current == job
     with pytest.raises(ConditionFailed) as missing:
         repo.delete(UNKNOWN_ID, wrong_owner)

@@ -8,7 +8,8 @@ import random
 import pytest
 import snapshot_restore_py  # type: ignore[import-untyped]
 from jobline import bootstrap
-from jobline_api import handler
+from jobline.config import get_settings
+from jobline_api import coldstart, handler
 
 
 def _environment() -> tuple[object, ...]:
@@ -22,7 +23,7 @@ def _environment() -> tuple[object, ...]:
 
 def test_initialize_builds_the_service_and_primes_the_app() -> None:
     # When the init phase runs (on Lambda: while the handler module is imported)
-    handler.initialize()
+    coldstart.initialize(handler.app, handler.lambda_handler)
 
     # Then the service is built once and attached to the app
     first, again = _environment(), _environment()
@@ -35,25 +36,29 @@ def test_after_restore_renews_session_clients_service_and_random_state(
 ) -> None:
     # Given an environment initialized before its snapshot, whose random state every restored
     # copy would share
-    handler.prepare()
+    coldstart.prepare(handler.app)
     before = _environment()
     random.seed(1234)
     shared_state = random.getstate()
     monkeypatch.setenv("JOBLINE_TABLE_NAME", "jobline-restored-table")
 
     # When SnapStart restores it and runs the after-restore hook
-    handler.after_restore()
+    coldstart.after_restore(handler.app)
 
     # Then the session (credentials), both clients (connections) and the service are new ...
     after = _environment()
     assert [old is new for old, new in zip(before, after, strict=True)] == [False] * 4
     assert handler.app.state.service is after[3]
     # ... built from settings read again ...
-    assert bootstrap.get_settings().table_name == "jobline-restored-table"
+    assert get_settings().table_name == "jobline-restored-table"
     # ... and random no longer follows the snapshot's sequence
     assert random.getstate() != shared_state
 
 
 def test_the_after_restore_hook_is_registered_with_the_runtime() -> None:
     # Then Lambda's runtime finds the hook where snapshot-restore-py keeps it
-    assert (handler.after_restore, (), {}) in snapshot_restore_py.get_after_restore()
+    assert (
+        coldstart.after_restore,
+        (handler.app,),
+        {},
+    ) in snapshot_restore_py.get_after_restore()

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
+from jobline.items import job_to_item
 from jobline.models import MAX_ATTEMPTS, Job, JobFilter, JobStatus
 from jobline.repository import (
     INDEX_BY_OWNER,
     INDEX_BY_OWNER_STATUS,
     INDEX_BY_OWNER_TYPE,
     build_query,
-    job_to_item,
 )
 from jobline_local.template import TEMPLATE_PATH, load_template, resources_of_type
 

@@ -16,7 +16,7 @@ from jobline.errors import StorageUnavailable
 from jobline.models import Job, JobStatus, SubmitRequest
 from jobline.registry import JobContext
 from jobline.service import JobService
-from jobline_worker.batch import Invocation, process_batch
+from jobline.sqs_batch import Invocation
 from structlog.testing import capture_logs
 
 from tests.fakes import (
@@ -30,6 +30,7 @@ from tests.fakes import (
     counting_job_type,
     failing_handler,
     job_type_of,
+    process_batch,
 )
 
 ANN = "ann"

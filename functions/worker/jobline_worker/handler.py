@@ -2,47 +2,27 @@
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
-from functools import lru_cache
+from functools import partial
 from typing import Any
 
-from jobline.bootstrap import get_service
-from jobline.clock import utcnow
+from jobline.bootstrap import build_during_lambda_init, get_service
 from jobline.config import get_settings
-from jobline.logging import bind_invocation, configure, get_logger
+from jobline.logging import configure
+from jobline.sqs_batch import run_batch, thread_pool
 
-from jobline_worker.batch import Invocation, process_batch
+from jobline_worker.record import run_record
 
 configure()
-log = get_logger(__name__)
-
-
-@lru_cache(maxsize=1)
-def _executor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(
-        max_workers=get_settings().worker_concurrency, thread_name_prefix="job"
-    )
+build_during_lambda_init()
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Run the batch; answer with the records SQS must deliver again."""
-    bind_invocation(
-        getattr(context, "aws_request_id", None),
-        getattr(context, "function_name", None),
+    """Run the batch's jobs concurrently; answer with the records SQS must deliver again."""
+    settings = get_settings()
+    return run_batch(
+        event,
+        context,
+        partial(run_record, get_service()),
+        margin_ms=settings.deadline_margin_ms,
+        executor=thread_pool(settings.worker_concurrency),
     )
-    remaining_s = context.get_remaining_time_in_millis() / 1000
-    invocation = Invocation(
-        request_id=getattr(context, "aws_request_id", None),
-        lease_until=utcnow() + timedelta(seconds=remaining_s),
-        deadline=time.monotonic()
-        + remaining_s
-        - get_settings().deadline_margin_ms / 1000,
-    )
-    records = event.get("Records", [])
-    failures = process_batch(get_service(), records, invocation, _executor())
-    log.info("batch.done", records=len(records), failures=len(failures))
-    return {
-        "batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]
-    }

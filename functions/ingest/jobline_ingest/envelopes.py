@@ -1,4 +1,5 @@
-"""What arrives on the ingest queue: find the submission inside an SQS record. Pure, no I/O.
+"""What arrives on the ingest queue: find the submission inside an SQS record. Pure, no I/O. (The
+envelopes are transport: they live with the ingest function, not in the domain package.)
 
 Other systems reach the ingest queue three ways; the envelope is detected per record:
 - **raw**: the body is the submission itself (`SendMessage`, or SNS with raw message delivery);

@@ -1,6 +1,6 @@
 """Redrive: move messages from a dead-letter queue back to its queue, bounded and rate-limited.
 
-    python -m jobline_local.redrive [--source Q] [--target Q] [--max N] [--rate R] [--local]
+    python -m jobline_tools.redrive [--source Q] [--target Q] [--max N] [--rate R] [--local]
     make redrive [SOURCE=Q] [TARGET=Q] [MAX=N] [RATE=R] [LOCAL=0]
 
 `Q` is a queue URL or name. Without `--target` the target is Jobline's jobs queue (the settings'
@@ -19,9 +19,10 @@ message, then a summary with what is left in the source (approximate, as SQS cou
 **Dead-lettered jobs are re-queued, not moved.** Once the dead-letter consumer has marked a job
 `dead_lettered`, its old message is useless: a worker receiving it sees a finished job and
 acknowledges it without running anything. So when the target is the jobs queue and a message names a
-`dead_lettered` job, the command re-queues the job through Jobline's service (`service.retry`, the
-same call as `POST /jobs/{id}/retry`: fresh attempts, history kept, a fresh message on the jobs
-queue) and deletes the dead-letter message instead of moving it. Messages of queued or running jobs
+`dead_lettered` job, the command hands it to Jobline's service (`service.requeue_dead_lettered`, the
+rule lives in `jobline.recovery`: the same re-queue as `POST /jobs/{id}/retry`, fresh attempts,
+history kept, a fresh message on the jobs queue) and deletes the dead-letter message instead of
+moving it. Messages of queued or running jobs
 (the consumer was disabled, `DeadLetterConsumerEnabled=false`) are moved as they are: the worker
 claims such a job as usual. Other bodies (e.g. ingest submissions) are always just moved.
 
@@ -48,16 +49,15 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from jobline.bootstrap import build_service
 from jobline.config import Settings, get_settings
-from jobline.errors import InvalidJobState, JoblineError, JobNotFound
+from jobline.errors import JoblineError
 from jobline.logging import configure
-from jobline.models import JobMessage, JobStatus
+from jobline.models import JobMessage
 from jobline.queue import SqsJobQueue
 from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
-from pydantic import ValidationError
-
 from jobline_local.settings import LocalSettings
 from jobline_local.stack import DUMMY_CREDENTIAL
+from pydantic import ValidationError
 
 MAX_BATCH = 10
 """ReceiveMessage, SendMessageBatch and DeleteMessageBatch take at most ten messages."""
@@ -202,19 +202,14 @@ class Redrive:
             return None
         message_id = message["MessageId"]
         try:
-            job = self._service.get(job_message.owner, job_message.job_id)
-            if job.status is not JobStatus.DEAD_LETTERED:
-                return None
-            self._service.retry(job.owner, job.id)
-        except (JobNotFound, InvalidJobState):
-            return (
-                None  # unknown, or no longer dead-lettered: move the message as it is
-            )
+            job = self._service.requeue_dead_lettered(job_message)
         except JoblineError as exc:
             self._print(
                 f"failed   {message_id} job={job_message.job_id}: {exc.message}"
             )
             return False
+        if job is None:
+            return None  # unknown, or not dead-lettered: move the message as it is
         self._print(
             f"requeued {message_id} job={job.id}: dead_lettered -> queued "
             "(fresh attempts, a new message)"
@@ -364,11 +359,13 @@ def local_environment(local: LocalSettings) -> Environment:
     sqs = session.client("sqs", endpoint_url=endpoint)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     jobs_queue = sqs.get_queue_url(QueueName=f"{local.prefix}-JobsQueue")["QueueUrl"]
-    settings = Settings(
-        table_name=f"{local.prefix}-JobsTable",
-        queue_url=jobs_queue,
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_REGION=local.aws_region,
+    settings = Settings.model_validate(
+        {
+            "table_name": f"{local.prefix}-JobsTable",
+            "queue_url": jobs_queue,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": local.aws_region,
+        }
     )
     return Environment(sqs=sqs, settings=settings, dynamodb=dynamodb)
 
@@ -413,7 +410,7 @@ def build_redrive(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; 0 when nothing failed."""
     parser = argparse.ArgumentParser(
-        prog="python -m jobline_local.redrive",
+        prog="python -m jobline_tools.redrive",
         description="Move messages from a dead-letter queue back to its queue.",
     )
     parser.add_argument("--source", help="dead-letter queue URL or name")

@@ -10,11 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from jobline.attempt import AttemptChannel, run_until_deadline
+from jobline.checkpoints import AttemptChannel, run_until_deadline
 from jobline.errors import StorageUnavailable
 from jobline.models import Job, JobStatus, Progress
-from jobline.ports import Change, Expect
 from jobline.registry import DeadlineExceeded, JobCancelled, JobContext
+from jobline.transition import JobUpdate, Precondition
 
 from tests.fakes import START, FakeClock, InMemoryJobRepository
 
@@ -85,8 +85,8 @@ def _progress_writes(repo: InMemoryJobRepository) -> list[Progress]:
 def _request_cancel(repo: InMemoryJobRepository, job: Job) -> None:
     repo.update(
         job.id,
-        Change(values={"cancel_requested_at": START}),
-        Expect(owner="ann", status_in=frozenset({JobStatus.RUNNING})),
+        JobUpdate(cancel_requested_at=START),
+        Precondition(owner="ann", status_in=frozenset({JobStatus.RUNNING})),
     )
 
 

@@ -1,0 +1,38 @@
+"""One jobs-queue record -> one `service.run` call; True when its message may be deleted."""
+
+from __future__ import annotations
+
+from jobline.errors import JoblineError
+from jobline.logging import bind, get_logger
+from jobline.models import Delivery, JobMessage, RunOutcome
+from jobline.service import JobService
+from jobline.sqs_batch import Invocation, SqsRecord
+from pydantic import ValidationError
+
+log = get_logger(__name__)
+
+
+def run_record(service: JobService, record: SqsRecord, invocation: Invocation) -> bool:
+    """Run the job the record names. A malformed message or one the service cannot handle now
+    (storage down, unknown job) is returned, so SQS dead-letters it after `maxReceiveCount`."""
+    try:
+        message = JobMessage.model_validate_json(record.body)
+    except ValidationError as exc:
+        log.error(
+            "record.malformed",
+            errors=exc.errors(include_url=False, include_input=False),
+        )
+        return False
+    bind(job_id=message.job_id)
+    delivery = Delivery(
+        message=message,
+        handle=record.receipt_handle,
+        request_id=invocation.request_id,
+        lease_until=invocation.lease_until,
+        deadline=invocation.deadline,
+    )
+    try:
+        return service.run(delivery) is RunOutcome.DONE
+    except JoblineError as exc:
+        log.error("record.rejected", error_type=type(exc).__name__, error=exc.message)
+        return False

@@ -1,0 +1,136 @@
+"""Where a running handler meets its job: a throttled progress sink and cancellation probe that talk
+to the job store (`AttemptChannel`), and the handler's own thread, run until the deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jobline import lifecycle
+from jobline.errors import ConditionFailed, StorageUnavailable
+from jobline.logging import get_logger
+from jobline.models import Job, JobStatus, Progress
+from jobline.ports import JobRepository
+from jobline.registry import JobContext
+
+log = get_logger(__name__)
+
+
+@dataclass
+class AttemptChannel:
+    """The link between a running handler and its job item: progress writes at most once per
+    `interval_s` (the latest report is kept for the final write), cancellation read at most once
+    per `interval_s` (a progress write also answers it)."""
+
+    repo: JobRepository
+    job: Job
+    clock: Callable[[], datetime]
+    interval_s: float = 1.0
+    latest: Progress | None = None
+    cancel_seen: bool = False
+    lost: bool = False
+    """The job stopped being this attempt's (reclaimed, or changed by another writer)."""
+    _last_write: float = field(default=float("-inf"))
+    _last_check: float = field(default=float("-inf"))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def report(self, percent: float, message: str | None) -> None:
+        """Keep the report; write it unless a write happened within the interval."""
+        now = time.monotonic()
+        with self._lock:
+            self.latest = Progress(
+                percent=percent, message=message, updated_at=self.clock()
+            )
+            if now - self._last_write < self.interval_s or self.lost:
+                return
+            self._last_write = now
+            progress = self.latest
+        write = lifecycle.report_progress(self.job, progress)
+        try:
+            current = self.repo.update(self.job.id, write.update, write.precondition)
+        except ConditionFailed:
+            self._mark_lost()
+            return
+        except StorageUnavailable as exc:
+            log.warning("job.progress_not_written", error=exc.message)
+            return
+        with self._lock:
+            self._last_check = now
+            self.cancel_seen = (
+                self.cancel_seen or current.cancel_requested_at is not None
+            )
+
+    def cancelled(self) -> bool:
+        """True once cancellation was requested (or the job is no longer this attempt's)."""
+        now = time.monotonic()
+        with self._lock:
+            if self.cancel_seen or self.lost:
+                return True
+            if now - self._last_check < self.interval_s:
+                return False
+            self._last_check = now
+        try:
+            current = self.repo.get(self.job.id)
+        except StorageUnavailable as exc:
+            log.warning("job.cancel_check_failed", error=exc.message)
+            return False
+        if (
+            current is None
+            or current.status is not JobStatus.RUNNING
+            or current.attempts != self.job.attempts
+        ):
+            self._mark_lost()
+            return True
+        if current.cancel_requested_at is not None:
+            with self._lock:
+                self.cancel_seen = True
+            return True
+        return False
+
+    def _mark_lost(self) -> None:
+        with self._lock:
+            self.lost = True
+        log.warning(
+            "job.attempt_lost", reason="the job changed under the running attempt"
+        )
+
+
+@dataclass
+class HandlerOutcome:
+    """How a handler thread ended: a result, an exception, or still running at the deadline."""
+
+    result: Any = None
+    error: BaseException | None = None
+    timed_out: bool = False
+
+
+def run_until_deadline(
+    call: Callable[[], Any], context: JobContext, deadline: float
+) -> HandlerOutcome:
+    """Run `call` in a daemon thread; at `deadline` (monotonic) stop waiting, set the context's
+    stop event so a cooperative handler returns, and report a timeout. A handler that ignores the
+    stop keeps its thread, but its outcome is discarded: the attempt is already recorded and any
+    later write of it fails its condition."""
+    outcome = HandlerOutcome()
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome.result = call()
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller, which logs and records it)
+            outcome.error = exc
+        finally:
+            done.set()
+
+    thread = threading.Thread(
+        target=target, name=f"job-{context.job_id[:8]}", daemon=True
+    )
+    thread.start()
+    if not done.wait(timeout=max(0.0, deadline - time.monotonic())):
+        context.stop_event.set()
+        return HandlerOutcome(timed_out=True)
+    return outcome

@@ -1,0 +1,110 @@
+"""Control a caller's job: cancel it (queued: at once; running: at its next checkpoint) or retry
+it once it failed, was dead-lettered or was cancelled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from jobline import lifecycle
+from jobline.errors import (
+    ConditionFailed,
+    InvalidJobState,
+    JobNotFound,
+    QueueUnavailable,
+)
+from jobline.logging import get_logger
+from jobline.models import MAX_HISTORY, Job, JobMessage, JobStatus
+from jobline.ports import JobQueue, JobRepository
+from jobline.queries import JOB_ID, find_job, is_visible
+from jobline.transition import Event
+
+log = get_logger(__name__)
+
+
+def _state_of(current: Job | None) -> str:
+    return current.status.value if current is not None else "gone"
+
+
+class Control:
+    """The cancel and retry use cases."""
+
+    def __init__(
+        self,
+        repository: JobRepository,
+        queue: JobQueue,
+        clock: Callable[[], datetime],
+        retention: timedelta,
+    ) -> None:
+        self._repo = repository
+        self._queue = queue
+        self._clock = clock
+        self._retention = retention
+
+    def cancel(self, owner: str, job_id: str) -> Job:
+        """Cancel a job. A queued job becomes `cancelled` at once and never runs; for a running job
+        the request is recorded (`cancel_requested_at`). A finished job is `InvalidJobState`."""
+        if not JOB_ID.match(job_id):
+            raise JobNotFound(job_id)
+        now = self._clock()
+        cancel = lifecycle.cancel_queued(owner, now, self._retention)
+        try:
+            job = self._repo.update(job_id, cancel.update, cancel.precondition)
+        except ConditionFailed as lost:
+            current = lost.current
+            if current is None or not is_visible(current, owner, now):
+                raise JobNotFound(job_id) from None
+            if current.status is JobStatus.RUNNING:
+                return self._request_cancel(current, now)
+            raise InvalidJobState(job_id, current.status.value, "cancel") from None
+        log.info("job.cancelled", job_id=job.id, job_type=job.type)
+        return job
+
+    def _request_cancel(self, job: Job, now: datetime) -> Job:
+        """A running job can't be stopped from outside: record the request; the handler sees it
+        at its next checkpoint and the job ends `cancelled`."""
+        request = lifecycle.request_cancel(job, now)
+        try:
+            requested = self._repo.update(job.id, request.update, request.precondition)
+        except ConditionFailed as lost:
+            raise InvalidJobState(job.id, _state_of(lost.current), "cancel") from None
+        log.info("job.cancel_requested", job_id=job.id, job_type=job.type)
+        return requested
+
+    def retry(self, owner: str, job_id: str) -> Job:
+        """Re-queue a failed, dead-lettered or cancelled job with a fresh attempts budget, keeping
+        its history, and send it a new message. Any other state is `InvalidJobState`."""
+        job = find_job(self._repo, owner, job_id, self._clock())
+        if not lifecycle.can_retry(job):
+            state = job.status.value
+            if job.status in lifecycle.ALLOWED[Event.RESET_FOR_RETRY]:
+                state = f"{state} after {MAX_HISTORY} attempts"
+            raise InvalidJobState(job_id, state, "retry")
+        now = self._clock()
+        reset = lifecycle.reset_for_retry(job, now)
+        try:
+            queued = self._repo.update(job_id, reset.update, reset.precondition)
+        except ConditionFailed as lost:
+            raise InvalidJobState(job_id, _state_of(lost.current), "retry") from None
+        try:
+            self._queue.send(
+                JobMessage(job_id=job_id, owner=owner, job_type=job.type), 0
+            )
+        except QueueUnavailable:
+            log.error("job.retry_enqueue_failed", job_id=job_id, job_type=job.type)
+            self._restore(job, now)
+            raise
+        log.info(
+            "job.retried", job_id=job_id, job_type=job.type, previous=job.status.value
+        )
+        return queued
+
+    def _restore(self, previous: Job, now: datetime) -> None:
+        """Undo a retry whose message could not be sent, so the job is not left queued forever."""
+        restore = lifecycle.restore(previous, now)
+        try:
+            self._repo.update(previous.id, restore.update, restore.precondition)
+        except ConditionFailed:
+            log.warning(
+                "job.retry_restore_skipped", job_id=previous.id, reason="job changed"
+            )

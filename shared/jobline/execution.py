@@ -1,0 +1,169 @@
+"""Run a job from its message: claim it under a lease (or reclaim it from a dead worker), perform
+one attempt until the deadline, and record the outcome. A message for a finished job is a no-op;
+one for a job another live invocation holds comes back once that lease has ended."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime
+
+from jobline import lifecycle
+from jobline.attempt import AttemptPolicy, RunningAttempt
+from jobline.backoff import Backoff
+from jobline.errors import (
+    ConditionFailed,
+    JobNotFound,
+    QueueUnavailable,
+    UnknownJobType,
+)
+from jobline.logging import bind, bound, get_logger
+from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
+from jobline.ports import JobQueue, JobRepository
+from jobline.registry import JobTypeRegistry
+from jobline.transition import Event, Lease
+
+log = get_logger(__name__)
+
+
+class Execution:
+    """The worker's use case: one delivery of a job message in, what to do with it out."""
+
+    def __init__(
+        self,
+        repository: JobRepository,
+        queue: JobQueue,
+        registry: JobTypeRegistry,
+        clock: Callable[[], datetime],
+        policy: AttemptPolicy,
+        backoff: Backoff,
+        rng: random.Random,
+    ) -> None:
+        self._repo = repository
+        self._queue = queue
+        self._registry = registry
+        self._clock = clock
+        self._policy = policy
+        self._backoff = backoff
+        self._rng = rng
+
+    def run(self, delivery: Delivery) -> RunOutcome:
+        """Claim the job the delivery names, run one attempt and record its outcome."""
+        message = delivery.message
+        with bound(job_id=message.job_id, job_type=message.job_type):
+            job = self._claim(delivery)
+            if isinstance(job, RunOutcome):
+                return job
+            attempt = RunningAttempt(
+                job,
+                delivery,
+                self._repo,
+                self._clock,
+                self._policy,
+                self._retry_in,
+                lambda seconds: self._postpone(delivery, seconds),
+            )
+            return attempt.perform(self._registry)
+
+    # ---------------------------------------------------------------- claiming
+    def _claim(self, delivery: Delivery) -> Job | RunOutcome:
+        """The claimed job, or what to do with a message whose job cannot be claimed now."""
+        message = delivery.message
+        now = self._clock()
+        lease = Lease(until=delivery.lease_until, request_id=delivery.request_id)
+        claim = lifecycle.claim(message.owner, now, lease)
+        try:
+            job = self._repo.update(message.job_id, claim.update, claim.precondition)
+        except ConditionFailed as lost:
+            current = lost.current
+            if current is None or current.owner != message.owner:
+                raise JobNotFound(message.job_id) from None
+            if current.status is not JobStatus.RUNNING:
+                return self._not_claimed(current, delivery, now)
+            reclaim = lifecycle.reclaim(current, now, lease)
+            if not reclaim.precondition.admits(current):
+                return self._not_claimed(current, delivery, now)
+            try:
+                job = self._repo.update(
+                    current.id, reclaim.update, reclaim.precondition
+                )
+            except ConditionFailed as raced:
+                if raced.current is None:
+                    raise JobNotFound(message.job_id) from None
+                return self._not_claimed(raced.current, delivery, now)
+            log.warning(
+                "job.reclaimed",
+                previous_attempt=current.attempts,
+                previous_request_id=current.attempt_request_id,
+            )
+        bind(job_type=job.type)
+        log.info(
+            "job.claimed",
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            lease_until=delivery.lease_until.isoformat(),
+        )
+        return job
+
+    def _not_claimed(
+        self, current: Job, delivery: Delivery, now: datetime
+    ) -> RunOutcome:
+        lease = current.lease_until
+        if current.status is JobStatus.RUNNING and lease is not None and lease >= now:
+            # Another invocation holds the job: never run it twice, never fail it; look again
+            # once its lease has ended.
+            wait = int((lease - now).total_seconds()) + 1
+            self._postpone(delivery, wait)
+            log.info(
+                "job.held_by_other_worker",
+                lease_until=lease.isoformat(),
+                retry_in_s=wait,
+            )
+            return RunOutcome.RETRY
+        if current.status in lifecycle.ALLOWED[Event.FAIL_EXHAUSTED] and (
+            not lifecycle.has_attempts_left(current)
+        ):
+            # Every attempt was used by workers that died mid-job (the lease has ended).
+            self._fail_exhausted(current, now)
+            return RunOutcome.DONE
+        log.info(
+            "job.duplicate_delivery",
+            status=current.status.value,
+            attempts=current.attempts,
+        )
+        return RunOutcome.DONE
+
+    def _fail_exhausted(self, job: Job, now: datetime) -> None:
+        exhausted = lifecycle.fail_exhausted(job, now, self._policy.retention)
+        try:
+            self._repo.update(job.id, exhausted.update, exhausted.precondition)
+        except ConditionFailed:
+            log.info("job.exhausted_already_handled")
+            return
+        error = exhausted.update.error
+        assert isinstance(error, JobError)
+        log.error(
+            "job.failed",
+            attempt=job.attempts,
+            error_type=error.type,
+            error=error.message,
+        )
+
+    # ----------------------------------------------------------------- retrying
+    def _retry_in(self, job: Job) -> int:
+        """The backoff before `job`'s next attempt: its type's own, else the deployment's."""
+        try:
+            backoff = self._registry.get(job.type).backoff or self._backoff
+        except UnknownJobType:
+            backoff = self._backoff
+        return backoff.delay(job.attempts, self._rng)
+
+    def _postpone(self, delivery: Delivery, seconds: int) -> None:
+        if delivery.handle is None:
+            return
+        try:
+            self._queue.postpone(delivery.handle, seconds)
+        except QueueUnavailable as exc:
+            log.warning(
+                "job.backoff_not_applied", error=exc.message, retry_in_s=seconds
+            )

@@ -1,0 +1,125 @@
+"""Submissions from other systems (the ingest queue): validated and submitted exactly like
+`POST /jobs`, idempotent per message; an invalid submission is stored as a `rejected` job with the
+reason, visible to its owner, so it is never lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobline import lifecycle
+from jobline.errors import (
+    ConditionFailed,
+    IdempotencyConflict,
+    InvalidPayload,
+    PayloadTooLarge,
+    UnknownJobType,
+)
+from jobline.logging import get_logger
+from jobline.models import IngestSubmission, JobError
+from jobline.ports import JobRepository
+from jobline.submission import Submission, Submitted, canonical_json, derived_id
+
+log = get_logger(__name__)
+
+MAX_REASON_CHARS = 4096
+
+
+def _locations(errors: list[Any], empty: str = "") -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or empty}: {err['msg']}"
+        for err in errors
+    )
+
+
+class Ingest:
+    """The ingest use case: submit through `Submission`, reject into the repository."""
+
+    def __init__(
+        self,
+        submission: Submission,
+        repository: JobRepository,
+        clock: Callable[[], datetime],
+        max_payload_bytes: int,
+        retention: timedelta,
+    ) -> None:
+        self._submission = submission
+        self._repo = repository
+        self._clock = clock
+        self._max_payload = max_payload_bytes
+        self._retention = retention
+
+    def ingest(
+        self, submission: Any, *, message_id: str, default_owner: str
+    ) -> Submitted:
+        """Submit `submission` (decoded JSON, or the raw text that was not JSON). Its job id
+        comes from its `idempotency_key`, else from `message_id`, so a redelivery is a replay."""
+        owner = default_owner
+        if isinstance(submission, dict) and isinstance(submission.get("owner"), str):
+            owner = submission["owner"] or default_owner
+        try:
+            parsed = IngestSubmission.model_validate(submission)
+            owner = parsed.owner or default_owner
+            key = parsed.idempotency_key or f"sqs-message:{message_id}"
+            return self._submission.submit(owner, parsed.to_request(), key)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            reason = _locations(list(errors), empty="submission")
+            return self._reject(
+                submission, owner, message_id, "InvalidSubmission", reason
+            )
+        except (
+            UnknownJobType,
+            InvalidPayload,
+            PayloadTooLarge,
+            IdempotencyConflict,
+        ) as exc:
+            reason = exc.message
+            if isinstance(exc, InvalidPayload):
+                reason += ": " + _locations(exc.errors)
+            return self._reject(
+                submission, owner, message_id, type(exc).__name__, reason
+            )
+
+    def _reject(
+        self, submission: Any, owner: str, message_id: str, error_type: str, reason: str
+    ) -> Submitted:
+        now = self._clock()
+        raw = submission if isinstance(submission, dict) else {"body": submission}
+        payload = raw.get("payload", raw)
+        try:
+            if len(canonical_json(payload).encode()) > self._max_payload:
+                payload = None
+                reason += f" (payload not kept: over {self._max_payload} bytes)"
+        except (TypeError, ValueError):
+            payload = None
+        job_type = raw.get("type")
+        job = lifecycle.rejected(
+            derived_id(owner, f"rejected:{message_id}"),
+            owner,
+            job_type
+            if isinstance(job_type, str) and 0 < len(job_type) <= 128
+            else "unknown",
+            payload,
+            JobError(type=error_type, message=reason[:MAX_REASON_CHARS]),
+            now,
+            self._retention,
+        )
+        try:
+            self._repo.create(job, now)
+        except ConditionFailed as lost:
+            if lost.current is not None:
+                log.info("job.rejection_replayed", job_id=job.id)
+                return Submitted(job=lost.current, created=False)
+            raise
+        log.warning(
+            "job.rejected",
+            job_id=job.id,
+            job_type=job.type,
+            error_type=error_type,
+            reason=reason,
+        )
+        return Submitted(job=job, created=True)

@@ -1,0 +1,166 @@
+"""DynamoDB items <-> Jobs, pure. One item per job, key `id`:
+payload/result are JSON text (exact round trip of floats and big ints, no Decimal);
+timestamps are fixed-width ISO 8601 UTC text (`jobline.clock`), so they sort as text;
+`sk` = created_at#id sorts newest first inside each index partition;
+`owner_status` = owner#status and `owner_type` = owner#type partition the filter indexes;
+`expires_at` (epoch seconds, the table's TTL attribute) is set when a job finishes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobline.clock import format_ts, parse_ts
+from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+
+
+def sort_key(job: Job) -> str:
+    """`sk`: newest first within an index partition, ties broken by id."""
+    return f"{format_ts(job.created_at)}#{job.id}"
+
+
+def status_key(owner: str, status: JobStatus) -> str:
+    """`owner_status`: the partition of the owner's jobs in one status."""
+    return f"{owner}#{status.value}"
+
+
+def type_key(owner: str, job_type: str) -> str:
+    """`owner_type`: the partition of the owner's jobs of one type."""
+    return f"{owner}#{job_type}"
+
+
+_JSON_FIELDS = frozenset({"payload", "result"})
+_TS_FIELDS = frozenset(
+    {
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
+        "run_after",
+        "cancel_requested_at",
+        "lease_until",
+    }
+)
+_INT_FIELDS = frozenset({"attempts", "max_attempts", "delay_seconds", "expires_at"})
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def to_attribute(name: str, value: Any) -> dict[str, Any]:
+    """One Job field as a DynamoDB attribute value."""
+    if name in _JSON_FIELDS:
+        return {"S": _dump_json(value)}
+    if name in _TS_FIELDS:
+        return {"S": format_ts(value)}
+    if name in _INT_FIELDS:
+        return {"N": str(int(value))}
+    if name == "error":
+        err = value if isinstance(value, JobError) else JobError.model_validate(value)
+        return _error_attribute(err)
+    if name == "history":
+        return {
+            "L": [attempt_attribute(Attempt.model_validate(entry)) for entry in value]
+        }
+    if name == "progress":
+        progress = (
+            value if isinstance(value, Progress) else Progress.model_validate(value)
+        )
+        fields: dict[str, Any] = {
+            "percent": {"N": f"{progress.percent:.3f}"},
+            "updated_at": {"S": format_ts(progress.updated_at)},
+        }
+        if progress.message is not None:
+            fields["message"] = {"S": progress.message}
+        return {"M": fields}
+    if isinstance(value, JobStatus):
+        return {"S": value.value}
+    if isinstance(value, str):
+        return {"S": value}
+    raise TypeError(f"no attribute mapping for field {name!r}")
+
+
+def _error_attribute(err: JobError) -> dict[str, Any]:
+    return {"M": {"type": {"S": err.type}, "message": {"S": err.message}}}
+
+
+def attempt_attribute(attempt: Attempt) -> dict[str, Any]:
+    """One history entry as a DynamoDB map."""
+    fields: dict[str, Any] = {
+        "attempt": {"N": str(attempt.attempt)},
+        "started_at": {"S": format_ts(attempt.started_at)},
+    }
+    if attempt.finished_at is not None:
+        fields["finished_at"] = {"S": format_ts(attempt.finished_at)}
+    if attempt.error is not None:
+        fields["error"] = _error_attribute(attempt.error)
+    if attempt.request_id is not None:
+        fields["request_id"] = {"S": attempt.request_id}
+    if attempt.duration_ms is not None:
+        fields["duration_ms"] = {"N": str(attempt.duration_ms)}
+    return {"M": fields}
+
+
+def _attempt_from(attr: dict[str, Any]) -> Attempt:
+    fields = attr["M"]
+    return Attempt(
+        attempt=int(fields["attempt"]["N"]),
+        started_at=parse_ts(fields["started_at"]["S"]),
+        finished_at=parse_ts(fields["finished_at"]["S"])
+        if "finished_at" in fields
+        else None,
+        error=_error_from(fields["error"]) if "error" in fields else None,
+        request_id=fields["request_id"]["S"] if "request_id" in fields else None,
+        duration_ms=int(fields["duration_ms"]["N"])
+        if "duration_ms" in fields
+        else None,
+    )
+
+
+def _error_from(attr: dict[str, Any]) -> JobError:
+    return JobError(type=attr["M"]["type"]["S"], message=attr["M"]["message"]["S"])
+
+
+def job_to_item(job: Job) -> dict[str, Any]:
+    """A Job as a full DynamoDB item, index keys included."""
+    item: dict[str, Any] = {}
+    for name, value in job:
+        if (value is None and name not in _JSON_FIELDS) or (
+            name == "history" and not value
+        ):
+            continue
+        item[name] = to_attribute(name, value)
+    if job.result is None:
+        item.pop("result", None)
+    item["sk"] = {"S": sort_key(job)}
+    item["owner_status"] = {"S": status_key(job.owner, job.status)}
+    item["owner_type"] = {"S": type_key(job.owner, job.type)}
+    return item
+
+
+def item_to_job(item: dict[str, Any]) -> Job:
+    """A DynamoDB item as a Job."""
+    data: dict[str, Any] = {}
+    for name, attr in item.items():
+        if name in _JSON_FIELDS:
+            data[name] = json.loads(attr["S"])
+        elif name in _TS_FIELDS:
+            data[name] = parse_ts(attr["S"])
+        elif name in _INT_FIELDS:
+            data[name] = int(attr["N"])
+        elif name == "error":
+            data[name] = _error_from(attr)
+        elif name == "history":
+            data[name] = tuple(_attempt_from(entry) for entry in attr["L"])
+        elif name == "progress":
+            fields = attr["M"]
+            data[name] = Progress(
+                percent=float(fields["percent"]["N"]),
+                message=fields["message"]["S"] if "message" in fields else None,
+                updated_at=parse_ts(fields["updated_at"]["S"]),
+            )
+        elif "S" in attr:
+            data[name] = attr["S"]
+    return Job.model_validate(data)

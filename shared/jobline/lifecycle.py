@@ -1,0 +1,331 @@
+"""The state machine of a job, pure: one function per transition, each returning the typed update
+and the precondition the repository writes it under. No I/O, no clock: time comes in as `now`.
+
+    (submit) ──> queued ──claim──> running ──succeed──> succeeded
+                  │  ^               │ │ │ └──fail (permanent, or no attempts left)──> failed
+                  │  └───requeue─────┘ │ └──cancel at checkpoint──> cancelled
+                  │                    ├──reclaim (its lease ended: the worker died)──> running
+                  │                    └──request cancel──> running (cancel_requested_at set)
+                  ├──cancel queued──> cancelled
+                  ├─┬─fail exhausted (every attempt lost to dead workers)──> failed
+     running ─────┘ └─dead-letter (SQS gave up on the message)──> dead_lettered
+    failed | dead_lettered | cancelled ──reset for retry──> queued ──restore──> (as it was)
+    (ingest) invalid submission ──reject──> rejected
+
+Every arrow is a conditional write: the precondition says what the stored job must be for the
+write to apply, so a stale or duplicate writer loses instead of moving a job backwards. `ALLOWED`
+names the states each event leaves from; tests/unit/test_lifecycle.py walks every (state, event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobline.models import (
+    MAX_HISTORY,
+    RETRYABLE_STATUSES,
+    Job,
+    JobError,
+    JobStatus,
+    Progress,
+    SubmitRequest,
+)
+from jobline.transition import (
+    KEEP,
+    Ending,
+    Event,
+    JobUpdate,
+    Lease,
+    Precondition,
+    Transition,
+    TransitionRefused,
+    expiry,
+    lost_attempt,
+)
+
+ALLOWED: Mapping[Event, frozenset[JobStatus]] = {
+    Event.CLAIM: frozenset({JobStatus.QUEUED}),
+    Event.RECLAIM: frozenset({JobStatus.RUNNING}),
+    Event.SUCCEED: frozenset({JobStatus.RUNNING}),
+    Event.REQUEUE: frozenset({JobStatus.RUNNING}),
+    Event.FAIL: frozenset({JobStatus.RUNNING}),
+    Event.CANCEL_AT_CHECKPOINT: frozenset({JobStatus.RUNNING}),
+    Event.FAIL_EXHAUSTED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    Event.REPORT_PROGRESS: frozenset({JobStatus.RUNNING}),
+    Event.CANCEL_QUEUED: frozenset({JobStatus.QUEUED}),
+    Event.REQUEST_CANCEL: frozenset({JobStatus.RUNNING}),
+    Event.DEAD_LETTER: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    Event.RESET_FOR_RETRY: RETRYABLE_STATUSES,
+    Event.RESTORE: frozenset({JobStatus.QUEUED}),
+}
+"""The states each event leaves from."""
+
+
+def _seen(event: Event, job: Job) -> Precondition:
+    """The precondition of an event on a job the caller has read: still its state and attempts."""
+    if job.status not in ALLOWED[event]:
+        raise TransitionRefused(event, job)
+    return Precondition(
+        owner=job.owner, status_in=frozenset({job.status}), attempts=job.attempts
+    )
+
+
+def has_attempts_left(job: Job) -> bool:
+    """Whether a failed attempt of `job` may be followed by another one."""
+    return job.attempts < job.max_attempts
+
+
+def can_retry(job: Job) -> bool:
+    """Whether `POST /jobs/{id}/retry` may re-queue `job` (its state, and room in `history`)."""
+    return job.status in RETRYABLE_STATUSES and len(job.history) < MAX_HISTORY
+
+
+# ------------------------------------------------------------------------- running an attempt
+def _claimed(now: datetime, lease: Lease) -> JobUpdate:
+    return JobUpdate(
+        status=JobStatus.RUNNING,
+        started_at=now,
+        updated_at=now,
+        lease_until=lease.until,
+        attempt_request_id=lease.request_id,
+        progress=None,
+        run_after=None,
+        increment_attempts=True,
+    )
+
+
+def claim(owner: str, now: datetime, lease: Lease) -> Transition:
+    """queued -> running: the next attempt starts under `lease`. Written blind (the worker knows
+    only the message), so the precondition alone decides."""
+    allowed = Precondition(
+        owner=owner, status_in=ALLOWED[Event.CLAIM], below_max_attempts=True
+    )
+    return Transition(Event.CLAIM, _claimed(now, lease), allowed)
+
+
+def reclaim(job: Job, now: datetime, lease: Lease) -> Transition:
+    """running -> running: the lease of `job`'s attempt ended without an outcome (its worker
+    died); the next attempt starts, and the lost one goes into `history` in the same write."""
+    _seen(Event.RECLAIM, job)
+    lease_ended = Precondition(
+        owner=job.owner,
+        status_in=frozenset(),
+        attempts=job.attempts,
+        lease_ended_before=now,
+        below_max_attempts=True,
+    )
+    update = replace(_claimed(now, lease), append_history=(lost_attempt(job),))
+    return Transition(Event.RECLAIM, update, lease_ended)
+
+
+def _ended(end: Ending) -> JobUpdate:
+    """What every attempt outcome writes: the lease released, the entry, the latest progress."""
+    return JobUpdate(
+        updated_at=end.now,
+        lease_until=None,
+        attempt_request_id=None,
+        progress=KEEP if end.progress is None else end.progress,
+        append_history=(end.attempt,),
+    )
+
+
+def _final(
+    update: JobUpdate, status: JobStatus, now: datetime, retention: timedelta
+) -> JobUpdate:
+    """`update`, ending the job in `status`: it expires `retention` after `now`."""
+    return replace(
+        update, status=status, finished_at=now, expires_at=expiry(now, retention)
+    )
+
+
+def succeed(job: Job, end: Ending, result: Any, retention: timedelta) -> Transition:
+    """running -> succeeded with the handler's result."""
+    update = _final(
+        replace(_ended(end), result=result, error=None),
+        JobStatus.SUCCEEDED,
+        end.now,
+        retention,
+    )
+    return Transition(Event.SUCCEED, update, _seen(Event.SUCCEED, job))
+
+
+def fail(job: Job, end: Ending, error: JobError, retention: timedelta) -> Transition:
+    """running -> failed: a permanent error, or a failure with no attempts left."""
+    update = _final(
+        replace(_ended(end), result=None, error=error),
+        JobStatus.FAILED,
+        end.now,
+        retention,
+    )
+    return Transition(Event.FAIL, update, _seen(Event.FAIL, job))
+
+
+def cancel_at_checkpoint(
+    job: Job, end: Ending, error: JobError, retention: timedelta
+) -> Transition:
+    """running -> cancelled: the handler saw the cancel request at a checkpoint (or the request
+    came before the attempt started)."""
+    update = replace(_ended(end), result=None, error=error)
+    final = _final(update, JobStatus.CANCELLED, end.now, retention)
+    return Transition(
+        Event.CANCEL_AT_CHECKPOINT, final, _seen(Event.CANCEL_AT_CHECKPOINT, job)
+    )
+
+
+def requeue(job: Job, end: Ending, error: JobError, run_after: datetime) -> Transition:
+    """running -> queued: a retryable failure with attempts left; the next attempt is due at
+    `run_after` (after the backoff)."""
+    if not has_attempts_left(job):
+        raise TransitionRefused(Event.REQUEUE, job)
+    update = replace(
+        _ended(end), status=JobStatus.QUEUED, error=error, run_after=run_after
+    )
+    return Transition(Event.REQUEUE, update, _seen(Event.REQUEUE, job))
+
+
+def _lost(job: Job, now: datetime, error: JobError) -> JobUpdate:
+    """A job the platform gave up on: the error, and a running attempt recorded as lost."""
+    lost = (lost_attempt(job),) if job.status is JobStatus.RUNNING else ()
+    return JobUpdate(error=error, updated_at=now, lease_until=None, append_history=lost)
+
+
+def fail_exhausted(job: Job, now: datetime, retention: timedelta) -> Transition:
+    """queued|running -> failed: dead workers used up every attempt (the last lease ended)."""
+    error = JobError(
+        type="WorkerLost",
+        message=f"attempt {job.attempts} of {job.max_attempts} ended without an outcome "
+        "(crash, timeout or out of memory) and no attempts are left",
+    )
+    update = _final(_lost(job, now, error), JobStatus.FAILED, now, retention)
+    return Transition(Event.FAIL_EXHAUSTED, update, _seen(Event.FAIL_EXHAUSTED, job))
+
+
+def report_progress(job: Job, progress: Progress) -> Transition:
+    """running -> running: the handler's latest progress, while the attempt is still the job's."""
+    update = JobUpdate(progress=progress)
+    return Transition(Event.REPORT_PROGRESS, update, _seen(Event.REPORT_PROGRESS, job))
+
+
+# ----------------------------------------------------------------------------------- control
+def cancel_queued(owner: str, now: datetime, retention: timedelta) -> Transition:
+    """queued -> cancelled: it never runs. Written blind: the precondition alone decides."""
+    update = _final(JobUpdate(updated_at=now), JobStatus.CANCELLED, now, retention)
+    queued = Precondition(owner=owner, status_in=ALLOWED[Event.CANCEL_QUEUED])
+    return Transition(Event.CANCEL_QUEUED, update, queued)
+
+
+def request_cancel(job: Job, now: datetime) -> Transition:
+    """running -> running with `cancel_requested_at`: the handler sees it at its next checkpoint
+    (whichever attempt is running when the request lands)."""
+    _seen(Event.REQUEST_CANCEL, job)
+    running = Precondition(owner=job.owner, status_in=ALLOWED[Event.REQUEST_CANCEL])
+    update = JobUpdate(cancel_requested_at=now, updated_at=now)
+    return Transition(Event.REQUEST_CANCEL, update, running)
+
+
+def reset_for_retry(job: Job, now: datetime) -> Transition:
+    """failed|dead_lettered|cancelled -> queued with a fresh attempts budget; history is kept."""
+    update = JobUpdate(
+        status=JobStatus.QUEUED,
+        attempts=0,
+        result=None,
+        error=None,
+        progress=None,
+        finished_at=None,
+        expires_at=None,
+        cancel_requested_at=None,
+        lease_until=None,
+        run_after=now,
+        updated_at=now,
+    )
+    return Transition(Event.RESET_FOR_RETRY, update, _seen(Event.RESET_FOR_RETRY, job))
+
+
+def restore(previous: Job, now: datetime) -> Transition:
+    """queued -> as `previous` was before `reset_for_retry` (its message could not be sent), so
+    the job is not left queued with no message."""
+    if previous.status not in ALLOWED[Event.RESET_FOR_RETRY]:
+        raise TransitionRefused(Event.RESTORE, previous)
+    update = JobUpdate(
+        status=previous.status,
+        attempts=previous.attempts,
+        result=previous.result,
+        error=previous.error,
+        progress=previous.progress,
+        finished_at=previous.finished_at,
+        cancel_requested_at=previous.cancel_requested_at,
+        expires_at=previous.expires_at,
+        run_after=previous.run_after,
+        updated_at=now,
+    )
+    reset = Precondition(
+        owner=previous.owner, status_in=ALLOWED[Event.RESTORE], attempts=0
+    )
+    return Transition(Event.RESTORE, update, reset)
+
+
+def dead_letter(
+    job: Job, now: datetime, receive_count: int, retention: timedelta
+) -> Transition:
+    """queued|running -> dead_lettered: SQS gave up on the job's message. The last error is kept
+    (or one says so); a running attempt goes into `history` as lost."""
+    error = job.error or JobError(
+        type="DeadLettered",
+        message=f"the message was dead-lettered after {receive_count} receives",
+    )
+    update = _final(_lost(job, now, error), JobStatus.DEAD_LETTERED, now, retention)
+    return Transition(Event.DEAD_LETTER, update, _seen(Event.DEAD_LETTER, job))
+
+
+# ---------------------------------------------------------------------------------- creation
+def submitted(
+    job_id: str, owner: str, request: SubmitRequest, request_hash: str, now: datetime
+) -> Job:
+    """A new job, queued, due `request.delay_seconds` after `now`."""
+    return Job(
+        id=job_id,
+        owner=owner,
+        type=request.type,
+        status=JobStatus.QUEUED,
+        payload=request.payload,
+        max_attempts=request.max_attempts,
+        delay_seconds=request.delay_seconds,
+        created_at=now,
+        updated_at=now,
+        run_after=now + timedelta(seconds=request.delay_seconds),
+        request_hash=request_hash,
+    )
+
+
+def rejected(
+    job_id: str,
+    owner: str,
+    job_type: str,
+    payload: Any,
+    error: JobError,
+    now: datetime,
+    retention: timedelta,
+) -> Job:
+    """reject: an invalid ingest submission, kept as a finished `rejected` job, not lost."""
+    return Job(
+        id=job_id,
+        owner=owner,
+        type=job_type,
+        status=JobStatus.REJECTED,
+        payload=payload,
+        error=error,
+        max_attempts=1,
+        created_at=now,
+        updated_at=now,
+        finished_at=now,
+        expires_at=expiry(now, retention),
+    )
+
+
+def withdraw(job: Job) -> Precondition:
+    """queued -> (deleted): a submit whose message could not be sent takes its job back, so the
+    caller's error leaves nothing behind. Only while it is still queued."""
+    return Precondition(owner=job.owner, status_in=frozenset({JobStatus.QUEUED}))

@@ -1,0 +1,78 @@
+"""Read a caller's jobs: one by id, a listing page by page, and the job types on offer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from jobline.cursor import CursorCodec
+from jobline.errors import JobNotFound
+from jobline.models import Job, JobFilter, JobPage
+from jobline.ports import JobRepository
+from jobline.registry import JobType, JobTypeRegistry
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+"""What every job id looks like; anything else is unknown without a read."""
+MAX_LIST_LIMIT = 100
+
+
+def is_visible(job: Job | None, owner: str, now: datetime) -> bool:
+    """Whether `job` is one `owner` may see: theirs, and not expired (TTL deletes late)."""
+    return (
+        job is not None and job.owner == owner and not job.is_expired(now.timestamp())
+    )
+
+
+def find_job(repository: JobRepository, owner: str, job_id: str, now: datetime) -> Job:
+    """The caller's job; unknown, malformed, foreign and expired ids are all `JobNotFound`."""
+    if not JOB_ID.match(job_id):
+        raise JobNotFound(job_id)
+    job = repository.get(job_id)
+    if job is None or not is_visible(job, owner, now):
+        raise JobNotFound(job_id)
+    return job
+
+
+class Queries:
+    """The read use cases."""
+
+    def __init__(
+        self,
+        repository: JobRepository,
+        registry: JobTypeRegistry,
+        cursor_codec: CursorCodec,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._repo = repository
+        self._registry = registry
+        self._cursors = cursor_codec
+        self._clock = clock
+
+    def get(self, owner: str, job_id: str) -> Job:
+        """The caller's job (see `find_job`)."""
+        return find_job(self._repo, owner, job_id, self._clock())
+
+    def list_jobs(
+        self,
+        owner: str,
+        job_filter: JobFilter,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """The caller's jobs, newest first, one page at a time."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValueError(f"limit must be within 1..{MAX_LIST_LIMIT}")
+        start = self._cursors.decode(cursor, owner, job_filter) if cursor else None
+        jobs, next_key = self._repo.query(
+            owner, job_filter, limit, start, self._clock()
+        )
+        next_cursor = (
+            self._cursors.encode(next_key, owner, job_filter) if next_key else None
+        )
+        return JobPage(items=jobs, next_cursor=next_cursor)
+
+    def job_types(self) -> list[JobType[Any]]:
+        """Registered job types, sorted by name."""
+        return list(self._registry)

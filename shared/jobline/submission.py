@@ -1,0 +1,131 @@
+"""Submit a job: validate, store, enqueue. An idempotency key makes a replay return the original
+job and enqueue nothing; the same key with another request conflicts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jobline import lifecycle
+from jobline.errors import (
+    ConditionFailed,
+    IdempotencyConflict,
+    InvalidPayload,
+    PayloadTooLarge,
+    QueueUnavailable,
+    StorageUnavailable,
+)
+from jobline.logging import get_logger
+from jobline.models import Job, JobMessage, SubmitRequest
+from jobline.ports import JobQueue, JobRepository
+from jobline.registry import JobTypeRegistry
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The job a submit produced; `created` is False for an idempotent replay."""
+
+    job: Job
+    created: bool
+
+
+def canonical_json(value: Any) -> str:
+    """JSON text with sorted keys and no whitespace: equal values give equal text."""
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+        ensure_ascii=False,
+    )
+
+
+def derived_id(owner: str, key: str) -> str:
+    """A job id derived from its owner and a key: the same key gives the same job."""
+    return hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()[:32]
+
+
+class Submission:
+    """The submit use case over a repository, the queue and the job types."""
+
+    def __init__(
+        self,
+        repository: JobRepository,
+        queue: JobQueue,
+        registry: JobTypeRegistry,
+        clock: Callable[[], datetime],
+        max_payload_bytes: int,
+    ) -> None:
+        self._repo = repository
+        self._queue = queue
+        self._registry = registry
+        self._clock = clock
+        self._max_payload = max_payload_bytes
+
+    def submit(
+        self, owner: str, request: SubmitRequest, idempotency_key: str | None = None
+    ) -> Submitted:
+        """Validate, store and enqueue a job (see the module docstring)."""
+        self._registry.get(request.type).parse(request.payload)
+        try:
+            payload_text = canonical_json(request.payload)
+        except ValueError as exc:
+            not_json = {"loc": ["payload"], "msg": "NaN and Infinity are not JSON"}
+            raise InvalidPayload(request.type, [{**not_json, "type": "json"}]) from exc
+        size = len(payload_text.encode())
+        if size > self._max_payload:
+            raise PayloadTooLarge(size, self._max_payload)
+
+        request_hash = hashlib.sha256(
+            canonical_json(request.model_dump(mode="json")).encode()
+        ).hexdigest()
+        if idempotency_key is None:
+            job_id = uuid.uuid4().hex
+        else:
+            job_id = derived_id(owner, idempotency_key)
+        now = self._clock()
+        job = lifecycle.submitted(job_id, owner, request, request_hash, now)
+        try:
+            self._repo.create(job, now)
+        except ConditionFailed as lost:
+            return _replay(lost.current, owner, request_hash, idempotency_key)
+        self._enqueue(job)
+        log.info(
+            "job.submitted",
+            job_id=job.id,
+            job_type=job.type,
+            delay_seconds=request.delay_seconds,
+        )
+        return Submitted(job=job, created=True)
+
+    def _enqueue(self, job: Job) -> None:
+        """Send the job's message; when it cannot be sent, take the job back and re-raise."""
+        try:
+            self._queue.send(
+                JobMessage(job_id=job.id, owner=job.owner, job_type=job.type),
+                job.delay_seconds,
+            )
+        except QueueUnavailable:
+            log.error("job.enqueue_failed", job_id=job.id, job_type=job.type)
+            self._repo.delete(job.id, lifecycle.withdraw(job))
+            raise
+
+
+def _replay(
+    current: Job | None, owner: str, request_hash: str, idempotency_key: str | None
+) -> Submitted:
+    """A create lost to an existing job: the original (same key and request) or a conflict."""
+    if idempotency_key is None or current is None:
+        raise StorageUnavailable("job id collision")
+    if current.owner != owner or current.request_hash != request_hash:
+        log.info("job.idempotency_conflict", job_id=current.id)
+        raise IdempotencyConflict(idempotency_key)
+    log.info("job.idempotent_replay", job_id=current.id, job_type=current.type)
+    return Submitted(job=current, created=False)
