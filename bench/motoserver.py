@@ -13,8 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import boto3
-from botocore.config import Config
+from jobline_local.endpoint import endpoint_environment, local_client
 from jobline_local.template import (
     Provisioned,
     function_environment,
@@ -24,13 +23,6 @@ from jobline_local.template import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_REGION": REGION,
-    "AWS_DEFAULT_REGION": REGION,
-}
-"""What the Lambda runtime puts in every function's environment (dummy values for moto)."""
 
 
 def free_port() -> int:
@@ -103,13 +95,8 @@ class MotoServer:
 
     def client(self, service: str, max_pool_connections: int = 10) -> Any:
         """A plain boto3 client on the server (the bench's own, not the functions')."""
-        return boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-            config=Config(max_pool_connections=max_pool_connections),
+        return local_client(
+            service, self.endpoint, REGION, max_pool_connections=max_pool_connections
         )
 
     @property
@@ -132,8 +119,7 @@ class MotoServer:
         server's resources), with only the layer and the function's code on the path."""
         assert self.provisioned is not None
         env = function_environment(load_template(), self.provisioned, function)
-        env.update(CREDENTIALS)
-        env["AWS_ENDPOINT_URL"] = self.endpoint
+        env.update(endpoint_environment(self.endpoint, REGION))
         env["AWS_LAMBDA_FUNCTION_NAME"] = function
         env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "on-demand"
         env["PYTHONPATH"] = os.pathsep.join(str(path) for path in code_paths)

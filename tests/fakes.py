@@ -31,16 +31,9 @@ from jobline.transition import JobUpdate, Precondition, apply
 from jobline_worker.record import run_record
 from pydantic import RootModel
 
+from tests.jobfields import STORED_TIMESTAMPS
+
 CURSOR_SECRET = b"unit-test-cursor-secret"
-_TIMESTAMPS = (
-    "created_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-    "run_after",
-    "cancel_requested_at",
-    "lease_until",
-)
 START = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
 
 
@@ -70,7 +63,7 @@ def _stored(job: Job) -> Job:
     data = job.model_dump()
     data["payload"] = _json_copy(job.payload)
     data["result"] = _json_copy(job.result)
-    for name in _TIMESTAMPS:
+    for name in STORED_TIMESTAMPS:
         data[name] = _utc(data[name])
     data["history"] = tuple(_stored_attempt(entry) for entry in job.history)
     if job.progress is not None:

@@ -22,13 +22,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-import boto3
 import uvicorn
 from jobline import bootstrap
 from jobline.logging import bind_invocation, configure, get_logger
 from moto.server import ThreadedMotoServer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobline_local.endpoint import endpoint_environment, local_client
 from jobline_local.poller import SqsPoller, import_handler
 from jobline_local.settings import LocalSettings
 from jobline_local.template import (
@@ -45,7 +45,6 @@ log = get_logger(__name__)
 API_FUNCTION = "ApiFunction"
 """The template function the HTTP API stands for (its name goes into the request log context)."""
 
-DUMMY_CREDENTIAL = "jobline-local"
 STARTUP_TIMEOUT_S = 15.0
 
 SetEnv = Callable[[str, str], None]
@@ -222,13 +221,9 @@ class LocalStack:
         self.aws_endpoint = f"http://{_url_host(bound_host)}:{bound_port}"
 
     def _provision(self) -> None:
-        session = boto3.session.Session(
-            aws_access_key_id=DUMMY_CREDENTIAL,
-            aws_secret_access_key=DUMMY_CREDENTIAL,
-            region_name=self.settings.aws_region,
-        )
-        self.dynamodb = session.client("dynamodb", endpoint_url=self.aws_endpoint)
-        self.sqs = session.client("sqs", endpoint_url=self.aws_endpoint)
+        region = self.settings.aws_region
+        self.dynamodb = local_client("dynamodb", self.aws_endpoint, region)
+        self.sqs = local_client("sqs", self.aws_endpoint, region)
         self.provisioned = provision(
             self.dynamodb, self.sqs, prefix=self.settings.prefix, template=self.template
         )
@@ -245,14 +240,10 @@ class LocalStack:
             ).items():
                 if value in local_values or name not in os.environ:
                     environment[name] = value
-        environment.update(
-            AWS_ENDPOINT_URL=self.aws_endpoint,
-            AWS_ACCESS_KEY_ID=DUMMY_CREDENTIAL,
-            AWS_SECRET_ACCESS_KEY=DUMMY_CREDENTIAL,
-            JOBLINE_ALLOW_DEV_IDENTITY="true",
-        )
-        if "AWS_REGION" not in os.environ:
-            environment["AWS_REGION"] = self.settings.aws_region
+        endpoint = endpoint_environment(self.aws_endpoint, self.settings.aws_region)
+        if "AWS_REGION" in os.environ:  # the user's region stays
+            del endpoint["AWS_REGION"], endpoint["AWS_DEFAULT_REGION"]
+        environment.update(endpoint, JOBLINE_ALLOW_DEV_IDENTITY="true")
         for name, value in environment.items():
             self._set_env(name, value)
         self.environment = environment

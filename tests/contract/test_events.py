@@ -29,6 +29,7 @@ from moto import mock_aws
 
 from tests.conftest import REGION, FakeLambdaContext, MotoStack
 from tests.eventdata import event_names, load_event
+from tests.jobfields import PUBLIC_FIELDS, TIMESTAMPS
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -42,28 +43,6 @@ JOB_ID = "0f8e4c2a9b7d41e6a3c5d8f1b2e4a6c9"
 """The job id in the paths of api_get_job and api_cancel_job."""
 CREATED = datetime(2024, 11, 26, 6, 50, 0, 250000, tzinfo=UTC)
 FINISHED = datetime(2024, 11, 26, 6, 50, 3, 500000, tzinfo=UTC)
-TIMESTAMPS = (
-    "created_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-    "run_after",
-    "cancel_requested_at",
-)
-PUBLIC_FIELDS = (
-    "id",
-    "type",
-    "status",
-    "payload",
-    "result",
-    "error",
-    "attempts",
-    "max_attempts",
-    *TIMESTAMPS,
-    "progress",
-    "history",
-)
-"""What the API shows of a job."""
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -22,24 +22,12 @@ from jobline_ingest.handler import lambda_handler
 from jobline_local.poller import lambda_record
 
 from tests.conftest import REGION, FakeLambdaContext, MotoStack
+from tests.jobfields import TIMELESS_FIELDS
 
 ANN = {"X-Dev-User": "ann"}
 SNS_MESSAGE_ID = "b3c1e0a2-7f4d-5a6b-9c8d-2e1f0a9b8c7d"
 EVENT_ID = "6a7e8feb-b491-4cf7-a9f1-bf3703467718"
-COMPARED = (
-    "type",
-    "status",
-    "payload",
-    "result",
-    "error",
-    "attempts",
-    "max_attempts",
-    "started_at",
-    "finished_at",
-    "progress",
-    "history",
-)
-"""What a job shows that does not depend on when or by whom it was made."""
+COMPARED = TIMELESS_FIELDS
 
 Envelope = Callable[[Any], str]
 

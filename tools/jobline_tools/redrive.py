@@ -55,8 +55,8 @@ from jobline.models import JobMessage
 from jobline.queue import SqsJobQueue
 from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
+from jobline_local.endpoint import local_client
 from jobline_local.settings import LocalSettings
-from jobline_local.stack import DUMMY_CREDENTIAL
 from pydantic import ValidationError
 
 MAX_BATCH = 10
@@ -349,15 +349,10 @@ class Environment:
 
 def local_environment(local: LocalSettings) -> Environment:
     """`make run`'s moto server and the resources it created."""
-    session = boto3.session.Session(
-        aws_access_key_id=DUMMY_CREDENTIAL,
-        aws_secret_access_key=DUMMY_CREDENTIAL,
-        region_name=local.aws_region,
-    )
     host = f"[{local.host}]" if ":" in local.host else local.host
     endpoint = f"http://{host}:{local.moto_port}"
-    sqs = session.client("sqs", endpoint_url=endpoint)
-    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    sqs = local_client("sqs", endpoint, local.aws_region)
+    dynamodb = local_client("dynamodb", endpoint, local.aws_region)
     jobs_queue = sqs.get_queue_url(QueueName=f"{local.prefix}-JobsQueue")["QueueUrl"]
     settings = Settings.model_validate(
         {

@@ -1,0 +1,37 @@
+"""The names of a job's fields, written once for every test (not read from the code under test,
+so a field the API gains or loses by accident fails a test)."""
+
+from __future__ import annotations
+
+TIMESTAMPS = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "run_after",
+    "cancel_requested_at",
+)
+"""The public timestamps of a job (ISO 8601 UTC in the API)."""
+STORED_TIMESTAMPS = (*TIMESTAMPS, "lease_until")
+"""Every timestamp a stored job carries; `lease_until` is internal."""
+PUBLIC_FIELDS = (
+    "id",
+    "type",
+    "status",
+    "payload",
+    "result",
+    "error",
+    "attempts",
+    "max_attempts",
+    *TIMESTAMPS,
+    "progress",
+    "history",
+)
+"""What the API shows of a job."""
+TIMELESS_FIELDS = tuple(
+    name
+    for name in PUBLIC_FIELDS
+    if name
+    not in ("id", "created_at", "updated_at", "run_after", "cancel_requested_at")
+)
+"""What a job shows that does not depend on when or by whom it was made."""

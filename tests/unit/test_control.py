@@ -1,0 +1,268 @@
+"""Control: cancelling a queued job, retrying a failed, dead-lettered or cancelled one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from jobline.errors import (
+    InvalidJobState,
+    JobNotFound,
+    QueueUnavailable,
+)
+from jobline.models import (
+    MAX_HISTORY,
+    Attempt,
+    JobMessage,
+    JobStatus,
+    SubmitRequest,
+)
+from jobline.service import RunOutcome
+
+from tests.builders import (
+    ANN,
+    BOB,
+    UNKNOWN_ID,
+    Fakes,
+    delivery_of,
+    echo_request,
+    finished_job,
+    running_job,
+    with_handler,
+)
+from tests.fakes import (
+    START,
+    CountingHandler,
+    FakeClock,
+    build_fake_service,
+    failing_handler,
+)
+
+# ---------------------------------------------------------------------------- cancel
+
+
+def test_cancel_a_queued_job(clock: FakeClock) -> None:
+    # Given a queued job kept 30 days after it finishes
+    service, repo, _ = build_fake_service(clock=clock, retention=timedelta(days=30))
+    job = service.submit(ANN, echo_request()).job
+
+    # When ann cancels it
+    cancelled = service.cancel(ANN, job.id)
+
+    # Then it is cancelled now, finished, and expires after the retention
+    finished_at = START + timedelta(seconds=1)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert cancelled.finished_at == cancelled.updated_at == finished_at
+    assert cancelled.expires_at == int((finished_at + timedelta(days=30)).timestamp())
+    assert repo.jobs == [cancelled]
+
+
+def test_cancel_twice_is_an_invalid_state(fakes: Fakes) -> None:
+    service, _, _ = fakes
+    job = service.submit(ANN, echo_request()).job
+    service.cancel(ANN, job.id)
+
+    with pytest.raises(InvalidJobState) as caught:
+        service.cancel(ANN, job.id)
+    assert (caught.value.status, caught.value.action) == ("cancelled", "cancel")
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.DEAD_LETTERED,
+        JobStatus.REJECTED,
+    ],
+)
+def test_cancel_a_finished_job_is_an_invalid_state(
+    fakes: Fakes, status: JobStatus
+) -> None:
+    service, repo, _ = fakes
+    # Given a job that has finished
+    job = service.submit(ANN, echo_request()).job
+    repo.put(job.model_copy(update={"status": status, "attempts": 1}))
+
+    # When ann cancels it, then it is refused and nothing changes
+    with pytest.raises(InvalidJobState) as caught:
+        service.cancel(ANN, job.id)
+    assert caught.value.status == status.value
+    assert [j.status for j in repo.jobs] == [status]
+
+
+@pytest.mark.parametrize("job_id", [UNKNOWN_ID, "nope"])
+def test_cancel_unknown_job_is_not_found(fakes: Fakes, job_id: str) -> None:
+    service, _, _ = fakes
+    with pytest.raises(JobNotFound):
+        service.cancel(ANN, job_id)
+
+
+def test_cancel_another_owners_job_is_not_found(fakes: Fakes) -> None:
+    service, repo, _ = fakes
+    job = service.submit(BOB, echo_request()).job
+
+    with pytest.raises(JobNotFound):
+        service.cancel(ANN, job.id)
+    assert [j.status for j in repo.jobs] == [JobStatus.QUEUED]
+
+
+def test_cancel_an_expired_job_is_not_found(clock: FakeClock) -> None:
+    service, _, _ = build_fake_service(clock=clock, retention=timedelta(days=1))
+    job = service.submit(ANN, echo_request()).job
+    service.cancel(ANN, job.id)
+    clock.advance(timedelta(days=2))
+
+    with pytest.raises(JobNotFound):
+        service.cancel(ANN, job.id)
+
+
+# ---------------------------------------------------------------------------- retry
+@pytest.mark.parametrize(
+    "status", [JobStatus.FAILED, JobStatus.DEAD_LETTERED, JobStatus.CANCELLED]
+)
+def test_retry_requeues_with_a_fresh_budget_and_keeps_the_history(
+    status: JobStatus,
+) -> None:
+    # Given a job that ended failed, dead-lettered or cancelled
+    clock = FakeClock(step=timedelta(seconds=1))
+    handler = failing_handler("broken", retryable=False)
+    service, repo, queue = with_handler(handler, clock=clock)
+    finished = finished_job(service, repo, status)
+    sent = len(queue.sent)
+
+    # When ann retries it
+    retried = service.retry(ANN, finished.id)
+
+    # Then it is queued again with no attempts, error, result or end, and its history kept
+    now = clock.now - timedelta(seconds=1)
+    assert retried == finished.model_copy(
+        update={
+            "status": JobStatus.QUEUED,
+            "attempts": 0,
+            "error": None,
+            "result": None,
+            "progress": None,
+            "finished_at": None,
+            "expires_at": None,
+            "cancel_requested_at": None,
+            "lease_until": None,
+            "run_after": now,
+            "updated_at": now,
+        }
+    )
+    assert repo.jobs == [retried]
+    # And a new message for it was sent
+    assert [(s.message, s.delay_seconds) for s in queue.sent[sent:]] == [
+        (JobMessage(job_id=finished.id, owner=ANN, job_type="count"), 0)
+    ]
+
+    # When that message is delivered and the handler now works
+    handler.error = None
+    assert service.run(delivery_of(retried, request_id="req-retry")) is RunOutcome.DONE
+
+    # Then the job succeeds on attempt 1 of its fresh budget, after the old attempts
+    [done] = repo.jobs
+    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
+    assert done.history == (
+        *finished.history,
+        done.history[-1],
+    )
+    assert (done.history[-1].attempt, done.history[-1].request_id) == (1, "req-retry")
+
+
+@pytest.mark.parametrize(
+    "status",
+    [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.REJECTED],
+)
+def test_retry_of_a_job_in_any_other_state_is_an_invalid_state(
+    status: JobStatus,
+) -> None:
+    # Given a job that is queued, running, succeeded or rejected
+    service, repo, queue = with_handler(CountingHandler())
+    job = service.submit(ANN, SubmitRequest(type="count")).job
+    stored = job.model_copy(update={"status": status})
+    repo.put(stored)
+
+    # When ann retries it, then it is refused and nothing changes
+    with pytest.raises(InvalidJobState) as caught:
+        service.retry(ANN, job.id)
+    assert (caught.value.status, caught.value.action) == (status.value, "retry")
+    assert repo.jobs == [stored]
+    assert len(queue.sent) == 1
+
+
+@pytest.mark.parametrize("job_id", [UNKNOWN_ID, "nope"])
+def test_retry_of_an_unknown_job_is_not_found(fakes: Fakes, job_id: str) -> None:
+    service, _, _ = fakes
+    with pytest.raises(JobNotFound):
+        service.retry(ANN, job_id)
+
+
+def test_retry_of_another_owners_job_is_not_found(fakes: Fakes) -> None:
+    service, repo, _ = fakes
+    job = service.cancel(BOB, service.submit(BOB, echo_request()).job.id)
+    with pytest.raises(JobNotFound):
+        service.retry(ANN, job.id)
+    assert repo.jobs == [job]
+
+
+def test_retry_after_the_history_limit_is_refused(fakes: Fakes) -> None:
+    # Given a failed job that already made MAX_HISTORY attempts
+    service, repo, _ = fakes
+    job = service.submit(ANN, echo_request()).job
+    entry = Attempt(attempt=1, started_at=START, finished_at=START)
+    failed = job.model_copy(
+        update={"status": JobStatus.FAILED, "history": (entry,) * MAX_HISTORY}
+    )
+    repo.put(failed)
+
+    # When ann retries it, then it is refused
+    with pytest.raises(InvalidJobState):
+        service.retry(ANN, job.id)
+    assert repo.jobs == [failed]
+
+
+@pytest.mark.parametrize(
+    "status", [JobStatus.FAILED, JobStatus.DEAD_LETTERED, JobStatus.CANCELLED]
+)
+def test_a_retry_whose_message_cannot_be_sent_restores_the_job(
+    status: JobStatus,
+) -> None:
+    # Given a finished job, and an SQS outage
+    clock = FakeClock(step=timedelta(seconds=1))
+    service, repo, queue = with_handler(
+        failing_handler("no", retryable=False), clock=clock
+    )
+    finished = finished_job(service, repo, status)
+    queue.fail_with = "ServiceUnavailable"
+
+    # When ann retries it
+    with pytest.raises(QueueUnavailable):
+        service.retry(ANN, finished.id)
+
+    # Then the job is back as it was (only updated_at moved), not queued without a message
+    [restored] = repo.jobs
+    assert restored == finished.model_copy(update={"updated_at": restored.updated_at})
+
+
+def test_a_retry_of_a_job_cancelled_while_running_restores_the_request_too() -> None:
+    # Given a job that ended cancelled after its cancel was requested while running
+    handler = CountingHandler()
+    service, repo, queue = with_handler(handler)
+    lost = running_job(service, repo, lease_until=START + timedelta(seconds=30))
+    service.cancel(ANN, lost.id)
+    repo.put(
+        repo.jobs[0].model_copy(update={"lease_until": START - timedelta(seconds=1)})
+    )
+    service.run(delivery_of(lost, request_id="req-new"))
+    [cancelled] = repo.jobs
+    assert cancelled.cancel_requested_at is not None
+    queue.fail_with = "ServiceUnavailable"
+
+    # When its retry cannot be enqueued
+    with pytest.raises(QueueUnavailable):
+        service.retry(ANN, cancelled.id)
+
+    # Then it is restored exactly, the request included
+    assert repo.jobs == [cancelled]

@@ -1,0 +1,310 @@
+"""The state machine, pure: every (state, event) pair, the change each allowed transition makes,
+and the rules that keep it in one place (typed updates, no construction elsewhere)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jobline import lifecycle
+from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+from jobline.transition import (
+    Ending,
+    Event,
+    JobUpdate,
+    Lease,
+    Transition,
+    TransitionRefused,
+    apply,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+RETENTION = timedelta(days=2)
+LEASE = Lease(until=NOW + timedelta(minutes=15), request_id="req-new")
+ERROR = JobError(type="Boom", message="it failed")
+PROGRESS = Progress(percent=50, message="half", updated_at=NOW)
+ENTRY = Attempt(attempt=1, started_at=NOW - timedelta(seconds=5), finished_at=NOW)
+ENDING = Ending(NOW, ENTRY, PROGRESS)
+RUN_AFTER = NOW + timedelta(seconds=30)
+
+
+def job_in(status: JobStatus, **fields: Any) -> Job:
+    """A job of `ann` in `status` after one attempt (two left); a running one's lease ended."""
+    values: dict[str, Any] = {
+        "id": "a" * 32,
+        "owner": "ann",
+        "type": "echo",
+        "status": status,
+        "payload": {"n": 1},
+        "attempts": 1,
+        "max_attempts": 3,
+        "created_at": NOW - timedelta(minutes=10),
+        "updated_at": NOW - timedelta(minutes=5),
+        "started_at": NOW - timedelta(minutes=5),
+        "lease_until": NOW - timedelta(minutes=1)
+        if status is JobStatus.RUNNING
+        else None,
+        "attempt_request_id": "req-old" if status is JobStatus.RUNNING else None,
+        **fields,
+    }
+    return Job.model_validate(values)
+
+
+FAILED_BEFORE_RETRY = job_in(JobStatus.FAILED, error=ERROR, expires_at=123)
+
+MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
+    Event.CLAIM: (
+        lambda job: lifecycle.claim(job.owner, NOW, LEASE),
+        JobStatus.RUNNING,
+    ),
+    Event.RECLAIM: (lambda job: lifecycle.reclaim(job, NOW, LEASE), JobStatus.RUNNING),
+    Event.SUCCEED: (
+        lambda job: lifecycle.succeed(job, ENDING, {"ok": True}, RETENTION),
+        JobStatus.SUCCEEDED,
+    ),
+    Event.REQUEUE: (
+        lambda job: lifecycle.requeue(job, ENDING, ERROR, RUN_AFTER),
+        JobStatus.QUEUED,
+    ),
+    Event.FAIL: (
+        lambda job: lifecycle.fail(job, ENDING, ERROR, RETENTION),
+        JobStatus.FAILED,
+    ),
+    Event.CANCEL_AT_CHECKPOINT: (
+        lambda job: lifecycle.cancel_at_checkpoint(job, ENDING, ERROR, RETENTION),
+        JobStatus.CANCELLED,
+    ),
+    Event.FAIL_EXHAUSTED: (
+        lambda job: lifecycle.fail_exhausted(job, NOW, RETENTION),
+        JobStatus.FAILED,
+    ),
+    Event.REPORT_PROGRESS: (
+        lambda job: lifecycle.report_progress(job, PROGRESS),
+        JobStatus.RUNNING,
+    ),
+    Event.CANCEL_QUEUED: (
+        lambda job: lifecycle.cancel_queued(job.owner, NOW, RETENTION),
+        JobStatus.CANCELLED,
+    ),
+    Event.REQUEST_CANCEL: (
+        lambda job: lifecycle.request_cancel(job, NOW),
+        JobStatus.RUNNING,
+    ),
+    Event.DEAD_LETTER: (
+        lambda job: lifecycle.dead_letter(job, NOW, 25, RETENTION),
+        JobStatus.DEAD_LETTERED,
+    ),
+    Event.RESET_FOR_RETRY: (
+        lambda job: lifecycle.reset_for_retry(job, NOW),
+        JobStatus.QUEUED,
+    ),
+    Event.RESTORE: (
+        lambda job: lifecycle.restore(FAILED_BEFORE_RETRY, NOW),
+        JobStatus.FAILED,
+    ),
+}
+
+
+def test_every_event_has_a_transition_and_its_allowed_states() -> None:
+    assert set(MAKE) == set(Event) == set(lifecycle.ALLOWED)
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+@pytest.mark.parametrize("event", list(Event))
+def test_every_state_event_pair_is_allowed_or_refused(
+    event: Event, status: JobStatus
+) -> None:
+    # Given a stored job in `status` (for a restore: queued again with attempts reset)
+    attempts = 0 if event is Event.RESTORE else 1
+    job = job_in(status, attempts=attempts)
+    make, target = MAKE[event]
+
+    # When the event's transition is built for it
+    try:
+        transition = make(job)
+    except TransitionRefused as refused:
+        # Then a refusal happens only for a state the event does not leave from
+        assert status not in lifecycle.ALLOWED[event]
+        assert (refused.event, refused.status) == (event, status)
+        return
+
+    # Then an allowed pair gives a write its precondition admits, ending in the target state;
+    # any other pair is refused by the precondition (the write would not apply)
+    assert transition.event is event
+    allowed = status in lifecycle.ALLOWED[event]
+    assert transition.precondition.admits(job) is allowed
+    if allowed:
+        assert apply(job, transition.update).status is target
+
+
+def _after(event: Event, status: JobStatus, **fields: Any) -> tuple[Job, Job]:
+    job = job_in(status, **fields)
+    transition = MAKE[event][0](job)
+    assert transition.precondition.admits(job)
+    return job, apply(job, transition.update)
+
+
+def test_claim_starts_the_next_attempt_under_the_lease() -> None:
+    _, after = _after(Event.CLAIM, JobStatus.QUEUED, run_after=NOW, progress=PROGRESS)
+    assert (after.attempts, after.started_at, after.updated_at) == (2, NOW, NOW)
+    assert (after.lease_until, after.attempt_request_id) == (LEASE.until, "req-new")
+    assert (after.progress, after.run_after, after.history) == (None, None, ())
+
+
+def test_claim_refuses_a_job_without_attempts_left() -> None:
+    exhausted = job_in(JobStatus.QUEUED, attempts=3)
+    assert not lifecycle.claim("ann", NOW, LEASE).precondition.admits(exhausted)
+
+
+def test_reclaim_records_the_lost_attempt_in_the_same_write() -> None:
+    job, after = _after(Event.RECLAIM, JobStatus.RUNNING)
+    assert after.attempts == 2
+    assert after.history == (lifecycle.lost_attempt(job),)
+    [lost] = after.history
+    assert (lost.attempt, lost.finished_at, lost.request_id) == (1, None, "req-old")
+    assert lost.error is not None and lost.error.type == "WorkerLost"
+
+
+@pytest.mark.parametrize(
+    "lease_until", [NOW, NOW + timedelta(seconds=1)], ids=["ends-now", "live"]
+)
+def test_reclaim_refuses_a_live_lease(lease_until: datetime) -> None:
+    held = job_in(JobStatus.RUNNING, lease_until=lease_until)
+    assert not lifecycle.reclaim(held, NOW, LEASE).precondition.admits(held)
+
+
+def test_outcomes_release_the_lease_and_append_the_entry() -> None:
+    for event in (Event.SUCCEED, Event.FAIL, Event.CANCEL_AT_CHECKPOINT, Event.REQUEUE):
+        _, after = _after(event, JobStatus.RUNNING, result={"old": 1})
+        assert (after.lease_until, after.attempt_request_id) == (None, None)
+        assert (after.history, after.progress, after.updated_at) == (
+            (ENTRY,),
+            PROGRESS,
+            NOW,
+        )
+
+
+def test_final_outcomes_set_the_expiry_and_requeue_keeps_the_job_live() -> None:
+    expires = int((NOW + RETENTION).timestamp())
+    _, succeeded = _after(Event.SUCCEED, JobStatus.RUNNING)
+    assert (succeeded.result, succeeded.error) == ({"ok": True}, None)
+    assert (succeeded.finished_at, succeeded.expires_at) == (NOW, expires)
+    for event in (Event.FAIL, Event.CANCEL_AT_CHECKPOINT):
+        _, ended = _after(event, JobStatus.RUNNING, result={"old": 1})
+        assert (ended.result, ended.error, ended.expires_at) == (None, ERROR, expires)
+    _, queued = _after(Event.REQUEUE, JobStatus.RUNNING, result={"old": 1})
+    assert (queued.error, queued.run_after, queued.result) == (
+        ERROR,
+        RUN_AFTER,
+        {"old": 1},
+    )
+    assert (queued.finished_at, queued.expires_at) == (None, None)
+
+
+def test_requeue_refuses_the_last_attempt() -> None:
+    last = job_in(JobStatus.RUNNING, attempts=3)
+    with pytest.raises(TransitionRefused):
+        lifecycle.requeue(last, ENDING, ERROR, RUN_AFTER)
+
+
+def test_platform_failures_record_a_running_attempt_as_lost() -> None:
+    for event in (Event.FAIL_EXHAUSTED, Event.DEAD_LETTER):
+        running, from_running = _after(event, JobStatus.RUNNING)
+        _, from_queued = _after(event, JobStatus.QUEUED)
+        assert from_running.history == (lifecycle.lost_attempt(running),)
+        assert from_queued.history == ()
+        assert from_running.lease_until is None
+
+
+def test_dead_letter_keeps_the_last_error_or_names_the_receive_count() -> None:
+    _, kept = _after(Event.DEAD_LETTER, JobStatus.QUEUED, error=ERROR)
+    _, named = _after(Event.DEAD_LETTER, JobStatus.QUEUED)
+    assert kept.error == ERROR
+    assert named.error == JobError(
+        type="DeadLettered", message="the message was dead-lettered after 25 receives"
+    )
+
+
+def test_reset_for_retry_gives_a_fresh_budget_and_keeps_history() -> None:
+    _, after = _after(
+        Event.RESET_FOR_RETRY,
+        JobStatus.CANCELLED,
+        history=(ENTRY,),
+        error=ERROR,
+        expires_at=1,
+        cancel_requested_at=NOW,
+        finished_at=NOW,
+    )
+    assert (after.attempts, after.run_after, after.history) == (0, NOW, (ENTRY,))
+    assert (after.error, after.expires_at, after.cancel_requested_at) == (
+        None,
+        None,
+        None,
+    )
+    assert after.finished_at is None
+
+
+def test_restore_puts_back_what_the_reset_cleared() -> None:
+    reset = apply(
+        FAILED_BEFORE_RETRY,
+        lifecycle.reset_for_retry(FAILED_BEFORE_RETRY, NOW).update,
+    )
+    restored = apply(reset, lifecycle.restore(FAILED_BEFORE_RETRY, NOW).update)
+    assert restored == FAILED_BEFORE_RETRY.model_copy(update={"updated_at": NOW})
+
+
+def test_writes_on_a_read_job_expect_its_state_and_attempts() -> None:
+    # A stale writer (another attempt, a retried job) loses instead of moving the job back
+    for event in set(Event) - {Event.CLAIM, Event.CANCEL_QUEUED, Event.RESTORE}:
+        status = next(iter(sorted(lifecycle.ALLOWED[event])))
+        job = job_in(status)
+        transition = MAKE[event][0](job)
+        stale = job.model_copy(update={"attempts": job.attempts + 1})
+        if event is not Event.REQUEST_CANCEL:
+            assert not transition.precondition.admits(stale), event
+
+
+def test_only_retry_leaves_a_final_state() -> None:
+    for event, states in lifecycle.ALLOWED.items():
+        if any(status.is_final for status in states):
+            assert event is Event.RESET_FOR_RETRY
+
+
+def test_an_unknown_field_is_a_type_error_not_a_silent_write() -> None:
+    # (mypy --strict rejects this line too: that is the point; the ignore keeps the suite typed)
+    with pytest.raises(TypeError):
+        JobUpdate(**{"stauts": JobStatus.FAILED})  # type: ignore[arg-type]
+
+
+def test_updates_and_preconditions_are_built_only_in_the_lifecycle() -> None:
+    construction = re.compile(r"\b(JobUpdate|Precondition)\(")
+    builders = {"lifecycle.py", "transition.py"}
+    found = [
+        f"{path.relative_to(REPO)}:{number}"
+        for folder in ("shared", "functions")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if path.name not in builders
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if construction.search(line) and not line.lstrip().startswith(("#", "class "))
+    ]
+    assert found == []
+
+
+def test_new_jobs_enter_the_machine_queued_or_rejected() -> None:
+    from jobline.models import SubmitRequest
+
+    request = SubmitRequest(type="echo", payload={"a": 1}, delay_seconds=30)
+    job = lifecycle.submitted("b" * 32, "ann", request, "hash", NOW)
+    assert (job.status, job.attempts, job.run_after) == (
+        JobStatus.QUEUED,
+        0,
+        NOW + timedelta(seconds=30),
+    )
+    rejected = lifecycle.rejected("c" * 32, "ann", "x", None, ERROR, NOW, RETENTION)
+    assert rejected.status is JobStatus.REJECTED and rejected.status.is_final
+    assert rejected.expires_at == int((NOW + RETENTION).timestamp())
