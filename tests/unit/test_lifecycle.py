@@ -20,6 +20,7 @@ from jobline.transition import (
     Transition,
     TransitionRefused,
     apply,
+    lost_attempt,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +165,7 @@ def test_claim_refuses_a_job_without_attempts_left() -> None:
 def test_reclaim_records_the_lost_attempt_in_the_same_write() -> None:
     job, after = _after(Event.RECLAIM, JobStatus.RUNNING)
     assert after.attempts == 2
-    assert after.history == (lifecycle.lost_attempt(job),)
+    assert after.history == (lost_attempt(job),)
     [lost] = after.history
     assert (lost.attempt, lost.finished_at, lost.request_id) == (1, None, "req-old")
     assert lost.error is not None and lost.error.type == "WorkerLost"
@@ -216,7 +217,7 @@ def test_platform_failures_record_a_running_attempt_as_lost() -> None:
     for event in (Event.FAIL_EXHAUSTED, Event.DEAD_LETTER):
         running, from_running = _after(event, JobStatus.RUNNING)
         _, from_queued = _after(event, JobStatus.QUEUED)
-        assert from_running.history == (lifecycle.lost_attempt(running),)
+        assert from_running.history == (lost_attempt(running),)
         assert from_queued.history == ()
         assert from_running.lease_until is None
 
