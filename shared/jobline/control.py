@@ -4,6 +4,7 @@ it once it failed, was dead-lettered or was cancelled."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jobline import lifecycle
@@ -26,30 +27,24 @@ def _state_of(current: Job | None) -> str:
     return current.status.value if current is not None else "gone"
 
 
+@dataclass(frozen=True)
 class Control:
     """The cancel and retry use cases."""
 
-    def __init__(
-        self,
-        repository: JobRepository,
-        queue: JobQueue,
-        clock: Callable[[], datetime],
-        retention: timedelta,
-    ) -> None:
-        self._repo = repository
-        self._queue = queue
-        self._clock = clock
-        self._retention = retention
+    repository: JobRepository
+    queue: JobQueue
+    clock: Callable[[], datetime]
+    retention: timedelta
 
     def cancel(self, owner: str, job_id: str) -> Job:
         """Cancel a job. A queued job becomes `cancelled` at once and never runs; for a running job
         the request is recorded (`cancel_requested_at`). A finished job is `InvalidJobState`."""
         if not JOB_ID.match(job_id):
             raise JobNotFound(job_id)
-        now = self._clock()
-        cancel = lifecycle.cancel_queued(owner, now, self._retention)
+        now = self.clock()
+        cancel = lifecycle.cancel_queued(owner, now, self.retention)
         try:
-            job = self._repo.update(job_id, cancel.update, cancel.precondition)
+            job = self.repository.update(job_id, cancel.update, cancel.precondition)
         except ConditionFailed as lost:
             current = lost.current
             if current is None or not is_visible(current, owner, now):
@@ -65,7 +60,9 @@ class Control:
         at its next checkpoint and the job ends `cancelled`."""
         request = lifecycle.request_cancel(job, now)
         try:
-            requested = self._repo.update(job.id, request.update, request.precondition)
+            requested = self.repository.update(
+                job.id, request.update, request.precondition
+            )
         except ConditionFailed as lost:
             raise InvalidJobState(job.id, _state_of(lost.current), "cancel") from None
         log.info("job.cancel_requested", job_id=job.id, job_type=job.type)
@@ -74,20 +71,20 @@ class Control:
     def retry(self, owner: str, job_id: str) -> Job:
         """Re-queue a failed, dead-lettered or cancelled job with a fresh attempts budget, keeping
         its history, and send it a new message. Any other state is `InvalidJobState`."""
-        job = find_job(self._repo, owner, job_id, self._clock())
+        job = find_job(self.repository, owner, job_id, self.clock())
         if not lifecycle.can_retry(job):
             state = job.status.value
             if job.status in lifecycle.ALLOWED[Event.RESET_FOR_RETRY]:
                 state = f"{state} after {MAX_HISTORY} attempts"
             raise InvalidJobState(job_id, state, "retry")
-        now = self._clock()
+        now = self.clock()
         reset = lifecycle.reset_for_retry(job, now)
         try:
-            queued = self._repo.update(job_id, reset.update, reset.precondition)
+            queued = self.repository.update(job_id, reset.update, reset.precondition)
         except ConditionFailed as lost:
             raise InvalidJobState(job_id, _state_of(lost.current), "retry") from None
         try:
-            self._queue.send(
+            self.queue.send(
                 JobMessage(job_id=job_id, owner=owner, job_type=job.type), 0
             )
         except QueueUnavailable:
@@ -103,7 +100,7 @@ class Control:
         """Undo a retry whose message could not be sent, so the job is not left queued forever."""
         restore = lifecycle.restore(previous, now)
         try:
-            self._repo.update(previous.id, restore.update, restore.precondition)
+            self.repository.update(previous.id, restore.update, restore.precondition)
         except ConditionFailed:
             log.warning(
                 "job.retry_restore_skipped", job_id=previous.id, reason="job changed"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from jobline import lifecycle
@@ -26,26 +27,17 @@ from jobline.transition import Event, Lease
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
 class Execution:
     """The worker's use case: one delivery of a job message in, what to do with it out."""
 
-    def __init__(
-        self,
-        repository: JobRepository,
-        queue: JobQueue,
-        registry: JobTypeRegistry,
-        clock: Callable[[], datetime],
-        policy: AttemptPolicy,
-        backoff: Backoff,
-        rng: random.Random,
-    ) -> None:
-        self._repo = repository
-        self._queue = queue
-        self._registry = registry
-        self._clock = clock
-        self._policy = policy
-        self._backoff = backoff
-        self._rng = rng
+    repository: JobRepository
+    queue: JobQueue
+    registry: JobTypeRegistry
+    clock: Callable[[], datetime]
+    policy: AttemptPolicy
+    backoff: Backoff
+    rng: random.Random
 
     def run(self, delivery: Delivery) -> RunOutcome:
         """Claim the job the delivery names, run one attempt and record its outcome."""
@@ -57,23 +49,25 @@ class Execution:
             attempt = RunningAttempt(
                 job,
                 delivery,
-                self._repo,
-                self._clock,
-                self._policy,
+                self.repository,
+                self.clock,
+                self.policy,
                 self._retry_in,
                 lambda seconds: self._postpone(delivery, seconds),
             )
-            return attempt.perform(self._registry)
+            return attempt.perform(self.registry)
 
     # ---------------------------------------------------------------- claiming
     def _claim(self, delivery: Delivery) -> Job | RunOutcome:
         """The claimed job, or what to do with a message whose job cannot be claimed now."""
         message = delivery.message
-        now = self._clock()
+        now = self.clock()
         lease = Lease(until=delivery.lease_until, request_id=delivery.request_id)
         claim = lifecycle.claim(message.owner, now, lease)
         try:
-            job = self._repo.update(message.job_id, claim.update, claim.precondition)
+            job = self.repository.update(
+                message.job_id, claim.update, claim.precondition
+            )
         except ConditionFailed as lost:
             current = lost.current
             if current is None or current.owner != message.owner:
@@ -84,7 +78,7 @@ class Execution:
             if not reclaim.precondition.admits(current):
                 return self._not_claimed(current, delivery, now)
             try:
-                job = self._repo.update(
+                job = self.repository.update(
                     current.id, reclaim.update, reclaim.precondition
                 )
             except ConditionFailed as raced:
@@ -134,9 +128,9 @@ class Execution:
         return RunOutcome.DONE
 
     def _fail_exhausted(self, job: Job, now: datetime) -> None:
-        exhausted = lifecycle.fail_exhausted(job, now, self._policy.retention)
+        exhausted = lifecycle.fail_exhausted(job, now, self.policy.retention)
         try:
-            self._repo.update(job.id, exhausted.update, exhausted.precondition)
+            self.repository.update(job.id, exhausted.update, exhausted.precondition)
         except ConditionFailed:
             log.info("job.exhausted_already_handled")
             return
@@ -153,16 +147,16 @@ class Execution:
     def _retry_in(self, job: Job) -> int:
         """The backoff before `job`'s next attempt: its type's own, else the deployment's."""
         try:
-            backoff = self._registry.get(job.type).backoff or self._backoff
+            backoff = self.registry.get(job.type).backoff or self.backoff
         except UnknownJobType:
-            backoff = self._backoff
-        return backoff.delay(job.attempts, self._rng)
+            backoff = self.backoff
+        return backoff.delay(job.attempts, self.rng)
 
     def _postpone(self, delivery: Delivery, seconds: int) -> None:
         if delivery.handle is None:
             return
         try:
-            self._queue.postpone(delivery.handle, seconds)
+            self.queue.postpone(delivery.handle, seconds)
         except QueueUnavailable as exc:
             log.warning(
                 "job.backoff_not_applied", error=exc.message, retry_in_s=seconds

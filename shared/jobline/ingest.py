@@ -5,6 +5,7 @@ reason, visible to its owner, so it is never lost."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,22 +36,15 @@ def _locations(errors: list[Any], empty: str = "") -> str:
     )
 
 
+@dataclass(frozen=True)
 class Ingest:
     """The ingest use case: submit through `Submission`, reject into the repository."""
 
-    def __init__(
-        self,
-        submission: Submission,
-        repository: JobRepository,
-        clock: Callable[[], datetime],
-        max_payload_bytes: int,
-        retention: timedelta,
-    ) -> None:
-        self._submission = submission
-        self._repo = repository
-        self._clock = clock
-        self._max_payload = max_payload_bytes
-        self._retention = retention
+    submission: Submission
+    repository: JobRepository
+    clock: Callable[[], datetime]
+    max_payload_bytes: int
+    retention: timedelta
 
     def ingest(
         self, submission: Any, *, message_id: str, default_owner: str
@@ -64,7 +58,7 @@ class Ingest:
             parsed = IngestSubmission.model_validate(submission)
             owner = parsed.owner or default_owner
             key = parsed.idempotency_key or f"sqs-message:{message_id}"
-            return self._submission.submit(owner, parsed.to_request(), key)
+            return self.submission.submit(owner, parsed.to_request(), key)
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_input=False)
             reason = _locations(list(errors), empty="submission")
@@ -87,13 +81,13 @@ class Ingest:
     def _reject(
         self, submission: Any, owner: str, message_id: str, error_type: str, reason: str
     ) -> Submitted:
-        now = self._clock()
+        now = self.clock()
         raw = submission if isinstance(submission, dict) else {"body": submission}
         payload = raw.get("payload", raw)
         try:
-            if len(canonical_json(payload).encode()) > self._max_payload:
+            if len(canonical_json(payload).encode()) > self.max_payload_bytes:
                 payload = None
-                reason += f" (payload not kept: over {self._max_payload} bytes)"
+                reason += f" (payload not kept: over {self.max_payload_bytes} bytes)"
         except (TypeError, ValueError):
             payload = None
         job_type = raw.get("type")
@@ -106,10 +100,10 @@ class Ingest:
             payload,
             JobError(type=error_type, message=reason[:MAX_REASON_CHARS]),
             now,
-            self._retention,
+            self.retention,
         )
         try:
-            self._repo.create(job, now)
+            self.repository.create(job, now)
         except ConditionFailed as lost:
             if lost.current is not None:
                 log.info("job.rejection_replayed", job_id=job.id)

@@ -9,6 +9,7 @@ timestamps are fixed-width ISO 8601 UTC text (`jobline.clock`), so they sort as 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from jobline.clock import format_ts, parse_ts
@@ -30,19 +31,21 @@ def type_key(owner: str, job_type: str) -> str:
     return f"{owner}#{job_type}"
 
 
-_JSON_FIELDS = frozenset({"payload", "result"})
-_TS_FIELDS = frozenset(
-    {
-        "created_at",
-        "updated_at",
-        "started_at",
-        "finished_at",
-        "run_after",
-        "cancel_requested_at",
-        "lease_until",
-    }
-)
-_INT_FIELDS = frozenset({"attempts", "max_attempts", "delay_seconds", "expires_at"})
+def _fields_of(*annotations: Any) -> frozenset[str]:
+    """The Job fields annotated as one of `annotations` (the model decides how a field is stored)."""
+    return frozenset(
+        name
+        for name, field in Job.model_fields.items()
+        if field.annotation in annotations
+    )
+
+
+_JSON_FIELDS = _fields_of(Any)
+"""payload, result: stored as JSON text."""
+_TS_FIELDS = _fields_of(datetime, datetime | None)
+"""Every timestamp: stored as fixed-width ISO 8601 UTC text."""
+_INT_FIELDS = _fields_of(int, int | None)
+"""attempts, max_attempts, delay_seconds, expires_at: stored as numbers."""
 
 
 def _dump_json(value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,24 +36,18 @@ def find_job(repository: JobRepository, owner: str, job_id: str, now: datetime) 
     return job
 
 
+@dataclass(frozen=True)
 class Queries:
     """The read use cases."""
 
-    def __init__(
-        self,
-        repository: JobRepository,
-        registry: JobTypeRegistry,
-        cursor_codec: CursorCodec,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._repo = repository
-        self._registry = registry
-        self._cursors = cursor_codec
-        self._clock = clock
+    repository: JobRepository
+    registry: JobTypeRegistry
+    cursor_codec: CursorCodec
+    clock: Callable[[], datetime]
 
     def get(self, owner: str, job_id: str) -> Job:
         """The caller's job (see `find_job`)."""
-        return find_job(self._repo, owner, job_id, self._clock())
+        return find_job(self.repository, owner, job_id, self.clock())
 
     def list_jobs(
         self,
@@ -64,15 +59,15 @@ class Queries:
         """The caller's jobs, newest first, one page at a time."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ValueError(f"limit must be within 1..{MAX_LIST_LIMIT}")
-        start = self._cursors.decode(cursor, owner, job_filter) if cursor else None
-        jobs, next_key = self._repo.query(
-            owner, job_filter, limit, start, self._clock()
+        start = self.cursor_codec.decode(cursor, owner, job_filter) if cursor else None
+        jobs, next_key = self.repository.query(
+            owner, job_filter, limit, start, self.clock()
         )
         next_cursor = (
-            self._cursors.encode(next_key, owner, job_filter) if next_key else None
+            self.cursor_codec.encode(next_key, owner, job_filter) if next_key else None
         )
         return JobPage(items=jobs, next_cursor=next_cursor)
 
     def job_types(self) -> list[JobType[Any]]:
         """Registered job types, sorted by name."""
-        return list(self._registry)
+        return list(self.registry)

@@ -4,6 +4,7 @@ dead-lettered job when its message is redriven (a worker would only acknowledge 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jobline import lifecycle
@@ -18,25 +19,19 @@ from jobline.transition import Event
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
 class Recovery:
     """The dead-letter and redrive use cases."""
 
-    def __init__(
-        self,
-        repository: JobRepository,
-        control: Control,
-        clock: Callable[[], datetime],
-        retention: timedelta,
-    ) -> None:
-        self._repo = repository
-        self._control = control
-        self._clock = clock
-        self._retention = retention
+    repository: JobRepository
+    control: Control
+    clock: Callable[[], datetime]
+    retention: timedelta
 
     def dead_letter(self, message: JobMessage, receive_count: int) -> Job | None:
         """Record that SQS dead-lettered the job's message: a queued or running job becomes
         `dead_lettered` with its last error. A finished job is left alone (returns None)."""
-        current = self._repo.get(message.job_id)
+        current = self.repository.get(message.job_id)
         if current is None or current.owner != message.owner:
             raise JobNotFound(message.job_id)
         if current.status not in lifecycle.ALLOWED[Event.DEAD_LETTER]:
@@ -46,10 +41,10 @@ class Recovery:
                 status=current.status.value,
             )
             return None
-        now = self._clock()
-        write = lifecycle.dead_letter(current, now, receive_count, self._retention)
+        now = self.clock()
+        write = lifecycle.dead_letter(current, now, receive_count, self.retention)
         try:
-            job = self._repo.update(current.id, write.update, write.precondition)
+            job = self.repository.update(current.id, write.update, write.precondition)
         except ConditionFailed:
             log.info("job.dead_letter_raced", job_id=current.id)
             return None
@@ -67,9 +62,9 @@ class Recovery:
         names a `dead_lettered` job; None when its message should be moved as it is instead
         (the job is unknown, or not dead-lettered: a worker claims a queued job as usual)."""
         try:
-            job = find_job(self._repo, message.owner, message.job_id, self._clock())
+            job = find_job(self.repository, message.owner, message.job_id, self.clock())
             if job.status is not JobStatus.DEAD_LETTERED:
                 return None
-            return self._control.retry(job.owner, job.id)
+            return self.control.retry(job.owner, job.id)
         except (JobNotFound, InvalidJobState):
             return None

@@ -20,8 +20,11 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from pydantic import ValidationError
+
 from jobline.clock import utcnow
 from jobline.logging import bind, bind_invocation, get_logger
+from jobline.models import JobMessage
 
 log = get_logger(__name__)
 
@@ -85,6 +88,18 @@ class SqsRecord:
             else {},
             raw=record,
         )
+
+
+def parse_job_message(record: SqsRecord, malformed_event: str) -> JobMessage | None:
+    """The job message in the record's body; None, logged as `malformed_event` with pydantic's
+    errors (never the body), when it is not one."""
+    try:
+        return JobMessage.model_validate_json(record.body)
+    except ValidationError as exc:
+        log.error(
+            malformed_event, errors=exc.errors(include_url=False, include_input=False)
+        )
+        return None
 
 
 RecordHandler = Callable[[SqsRecord, Invocation], bool]

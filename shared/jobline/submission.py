@@ -52,36 +52,29 @@ def derived_id(owner: str, key: str) -> str:
     return hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
 class Submission:
     """The submit use case over a repository, the queue and the job types."""
 
-    def __init__(
-        self,
-        repository: JobRepository,
-        queue: JobQueue,
-        registry: JobTypeRegistry,
-        clock: Callable[[], datetime],
-        max_payload_bytes: int,
-    ) -> None:
-        self._repo = repository
-        self._queue = queue
-        self._registry = registry
-        self._clock = clock
-        self._max_payload = max_payload_bytes
+    repository: JobRepository
+    queue: JobQueue
+    registry: JobTypeRegistry
+    clock: Callable[[], datetime]
+    max_payload_bytes: int
 
     def submit(
         self, owner: str, request: SubmitRequest, idempotency_key: str | None = None
     ) -> Submitted:
         """Validate, store and enqueue a job (see the module docstring)."""
-        self._registry.get(request.type).parse(request.payload)
+        self.registry.get(request.type).parse(request.payload)
         try:
             payload_text = canonical_json(request.payload)
         except ValueError as exc:
             not_json = {"loc": ["payload"], "msg": "NaN and Infinity are not JSON"}
             raise InvalidPayload(request.type, [{**not_json, "type": "json"}]) from exc
         size = len(payload_text.encode())
-        if size > self._max_payload:
-            raise PayloadTooLarge(size, self._max_payload)
+        if size > self.max_payload_bytes:
+            raise PayloadTooLarge(size, self.max_payload_bytes)
 
         request_hash = hashlib.sha256(
             canonical_json(request.model_dump(mode="json")).encode()
@@ -90,10 +83,10 @@ class Submission:
             job_id = uuid.uuid4().hex
         else:
             job_id = derived_id(owner, idempotency_key)
-        now = self._clock()
+        now = self.clock()
         job = lifecycle.submitted(job_id, owner, request, request_hash, now)
         try:
-            self._repo.create(job, now)
+            self.repository.create(job, now)
         except ConditionFailed as lost:
             return _replay(lost.current, owner, request_hash, idempotency_key)
         self._enqueue(job)
@@ -108,13 +101,13 @@ class Submission:
     def _enqueue(self, job: Job) -> None:
         """Send the job's message; when it cannot be sent, take the job back and re-raise."""
         try:
-            self._queue.send(
+            self.queue.send(
                 JobMessage(job_id=job.id, owner=job.owner, job_type=job.type),
                 job.delay_seconds,
             )
         except QueueUnavailable:
             log.error("job.enqueue_failed", job_id=job.id, job_type=job.type)
-            self._repo.delete(job.id, lifecycle.withdraw(job))
+            self.repository.delete(job.id, lifecycle.withdraw(job))
             raise
 
 

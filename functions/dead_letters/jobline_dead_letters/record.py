@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from jobline.errors import JoblineError, JobNotFound
 from jobline.logging import bind, get_logger
-from jobline.models import JobMessage
 from jobline.service import JobService
-from jobline.sqs_batch import Invocation, SqsRecord
-from pydantic import ValidationError
+from jobline.sqs_batch import Invocation, SqsRecord, parse_job_message
 
 log = get_logger(__name__)
 
@@ -18,13 +16,8 @@ def dead_letter_record(
     service: JobService, record: SqsRecord, invocation: Invocation
 ) -> bool:
     """Record one dead-lettered message; True when it may be deleted."""
-    try:
-        message = JobMessage.model_validate_json(record.body)
-    except ValidationError as exc:
-        log.error(
-            "dead_letter.malformed",
-            errors=exc.errors(include_url=False, include_input=False),
-        )
+    message = parse_job_message(record, "dead_letter.malformed")
+    if message is None:
         return True
     bind(job_id=message.job_id, job_type=message.job_type)
     try:

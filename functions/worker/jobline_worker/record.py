@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from jobline.errors import JoblineError
 from jobline.logging import bind, get_logger
-from jobline.models import Delivery, JobMessage, RunOutcome
+from jobline.models import Delivery, RunOutcome
 from jobline.service import JobService
-from jobline.sqs_batch import Invocation, SqsRecord
-from pydantic import ValidationError
+from jobline.sqs_batch import Invocation, SqsRecord, parse_job_message
 
 log = get_logger(__name__)
 
@@ -15,13 +14,8 @@ log = get_logger(__name__)
 def run_record(service: JobService, record: SqsRecord, invocation: Invocation) -> bool:
     """Run the job the record names. A malformed message or one the service cannot handle now
     (storage down, unknown job) is returned, so SQS dead-letters it after `maxReceiveCount`."""
-    try:
-        message = JobMessage.model_validate_json(record.body)
-    except ValidationError as exc:
-        log.error(
-            "record.malformed",
-            errors=exc.errors(include_url=False, include_input=False),
-        )
+    message = parse_job_message(record, "record.malformed")
+    if message is None:
         return False
     bind(job_id=message.job_id)
     delivery = Delivery(
