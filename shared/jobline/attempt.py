@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,31 +38,24 @@ class AttemptPolicy:
     progress_interval_s: float
 
 
+@dataclass
 class RunningAttempt:
-    """The attempt `job` (just claimed) is making under `delivery`."""
+    """The attempt `job` (just claimed) is making under `delivery`. `retry_in(job)` draws the
+    backoff before the next attempt; `postpone(seconds)` hides the delivery's message that long."""
 
-    def __init__(
-        self,
-        job: Job,
-        delivery: Delivery,
-        repository: JobRepository,
-        clock: Callable[[], datetime],
-        policy: AttemptPolicy,
-        retry_in: Callable[[Job], int],
-        postpone: Callable[[int], None],
-    ) -> None:
-        """`retry_in(job)` draws the backoff before the next attempt; `postpone(seconds)` hides
-        the delivery's message that long."""
-        self.job = job
-        self._delivery = delivery
-        self._repo = repository
-        self._clock = clock
-        self._policy = policy
-        self._retry_in = retry_in
-        self._postpone = postpone
-        self._started = time.monotonic()
+    job: Job
+    delivery: Delivery
+    repository: JobRepository
+    clock: Callable[[], datetime]
+    policy: AttemptPolicy
+    retry_in: Callable[[Job], int]
+    postpone: Callable[[int], None]
+    channel: AttemptChannel = field(init=False)
+    started: float = field(init=False, default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
         self.channel = AttemptChannel(
-            repository, job, clock, policy.progress_interval_s
+            self.repository, self.job, self.clock, self.policy.progress_interval_s
         )
 
     # --------------------------------------------------------------------- steps
@@ -83,7 +76,7 @@ class RunningAttempt:
 
     def start(self, call: Callable[[JobContext], Any]) -> HandlerOutcome:
         """Run `call` with the attempt's context in a thread of its own until the deadline."""
-        deadline = self._delivery.deadline
+        deadline = self.delivery.deadline
         context = JobContext(
             job_id=self.job.id,
             job_type=self.job.type,
@@ -124,7 +117,7 @@ class RunningAttempt:
                 type="InvalidResult", message=f"the result is not JSON: {exc}"
             )
             return self.fail(error)
-        limit = self._policy.max_result_bytes
+        limit = self.policy.max_result_bytes
         if size > limit:
             message = f"result is {size} bytes; the limit is {limit}"
             return self.fail(JobError(type="ResultTooLarge", message=message))
@@ -136,7 +129,7 @@ class RunningAttempt:
         """End the attempt with `error`: queued again after a backoff when it is retryable and
         attempts are left, else the job fails."""
         if retryable and lifecycle.has_attempts_left(self.job):
-            delay = self._retry_in(self.job)
+            delay = self.retry_in(self.job)
 
             def requeue(end: Ending) -> Transition:
                 run_after = end.now + timedelta(seconds=delay)
@@ -170,7 +163,7 @@ class RunningAttempt:
     # ------------------------------------------------------------------ recording
     @property
     def _retention(self) -> timedelta:
-        return self._policy.retention
+        return self.policy.retention
 
     def _record(
         self,
@@ -182,14 +175,14 @@ class RunningAttempt:
     ) -> RunOutcome:
         """Write the outcome and its history entry in one conditional write, then log it. The
         outcome is discarded when the job changed under the attempt (cancelled, reclaimed)."""
-        now = self._clock()
-        duration_ms = round((time.monotonic() - self._started) * 1000)
+        now = self.clock()
+        duration_ms = round((time.monotonic() - self.started) * 1000)
         entry = finished_attempt(
-            self.job, now, error, self._delivery.request_id, duration_ms
+            self.job, now, error, self.delivery.request_id, duration_ms
         )
         write = transition(Ending(now, entry, self.channel.latest))
         try:
-            self._repo.update(self.job.id, write.update, write.precondition)
+            self.repository.update(self.job.id, write.update, write.precondition)
         except ConditionFailed as lost:
             state = lost.current.status.value if lost.current is not None else None
             log.warning(
@@ -205,7 +198,7 @@ class RunningAttempt:
         if error is not None:
             fields.update(error_type=error.type, error=error.message)
         if retry_in_s is not None:
-            self._postpone(retry_in_s)
+            self.postpone(retry_in_s)
             log.warning("job.attempt_failed", retry_in_s=retry_in_s, **fields)
             return RunOutcome.RETRY
         status = write.update.status

@@ -5,18 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from jobline.errors import (
-    InvalidJobState,
-    JobNotFound,
-    QueueUnavailable,
-)
-from jobline.models import (
-    MAX_HISTORY,
-    Attempt,
-    JobMessage,
-    JobStatus,
-    SubmitRequest,
-)
+from jobline.errors import InvalidJobState, JobNotFound, QueueUnavailable
+from jobline.models import MAX_HISTORY, Attempt, JobMessage, JobStatus, SubmitRequest
 from jobline.service import RunOutcome
 
 from tests.builders import (

@@ -9,22 +9,9 @@ from typing import Any
 
 import pytest
 from jobline.backoff import Backoff
-from jobline.errors import (
-    JobNotFound,
-)
-from jobline.models import (
-    Attempt,
-    Job,
-    JobError,
-    JobMessage,
-    JobStatus,
-    SubmitRequest,
-)
-from jobline.registry import (
-    JobContext,
-    JobHandlerError,
-    PermanentJobError,
-)
+from jobline.errors import JobNotFound
+from jobline.models import Attempt, Job, JobError, JobMessage, JobStatus, SubmitRequest
+from jobline.registry import JobContext, JobHandlerError, PermanentJobError
 from jobline.service import RunOutcome
 from jobline.transition import JobUpdate, Precondition
 from structlog.testing import capture_logs

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from jobline.errors import (
-    ConditionFailed,
-)
-from jobline.models import (
-    JobStatus,
-)
+from jobline.errors import ConditionFailed
+from jobline.models import JobStatus
 from jobline.transition import JobUpdate, Precondition
 
-from tests.builders import (
-    ANN,
-    BOB,
-    UNKNOWN_ID,
-    Fakes,
-    echo_request,
-)
+from tests.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
 
 
 def test_the_fake_repository_refuses_writes_whose_expectation_fails(

@@ -9,15 +9,8 @@ from typing import Any
 
 import pytest
 from jobline.backoff import Backoff
-from jobline.models import (
-    Attempt,
-    JobError,
-    JobStatus,
-    SubmitRequest,
-)
-from jobline.registry import (
-    JobContext,
-)
+from jobline.models import Attempt, JobError, JobStatus, SubmitRequest
+from jobline.registry import JobContext
 from jobline.service import RunOutcome
 
 from tests.builders import (

@@ -5,25 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from jobline.models import (
-    JobError,
-    JobStatus,
-    Progress,
-    SubmitRequest,
-)
-from jobline.registry import (
-    JobCancelled,
-    JobContext,
-    JobHandlerError,
-)
+from jobline.models import JobError, JobStatus, Progress, SubmitRequest
+from jobline.registry import JobCancelled, JobContext, JobHandlerError
 from jobline.service import RunOutcome
 
-from tests.builders import (
-    ANN,
-    delivery_of,
-    running_job,
-    with_handler,
-)
+from tests.builders import ANN, delivery_of, running_job, with_handler
 from tests.fakes import (
     START,
     AnyInput,

@@ -5,29 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from jobline.errors import (
-    InvalidCursor,
-    JobNotFound,
-)
-from jobline.models import (
-    Job,
-    JobFilter,
-    JobStatus,
-    SubmitRequest,
-)
+from jobline.errors import InvalidCursor, JobNotFound
+from jobline.models import Job, JobFilter, JobStatus, SubmitRequest
 from jobline.service import JobService
 
-from tests.builders import (
-    ANN,
-    BOB,
-    UNKNOWN_ID,
-    Fakes,
-    echo_request,
-)
-from tests.fakes import (
-    FakeClock,
-    build_fake_service,
-)
+from tests.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
+from tests.fakes import FakeClock, build_fake_service
 
 # ------------------------------------------------------------------------------- get
 

@@ -12,23 +12,10 @@ from jobline.errors import (
     QueueUnavailable,
     UnknownJobType,
 )
-from jobline.models import (
-    JobMessage,
-    JobStatus,
-    SubmitRequest,
-)
+from jobline.models import JobMessage, JobStatus, SubmitRequest
 
-from tests.builders import (
-    ANN,
-    BOB,
-    Fakes,
-    echo_request,
-)
-from tests.fakes import (
-    START,
-    FakeClock,
-    build_fake_service,
-)
+from tests.builders import ANN, BOB, Fakes, echo_request
+from tests.fakes import START, FakeClock, build_fake_service
 
 # ---------------------------------------------------------------------------- submit
 
