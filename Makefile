@@ -9,10 +9,11 @@ PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 
 
 .PHONY: run test lint format pytest bench build validate requirements clean redrive
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[api,dev]'
+	$(BIN)/python -m pip install --quiet -e clients/python
 	@touch $(STAMP)
 
 ## run: the whole service locally (moto server + API on :8000 + worker poller). Ctrl-C stops it.
@@ -34,7 +35,7 @@ test: lint pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict functions shared
+	$(BIN)/mypy --strict functions shared clients
 	$(BIN)/cfn-lint template.yaml
 
 pytest: $(STAMP)
