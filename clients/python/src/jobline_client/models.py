@@ -186,7 +186,9 @@ class Job:
     def from_dict(cls, data: Any) -> Job:
         """Parse the API's job JSON; fields this client does not know are ignored (kept in `raw`)."""
         data = _object(data, "job")
-        history = data.get("history") or []
+        history = data.get("history")
+        if history is None:
+            history = []
         if not isinstance(history, list):
             raise InvalidResponse("history is not a list")
         return cls(

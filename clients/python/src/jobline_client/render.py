@@ -47,8 +47,11 @@ def _columns(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+LABEL_WIDTH = len("cancel_requested_at") + 2
+
+
 def job_table(job: Job) -> str:
-    """One job as `field  value` lines, its result or error included."""
+    """One job as `field  value` lines (values in one column), its result or error included."""
     rows: list[tuple[str, str]] = [
         ("id", job.id),
         ("type", job.type),
@@ -62,7 +65,7 @@ def job_table(job: Job) -> str:
     if job.run_after is not None:
         rows.append(("run_after", _time(job.run_after)))
     if job.cancel_requested_at is not None:
-        rows.append(("cancel_requested", _time(job.cancel_requested_at)))
+        rows.append(("cancel_requested_at", _time(job.cancel_requested_at)))
     if job.progress is not None:
         message = f" {job.progress.message}" if job.progress.message else ""
         rows.append(("progress", f"{_percent(job)}{message}"))
@@ -84,7 +87,7 @@ def job_table(job: Job) -> str:
                 f"#{attempt.attempt} {_time(attempt.started_at)}  {duration}  {outcome}",
             )
         )
-    return _columns(rows)
+    return "\n".join(f"{label:<{LABEL_WIDTH}}{value}".rstrip() for label, value in rows)
 
 
 def jobs_table(jobs: Iterable[Job]) -> str:
