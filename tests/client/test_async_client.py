@@ -28,7 +28,16 @@ NewClient = Callable[..., AsyncClient]
 
 
 def run(coroutine: Coroutine[Any, Any, None]) -> None:
-    asyncio.run(coroutine)
+    """Run the test's coroutine on a loop of its own, never the thread's current loop:
+    `asyncio.run` leaves "no current event loop" behind, and Mangum (the API handler's tests,
+    later in the session) calls `asyncio.get_event_loop()`."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(coroutine)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
 
 
 def test_submit_get_and_the_worker(new_async_client: NewClient, stack: Stack) -> None:
