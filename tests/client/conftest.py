@@ -73,6 +73,14 @@ class Stack:
         """How many jobs are stored."""
         return len(self.repo.jobs)
 
+    def job_ids(self) -> list[str]:
+        """The ids of the stored jobs, oldest first."""
+        return [job.id for job in self.repo.jobs]
+
+    def enqueued(self) -> list[str]:
+        """The job id of every message sent to the jobs queue, in order."""
+        return [sent.message.job_id for sent in self.queue.sent]
+
     def run(self, job_id: str) -> None:
         """Deliver the job's latest queue message to the worker entry point (`service.run`)."""
         sent = [s for s in self.queue.sent if s.message.job_id == job_id][-1]

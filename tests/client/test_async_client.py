@@ -172,7 +172,7 @@ def test_a_503_is_retried_with_the_same_idempotency_key(
         assert len(async_scripted.sent) == 4
         assert len({s.headers["idempotency-key"] for s in async_scripted.sent}) == 1
         assert stack.job_count() == 1
-        assert [s.message.job_id for s in stack.queue.sent] == [job.id]
+        assert stack.enqueued() == [job.id]
 
     run(scenario())
 

@@ -508,7 +508,7 @@ def test_a_lost_answer_to_submit_is_retried_without_a_second_job(
     # Then the retry replays the same key: the original job comes back, and only one exists
     assert len(scripted.sent) == 2
     assert stack.job_count() == 1
-    assert [s.message.job_id for s in stack.queue.sent] == [job.id]
+    assert stack.enqueued() == [job.id]
 
 
 @pytest.mark.parametrize(
@@ -613,7 +613,7 @@ def test_a_retry_whose_answer_was_lost_is_not_a_conflict(
     again = client.retry(job.id)
 
     assert again.status is JobStatus.QUEUED
-    assert len(stack.queue.sent) == 2  # one message per submit/retry that happened
+    assert len(stack.enqueued()) == 2  # one message per submit/retry that happened
 
 
 def test_a_conflict_without_a_lost_answer_is_still_a_conflict(

@@ -59,10 +59,10 @@ def test_submit_wait_against_a_live_server(live_api: str, stack: Stack) -> None:
 
     # Then the command saw the job succeed and printed it, result included
     assert code == 0, err.getvalue()
-    [job] = stack.repo.jobs
+    [job_id] = stack.job_ids()
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["id", job.id]
+    assert lines[0].split() == ["id", job_id]
     assert ["status", "succeeded"] in [line.split() for line in lines]
     assert ["result", '{"hello":"world"}'] in [line.split() for line in lines]
-    assert err.getvalue().startswith(f"submitted echo job {job.id}\n")
+    assert err.getvalue().startswith(f"submitted echo job {job_id}\n")
     assert err.getvalue().rstrip().endswith("succeeded")
