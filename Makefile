@@ -8,16 +8,17 @@ STAMP := $(VENV)/.installed
 # reads the same list as MYPYPATH.
 SOURCE_ROOTS := shared functions/api functions/worker functions/ingest functions/dead_letters local tools
 space := $(subst ,, )
-export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS))
+export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
 .PHONY: run test lint format pytest unit integration contract bench build validate requirements clean redrive
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml clients/python/pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[api,dev]'
+	$(BIN)/python -m pip install --quiet -e clients/python
 	@$(BIN)/python -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "jobline-source-roots.pth").write_text("".join(str(pathlib.Path(root).resolve()) + "\n" for root in sys.argv[1:]))' $(SOURCE_ROOTS)
 	@touch $(STAMP)
 
@@ -40,7 +41,7 @@ test: lint pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict $(SOURCE_ROOTS) bench tests
+	$(BIN)/mypy --strict $(SOURCE_ROOTS) clients/python/src bench tests
 	$(BIN)/cfn-lint template.yaml
 
 pytest: $(STAMP)
