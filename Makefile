@@ -3,17 +3,30 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# This Makefile's folder: `sam build` runs the build-<LogicalId> targets below from a copy of each
+# resource's code folder, so paths to the repository's own files start here.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 export PYTHONPATH := shared:functions/api:functions/worker:functions/ingest:functions/dead_letters:local
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest bench build validate requirements clean redrive
+.PHONY: run test lint format pytest bench build validate lock clean redrive
 
-$(STAMP): pyproject.toml
+# The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project
+# itself, editable, without dependencies of its own (`make lock` rewrites the lock).
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[api,dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+## lock: pin every dependency (with hashes) from pyproject.toml: requirements-dev.lock (this
+##   virtualenv), shared/requirements.lock (the layer) and functions/api/requirements.lock (the
+##   API function, less the layer). Needs the package index; see docs/benchmarks.md#lock-files.
+lock: $(STAMP)
+	$(BIN)/python -m tools.lock
+	$(MAKE) --no-print-directory $(STAMP)
 
 ## run: the whole service locally (moto server + API on :8000 + worker poller). Ctrl-C stops it.
 run: $(STAMP)
@@ -34,7 +47,7 @@ test: lint pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict functions shared
+	$(BIN)/mypy --strict functions shared tools
 	$(BIN)/cfn-lint template.yaml
 
 pytest: $(STAMP)
@@ -52,9 +65,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 ## build / validate: SAM, from a separate tool venv (aws-sam-cli is large and pins its own deps).
-.venv-sam/.installed:
+SAM_CLI_VERSION := 1.170.0
+export SAM_CLI_TELEMETRY := 0
+
+.venv-sam/.installed: Makefile
 	@test -x .venv-sam/bin/python || $(PYTHON) -m venv .venv-sam
-	.venv-sam/bin/python -m pip install --quiet aws-sam-cli
+	.venv-sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
 	@touch $@
 
 validate: .venv-sam/.installed $(STAMP)
@@ -64,6 +80,22 @@ validate: .venv-sam/.installed $(STAMP)
 build: .venv-sam/.installed
 	@test -n "$(PY312_DIR)" || (echo "sam build needs python3.12 on PATH" >&2; exit 1)
 	PATH="$(PY312_DIR):$$PATH" .venv-sam/bin/sam build
+
+## build-<LogicalId>: what `sam build` runs for each function and the layer (BuildMethod: makefile),
+##   from a copy of the resource's code folder, with ARTIFACTS_DIR set: the lock's wheels for
+##   Lambda, the code, and unchecked-hash bytecode for every module (tools/artifact.py).
+LAMBDA_PYTHON ?= $(if $(PY312_DIR),$(PY312_DIR)/python3.12,python3.12)
+ARTIFACT = $(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set (sam build sets it))) \
+	$(LAMBDA_PYTHON) -I $(ROOT)/tools/artifact.py --source .
+
+build-SharedLayer:
+	$(ARTIFACT) --target "$(ARTIFACTS_DIR)/python" --runtime-dir /opt/python --lock requirements.lock
+
+build-ApiFunction:
+	$(ARTIFACT) --target "$(ARTIFACTS_DIR)" --lock requirements.lock
+
+build-WorkerFunction build-IngestFunction build-DeadLetterFunction:
+	$(ARTIFACT) --target "$(ARTIFACTS_DIR)"
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -397,11 +397,17 @@ def test_shared_layer_is_built_from_shared_for_the_function_runtime() -> None:
     # Given the shared layer
     layer = RESOURCES["SharedLayer"]
 
-    # Then SAM builds shared/ with python3.12's pip, for the functions' runtime
+    # Then SAM builds shared/ with the Makefile (tests/unit/test_build.py), for the functions'
+    # runtime and architecture
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "shared/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == "x86_64"
     assert GLOBAL_FUNCTION["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
+    assert (
+        GLOBAL_FUNCTION["Architectures"]
+        == layer["Properties"]["CompatibleArchitectures"]
+    )
 
 
 # ------------------------------------------------------------------------- cfn-lint
