@@ -10,7 +10,7 @@ export PYTHONPATH := shared:functions/api:functions/worker:functions/ingest:func
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest bench build validate lock clean redrive
+.PHONY: run test lint format pytest bench build validate checkov lock clean redrive
 
 # The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project
 # itself, editable, without dependencies of its own (`make lock` rewrites the lock).
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements-dev.lock
 
 ## lock: pin every dependency (with hashes) from pyproject.toml: requirements-dev.lock (this
 ##   virtualenv), shared/requirements.lock (the layer) and functions/api/requirements.lock (the
-##   API function, less the layer). Needs the package index; see docs/benchmarks.md#lock-files.
+##   API function, less the layer). Needs the package index; docs/benchmarks.md says why three.
 lock: $(STAMP)
 	$(BIN)/python -m tools.lock
 	$(MAKE) --no-print-directory $(STAMP)
@@ -66,6 +66,7 @@ format: $(STAMP)
 
 ## build / validate: SAM, from a separate tool venv (aws-sam-cli is large and pins its own deps).
 SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 
 .venv-sam/.installed: Makefile
@@ -73,7 +74,18 @@ export SAM_CLI_TELEMETRY := 0
 	.venv-sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
 	@touch $@
 
-validate: .venv-sam/.installed $(STAMP)
+## checkov: the template's security checks (skips are in template.yaml, each with its reason).
+##   checkov pins old boto3/packaging releases, hence a venv of its own. --skip-download: no
+##   calls to the vendor's API (guidelines, severities); the checks themselves are local.
+.venv-checkov/.installed: Makefile
+	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+checkov: .venv-checkov/.installed
+	.venv-checkov/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+
+validate: .venv-sam/.installed $(STAMP) checkov
 	.venv-sam/bin/sam validate --lint
 	$(BIN)/cfn-lint template.yaml
 

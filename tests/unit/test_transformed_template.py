@@ -3,12 +3,14 @@ code CloudFormation runs for `Transform: AWS::Serverless-2016-10-31`), with code
 `sam package` writes them (s3:// URIs of the zipped build folders).
 
 What only the expanded template shows: which deploys publish a new version behind the API's `live`
-alias."""
+alias, what the roles SAM would otherwise generate may do, and the resources SAM creates (event
+source mappings, the HTTP API stage)."""
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,11 +19,19 @@ from samtranslator.public.translator import ManagedPolicyLoader
 from samtranslator.translator.transform import transform
 
 BUCKET = "jobline-artifacts"
-DEPLOYED = {"CursorSecret": "unit-test-cursor-secret-0123456789abcdef"}
-"""Parameter values of every deploy here (the one without a default)."""
+DEPLOYED = {"CursorSecretParameterName": "/jobline/test/cursor-secret"}
+"""Parameter values of every deploy here (the one without a default; see samconfig.toml)."""
 LAYER_V1 = f"s3://{BUCKET}/SharedLayer-v1.zip"
 LAYER_V2 = f"s3://{BUCKET}/SharedLayer-v2.zip"
 SOURCE = load_template()
+
+XRAY_WRITE = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
+"""The one grant on every resource: X-Ray's trace upload actions support no resource-level
+permissions (IAM accepts only `Resource: "*"` for them), and Tracing is Active."""
+SQS_POLLING = frozenset(
+    {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+)
+"""What an SQS event source mapping does with the function's role."""
 
 
 class NoManagedPolicies(ManagedPolicyLoader):
@@ -135,6 +145,45 @@ class Resolver:
         return bool(self(self.conditions[name]))
 
 
+def iam_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(resource, statement) for every IAM statement of every role and policy."""
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        documents = [policy["PolicyDocument"] for policy in props.get("Policies", [])]
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append(props["PolicyDocument"])
+        for document in documents:
+            statements = document["Statement"]
+            for statement in (
+                statements if isinstance(statements, list) else [statements]
+            ):
+                yield name, statement
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def role_of(template: dict[str, Any], function: str) -> str:
+    role = template["Resources"][function]["Properties"]["Role"]
+    assert role["Fn::GetAtt"][1] == "Arn"
+    name: str = role["Fn::GetAtt"][0]
+    return name
+
+
+def grants(template: dict[str, Any], role: str) -> set[tuple[str, str]]:
+    """(action, resource) pairs a role allows, resources as the template writes them."""
+    allowed = set()
+    for resource, statement in iam_statements(template):
+        if resource != role:
+            continue
+        assert statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"]):
+            for target in as_list(statement["Resource"]):
+                allowed.add((action, repr(target)))
+    return allowed
+
+
 # -------------------------------------------------------------------- versions
 def test_a_layer_only_change_publishes_a_new_api_version() -> None:
     # Given two deploys that differ only in the shared layer's code
@@ -193,3 +242,103 @@ def test_toggling_snapstart_publishes_a_new_api_version(snapstart: str) -> None:
     # cannot tell; the description names the switch.
     assert (now[0], now[1]) != (before[0], before[1])
     assert now[1]["Description"] != before[1]["Description"]
+
+
+# ------------------------------------------------------------------------- IAM
+def test_no_iam_statement_grants_every_resource_but_xray_trace_upload() -> None:
+    # Given every IAM statement of the deployed template
+    statements = list(iam_statements(transformed()))
+    assert statements
+
+    for resource, statement in statements:
+        # Then each names its resources, except X-Ray's trace upload (see XRAY_WRITE)
+        if "*" in as_list(statement["Resource"]):
+            assert set(as_list(statement["Action"])) <= XRAY_WRITE, resource
+
+
+def test_no_role_attaches_a_managed_policy() -> None:
+    # Given every role of the deployed template
+    roles = of_type(transformed(), "AWS::IAM::Role")
+    assert set(roles) == {
+        "ApiFunctionRole",
+        "WorkerFunctionRole",
+        "IngestFunctionRole",
+        "DeadLetterFunctionRole",
+    }
+
+    # Then none attaches a managed policy: those SAM adds (AWSLambdaBasicExecutionRole,
+    # AWSLambdaSQSQueueExecutionRole, AWSXrayWriteOnlyAccess) grant every resource
+    assert {
+        name: role["Properties"].get("ManagedPolicyArns")
+        for name, role in roles.items()
+    } == {name: None for name in roles}
+
+
+def test_every_function_has_a_role_of_its_own() -> None:
+    template = transformed()
+    functions = of_type(template, "AWS::Lambda::Function")
+    roles = [role_of(template, name) for name in functions]
+    assert sorted(roles) == sorted(f"{name}Role" for name in functions)
+
+
+def test_sqs_event_sources_poll_only_their_queue_at_bounded_concurrency() -> None:
+    # Given every event source mapping the transform made
+    template = transformed()
+    mappings = of_type(template, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 3
+
+    for mapping in mappings.values():
+        props = mapping["Properties"]
+        function = props["FunctionName"]["Ref"]
+        queue = props["EventSourceArn"]
+
+        # Then the function's role may poll exactly that queue ...
+        polled = {
+            (action, target)
+            for action, target in grants(template, role_of(template, function))
+            if action in SQS_POLLING
+        }
+        assert polled == {(action, repr(queue)) for action in SQS_POLLING}, function
+        # ... and the mapping runs at most a parameter's worth of invocations (>= 2, AWS's floor)
+        concurrency = props["ScalingConfig"]["MaximumConcurrency"]["Ref"]
+        assert template["Parameters"][concurrency]["MinValue"] >= 2
+
+
+def test_every_function_logs_only_to_its_own_log_group() -> None:
+    # Given every function of the deployed template
+    template = transformed()
+    for name, function in of_type(template, "AWS::Lambda::Function").items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        log_group = template["Resources"][group]
+
+        # Then it writes to a log group of the template, kept LogRetentionDays ...
+        assert log_group["Type"] == "AWS::Logs::LogGroup"
+        assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        # ... which is the only one its role may write to (and it may create none)
+        logs = {
+            pair
+            for pair in grants(template, role_of(template, name))
+            if pair[0].startswith("logs:")
+        }
+        arn = repr({"Fn::GetAtt": [group, "Arn"]})
+        assert logs == {("logs:CreateLogStream", arn), ("logs:PutLogEvents", arn)}
+        # ... and it is traced
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+
+
+# -------------------------------------------------------------------- HTTP API
+def test_the_http_api_stage_logs_every_request_and_throttles_the_default_route() -> (
+    None
+):
+    # Given the HTTP API's stage
+    (stage,) = of_type(transformed(), "AWS::ApiGatewayV2::Stage").values()
+    props = stage["Properties"]
+
+    # Then it writes access logs to the template's log group and throttles by parameters
+    assert props["AccessLogSettings"]["DestinationArn"] == {
+        "Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]
+    }
+    assert props["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
