@@ -3,24 +3,36 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# This Makefile's folder: `sam build` runs the build-<LogicalId> targets below from a copy of each
+# resource's code folder, so paths to the repository's own files start here.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 # Every folder that holds importable code, declared once: `make` puts them on the venv's path
 # (a .pth file), so python, pytest and the tools import the same modules as Lambda does; mypy
 # reads the same list as MYPYPATH.
-SOURCE_ROOTS := shared functions/api functions/worker functions/ingest functions/dead_letters local tools
+SOURCE_ROOTS := shared functions/api functions/worker functions/ingest functions/dead_letters local ops
 space := $(subst ,, )
 export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest unit integration contract bench build validate requirements clean redrive
+.PHONY: run test lint format pytest unit integration contract bench build validate checkov lock clean redrive
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml Makefile
+# The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project
+# and the client, editable, without dependencies of their own (`make lock` rewrites the lock).
+$(STAMP): pyproject.toml clients/python/pyproject.toml requirements-dev.lock Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[api,dev]'
-	$(BIN)/python -m pip install --quiet -e clients/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e . -e clients/python
 	@$(BIN)/python -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "jobline-source-roots.pth").write_text("".join(str(pathlib.Path(root).resolve()) + "\n" for root in sys.argv[1:]))' $(SOURCE_ROOTS)
 	@touch $(STAMP)
+
+## lock: pin every dependency (with hashes) from pyproject.toml: requirements-dev.lock (this
+##   virtualenv), shared/requirements.lock (the layer) and functions/api/requirements.lock (the
+##   API function, less the layer). Needs the package index; docs/benchmarks.md says why three.
+lock: $(STAMP)
+	$(BIN)/python -m tools.lock
+	$(MAKE) --no-print-directory $(STAMP)
 
 ## run: the whole service locally (moto server + API on :8000 + worker poller). Ctrl-C stops it.
 run: $(STAMP)
@@ -31,7 +43,7 @@ run: $(STAMP)
 ##   Default: make run's jobs DLQ -> jobs queue; LOCAL=0 uses the JOBLINE_* / AWS_* variables instead.
 LOCAL ?= 1
 redrive: $(STAMP)
-	$(BIN)/python -m jobline_tools.redrive $(if $(filter 1,$(LOCAL)),--local) \
+	$(BIN)/python -m jobline_ops.redrive $(if $(filter 1,$(LOCAL)),--local) \
 		$(if $(SOURCE),--source '$(SOURCE)') $(if $(TARGET),--target '$(TARGET)') \
 		$(if $(MAX),--max $(MAX)) $(if $(RATE),--rate $(RATE))
 
@@ -41,7 +53,7 @@ test: lint pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict $(SOURCE_ROOTS) clients/python/src bench tests
+	$(BIN)/mypy --strict $(SOURCE_ROOTS) clients/python/src tools bench tests
 	$(BIN)/cfn-lint template.yaml
 
 pytest: $(STAMP)
@@ -62,18 +74,49 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 ## build / validate: SAM, from a separate tool venv (aws-sam-cli is large and pins its own deps).
-.venv-sam/.installed:
+SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+export SAM_CLI_TELEMETRY := 0
+
+.venv-sam/.installed: Makefile
 	@test -x .venv-sam/bin/python || $(PYTHON) -m venv .venv-sam
-	.venv-sam/bin/python -m pip install --quiet aws-sam-cli
+	.venv-sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
 	@touch $@
 
-validate: .venv-sam/.installed $(STAMP)
+## checkov: the template's security checks (skips are in template.yaml, each with its reason).
+##   checkov pins old boto3/packaging releases, hence a venv of its own. --skip-download: no
+##   calls to the vendor's API (guidelines, severities); the checks themselves are local.
+.venv-checkov/.installed: Makefile
+	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+checkov: .venv-checkov/.installed
+	.venv-checkov/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+
+validate: .venv-sam/.installed $(STAMP) checkov
 	.venv-sam/bin/sam validate --lint
 	$(BIN)/cfn-lint template.yaml
 
 build: .venv-sam/.installed
 	@test -n "$(PY312_DIR)" || (echo "sam build needs python3.12 on PATH" >&2; exit 1)
 	PATH="$(PY312_DIR):$$PATH" .venv-sam/bin/sam build
+
+## build-<LogicalId>: what `sam build` runs for each function and the layer (BuildMethod: makefile),
+##   from a copy of the resource's code folder, with ARTIFACTS_DIR set: the lock's wheels for
+##   Lambda, the code, and unchecked-hash bytecode for every module (tools/artifact.py).
+LAMBDA_PYTHON ?= $(if $(PY312_DIR),$(PY312_DIR)/python3.12,python3.12)
+ARTIFACT = $(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set (sam build sets it))) \
+	$(LAMBDA_PYTHON) -I $(ROOT)/tools/artifact.py --source .
+
+build-SharedLayer:
+	$(ARTIFACT) --target "$(ARTIFACTS_DIR)/python" --runtime-dir /opt/python --lock requirements.lock
+
+build-ApiFunction:
+	$(ARTIFACT) --target "$(ARTIFACTS_DIR)" --lock requirements.lock
+
+build-WorkerFunction build-IngestFunction build-DeadLetterFunction build-OutboxFunction build-OutboxRecoveryFunction:
+	$(ARTIFACT) --target "$(ARTIFACTS_DIR)"
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

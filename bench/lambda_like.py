@@ -1,7 +1,11 @@
 """Cold start closer to Lambda: python3.12 (the template's runtime), the `sam build` artifacts as
 deployed (function folder + layer folder on the path, boto3 as the runtime provides it, with
-bytecode), nothing written back (Lambda's code folders are read-only) — and the same artifacts
-with their bytecode compiled in, which `sam build`'s pip workflow does not ship.
+bytecode), nothing written back (`PYTHONDONTWRITEBYTECODE=1`: Lambda's code folders are
+read-only). The build ships unchecked-hash bytecode for every module (tools/artifact.py); the same
+artifacts without it show what that saves, and any other build folder (e.g. one kept from before a
+change) can be measured in the same interleaved rounds:
+
+    python -m bench.lambda_like [--runs N] [LABEL=BUILD_DIR ...]
 
 Reported next to the issue's figures (which are measured in the development virtualenv): the
 interpreter, and whether a package ships its `.pyc` files, change what a cold start costs.
@@ -10,6 +14,7 @@ Prepared folders are kept under .aws-sam/bench-lambda (rebuilt when the build is
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -28,6 +33,8 @@ from bench.motoserver import REPO_ROOT, MotoServer
 BUILD = REPO_ROOT / ".aws-sam" / "build"
 WORK = REPO_ROOT / ".aws-sam" / "bench-lambda"
 NAIVE_REQUIREMENTS = ["fastapi", "mangum", "aioboto3", "structlog", "pydantic-settings"]
+AS_BUILT = "as built"
+WITHOUT_PYC = "as built, .pyc removed"
 
 
 def python312() -> str | None:
@@ -82,51 +89,67 @@ def _pip_target(
     (target / ".done").touch()
 
 
+def _without_bytecode(source: Path, target: Path) -> Path:
+    """A copy of a build folder without its `__pycache__` folders (kept while up to date)."""
+    stamp = str(source.stat().st_mtime)
+    marker = target / ".bench-stamp"
+    if not (marker.exists() and marker.read_text() == stamp):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        marker.write_text(stamp)
+    return target
+
+
 def prepare(python: str) -> dict[str, Path]:
-    """Folders: the runtime's boto3, each artifact as built and compiled, the naive stack."""
+    """Folders: the runtime's boto3 and the naive stack, as pip installs it and compiled."""
     WORK.mkdir(parents=True, exist_ok=True)
     folders = {"runtime": WORK / "runtime", "naive-deps": WORK / "naive-deps"}
     boto3 = f"boto3=={metadata.version('boto3')}"
     _pip_target(python, folders["runtime"], [boto3], compile_=True)
     _pip_target(python, folders["naive-deps"], NAIVE_REQUIREMENTS, compile_=False)
-    stamp = (BUILD / "template.yaml").stat().st_mtime
-    sources = {
-        "api": BUILD / "ApiFunction",
-        "worker": BUILD / "WorkerFunction",
-        "layer": BUILD / "SharedLayer" / "python",
-        "naive": coldstart.NAIVE_DIR,
-    }
-    for name, source in sources.items():
-        for suffix, compiled in (("", False), ("-pyc", True)):
-            target = WORK / f"{name}{suffix}"
-            marker = target / ".bench-stamp"
-            if not (marker.exists() and float(marker.read_text()) >= stamp):
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(source, target)
-                if compiled:
-                    _compile(python, target)
-                marker.write_text(str(stamp))
-            folders[f"{name}{suffix}"] = target
     naive_pyc = WORK / "naive-deps-pyc"
     if not (naive_pyc / ".done").exists():
         shutil.rmtree(naive_pyc, ignore_errors=True)
         shutil.copytree(folders["naive-deps"], naive_pyc)
         _compile(python, naive_pyc)
     folders["naive-deps-pyc"] = naive_pyc
+    naive_code = WORK / "naive-pyc"
+    shutil.rmtree(naive_code, ignore_errors=True)
+    shutil.copytree(coldstart.NAIVE_DIR, naive_code)
+    _compile(python, naive_code)
+    folders["naive-pyc"] = naive_code
     return folders
+
+
+def build_folders(build: Path) -> dict[str, Path]:
+    """The API, worker and layer folders of one `sam build` output."""
+    return {
+        "api": build / "ApiFunction",
+        "worker": build / "WorkerFunction",
+        "layer": build / "SharedLayer" / "python",
+    }
 
 
 @dataclass
 class LambdaLike:
     python_pass: float
+    builds: list[str]
     medians: dict[str, float] = field(default_factory=dict)
 
     def ratio(self, name: str) -> float:
         return self.medians[name] / self.python_pass
 
 
-def measure(server: MotoServer, runs: int = 5) -> LambdaLike | None:
-    """Medians of interleaved cold starts under python3.12; None without python3.12."""
+def measure(
+    server: MotoServer,
+    runs: int = 5,
+    builds: dict[str, Path] | None = None,
+    strip_bytecode: bool = True,
+) -> LambdaLike | None:
+    """Medians of interleaved cold starts under python3.12 of the API and the worker of each
+    build (by default the current one, as built and without its bytecode) and of the naive API
+    (its packages as pip installs them: with bytecode, and without as `sam build`'s pip workflow
+    ships them); None without python3.12."""
     python = python312()
     if python is None:
         return None
@@ -136,35 +159,51 @@ def measure(server: MotoServer, runs: int = 5) -> LambdaLike | None:
         # No package registry, or no pip for python3.12: report it and go on.
         sys.stderr.write(f"[bench] Lambda-like cold starts skipped: {exc}\n")
         return None
+    builds = dict(builds or {AS_BUILT: BUILD})
+    layouts = {label: build_folders(build) for label, build in builds.items()}
+    if strip_bytecode and AS_BUILT in layouts:
+        layouts[WITHOUT_PYC] = {
+            name: _without_bytecode(path, WORK / f"{name}-without-pyc")
+            for name, path in layouts[AS_BUILT].items()
+        }
     base = {variant.name: variant for variant in coldstart.variants()}
-    cases = {}
-    for suffix, label in (("", "as built"), ("-pyc", "with .pyc")):
-        runtime = folders["runtime"]
+    runtime = folders["runtime"]
+    cases: dict[str, tuple[coldstart.Variant, list[Path]]] = {
+        "naive api": (
+            base["naive api"],
+            [folders["naive-pyc"], folders["naive-deps-pyc"], runtime],
+        ),
+        "naive api without .pyc": (
+            base["naive api"],
+            [coldstart.NAIVE_DIR, folders["naive-deps"], runtime],
+        ),
+    }
+    for label, layout in layouts.items():
         cases[f"api {label}"] = (
             base["api"],
-            [folders[f"api{suffix}"], folders[f"layer{suffix}"], runtime],
-        )
-        cases[f"naive api {label}"] = (
-            base["naive api"],
-            [folders[f"naive{suffix}"], folders[f"naive-deps{suffix}"], runtime],
+            [layout["api"], layout["layer"], runtime],
         )
         cases[f"worker {label}"] = (
             base["worker"],
-            [folders[f"worker{suffix}"], folders[f"layer{suffix}"], runtime],
+            [layout["worker"], layout["layer"], runtime],
         )
     timings: dict[str, list[float]] = {name: [] for name in cases}
     passes = []
     with tempfile.TemporaryDirectory(prefix="jobline-bench-") as workdir:
-        for _ in range(runs):
+        for round_no in range(runs):
             started = time.perf_counter()
             subprocess.run([python, "-c", "pass"], check=True)
             passes.append(time.perf_counter() - started)
-            for name, (variant, paths) in cases.items():
+            names = list(cases)
+            shift = round_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                variant, paths = cases[name]
                 timings[name].append(
                     _cold_start(server, python, variant, paths, workdir)
                 )
     return LambdaLike(
         python_pass=statistics.median(passes),
+        builds=list(layouts),
         medians={name: statistics.median(values) for name, values in timings.items()},
     )
 
@@ -210,3 +249,35 @@ def _cold_start(
         )
     variant.check(server, event, json.loads(line))
     return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.lambda_like")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "builds",
+        nargs="*",
+        metavar="LABEL=BUILD_DIR",
+        help=f"sam build outputs to compare (default: {AS_BUILT}={BUILD})",
+    )
+    args = parser.parse_args()
+    builds = {
+        label: Path(path).resolve()
+        for label, _, path in (item.partition("=") for item in args.builds)
+    }
+    with MotoServer() as server:
+        result = measure(server, runs=args.runs, builds=builds or None)
+    if result is None:
+        sys.stdout.write("python3.12 not found\n")
+        return
+    sys.stdout.write(f"python3.12 -c pass: {result.python_pass * 1000:.0f} ms\n")
+    naive = result.medians["naive api"]
+    for name, median in result.medians.items():
+        versus = f" = {median / naive:.2f}x naive" if name.startswith("api") else ""
+        sys.stdout.write(
+            f"{name}: {median * 1000:.0f} ms = {result.ratio(name):.1f}x pass{versus}\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

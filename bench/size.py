@@ -1,30 +1,35 @@
-"""Size: the unzipped `sam build` artifact of each function with its layers, and what is in it.
+"""Size: each `sam build` artifact unzipped and zipped (as `sam package` uploads it), each function
+with its layers, and what is in them.
 
-Runs `make build` (sam build, with its cache) and reads `.aws-sam/build/template.yaml`. A shipped
-distribution must be required, directly or not, by the requirements files `sam build` installed
-from (boto3 is the runtime's): anything else is development or test tooling. The worker must ship
-no web framework.
+Runs `make build` (sam build, with its cache) and reads `.aws-sam/build/template.yaml`. What an
+artifact ships must be exactly what its lock files pin (the function's, then its layers'), at the
+pinned versions, each distribution once; every module must ship its bytecode (unchecked-hash, for
+the runtime's interpreter); the worker must ship no web framework.
+
+    python -m bench.size [BUILD_DIR ...]    # figures of existing builds (e.g. before and after)
 """
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import sys
+import zipfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from jobline_local.template import load_template
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from bench.motoserver import REPO_ROOT
+from tools.artifact import LAMBDA_PYTHON_VERSION, missing_bytecode
+from tools.lockfile import LAMBDA_ENVIRONMENT, pins_for
 
 BUILD = REPO_ROOT / ".aws-sam" / "build"
 WEB_STACK = {"fastapi", "starlette", "mangum", "aiohttp", "aioboto3", "aiobotocore"}
-LAMBDA_PYTHON = {"python_version": "3.12", "python_full_version": "3.12.0", "extra": ""}
+LAMBDA_CACHE_TAG = "cpython-" + LAMBDA_PYTHON_VERSION.replace(".", "")
 
 
 @dataclass
@@ -34,9 +39,17 @@ class Artifact:
     function: str
     folders: list[Path]
     bytes: int = 0
-    distributions: dict[str, Path] = field(default_factory=dict)
+    zipped_bytes: int = 0
+    distributions: dict[str, str] = field(default_factory=dict)
+    """Canonical name -> version of every distribution shipped (function and layers)."""
     unexpected: list[str] = field(default_factory=list)
+    """Shipped but not pinned by the artifact's locks, or at another version."""
+    missing: list[str] = field(default_factory=list)
+    """Pinned by the artifact's locks but not shipped."""
+    duplicated: list[str] = field(default_factory=list)
+    """Shipped twice (in the function and a layer, or in two layers)."""
     duplicated_bytes: int = 0
+    without_bytecode: list[str] = field(default_factory=list)
 
     @property
     def ships_web_stack(self) -> bool:
@@ -51,42 +64,37 @@ def folder_bytes(path: Path) -> int:
     )
 
 
-def shipped_distributions(folder: Path) -> dict[str, Path]:
-    """Canonical name -> dist-info folder of every distribution installed in `folder`."""
-    found: dict[str, Path] = {}
+def zipped_bytes(path: Path) -> int:
+    """The folder zipped as `sam package` zips it (deflate, paths relative to the folder)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for root, _, names in os.walk(path):
+            for name in sorted(names):
+                full = Path(root) / name
+                archive.writestr(
+                    zipfile.ZipInfo(str(full.relative_to(path))),
+                    full.read_bytes(),
+                    compress_type=zipfile.ZIP_DEFLATED,
+                )
+    return buffer.getbuffer().nbytes
+
+
+def shipped_distributions(folder: Path) -> dict[str, tuple[str, Path]]:
+    """Canonical name -> (version, dist-info folder) of every distribution in `folder`."""
+    found: dict[str, tuple[str, Path]] = {}
     for info in folder.rglob("*.dist-info"):
-        name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0]
-        found[canonicalize_name(name)] = info
+        name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
+        found[canonicalize_name(name)] = (version, info)
     return found
 
 
-def requirement_closure(files: list[Path]) -> set[str]:
-    """Every distribution the requirements files pull in (as installed here, on Lambda's Python)."""
-    environment: dict[str, str] = {
-        **{key: str(value) for key, value in default_environment().items()},
-        **LAMBDA_PYTHON,
+def folder_sizes(build: Path = BUILD) -> dict[str, tuple[int, int]]:
+    """Each build folder (function or layer): (unzipped bytes, zipped bytes)."""
+    return {
+        folder.name: (folder_bytes(folder), zipped_bytes(folder))
+        for folder in sorted(build.iterdir())
+        if folder.is_dir()
     }
-    pending = [
-        Requirement(line.split(" #", 1)[0].strip())
-        for path in files
-        if path.exists()
-        for line in path.read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    seen: set[str] = set()
-    while pending:
-        requirement = pending.pop()
-        name = canonicalize_name(requirement.name)
-        if name in seen:
-            continue
-        if requirement.marker and not requirement.marker.evaluate(environment):
-            continue
-        seen.add(name)
-        for text in metadata.requires(name) or []:
-            nested = Requirement(text)
-            if not nested.marker or nested.marker.evaluate(environment):
-                pending.append(nested)
-    return seen
 
 
 def build() -> None:
@@ -103,10 +111,16 @@ def build() -> None:
         )
 
 
-def measure(run_build: bool = True) -> list[Artifact]:
+def _lock_of(source: dict[str, Any], logical_id: str) -> Path:
+    props = source["Resources"][logical_id]["Properties"]
+    code: str = props.get("CodeUri", props.get("ContentUri"))
+    return REPO_ROOT / code / "requirements.lock"
+
+
+def measure(run_build: bool = True, build_dir: Path = BUILD) -> list[Artifact]:
     if run_build:
         build()
-    template = load_template(BUILD / "template.yaml")
+    template = load_template(build_dir / "template.yaml")
     source = load_template()
     resources: dict[str, Any] = template["Resources"]
     global_layers = template.get("Globals", {}).get("Function", {}).get("Layers", [])
@@ -120,34 +134,38 @@ def measure(run_build: bool = True) -> list[Artifact]:
             for layer in props.get("Layers", global_layers)
             if isinstance(layer, dict) and "Ref" in layer
         ]
-        folders = [BUILD / props["CodeUri"]] + [
-            BUILD / resources[layer]["Properties"]["ContentUri"] for layer in layers
+        folders = [build_dir / props["CodeUri"]] + [
+            build_dir / resources[layer]["Properties"]["ContentUri"] for layer in layers
         ]
         artifact = Artifact(function=name, folders=folders)
         artifact.bytes = sum(folder_bytes(folder) for folder in folders)
-        requirement_files = [
-            REPO_ROOT
-            / source["Resources"][name]["Properties"]["CodeUri"]
-            / "requirements.txt"
-        ] + [
-            REPO_ROOT
-            / source["Resources"][layer]["Properties"]["ContentUri"]
-            / "requirements.txt"
-            for layer in layers
-        ]
-        allowed = requirement_closure(requirement_files)
-        seen: dict[str, Path] = {}
+        artifact.zipped_bytes = sum(zipped_bytes(folder) for folder in folders)
+        pinned: dict[str, str] = {}
+        for logical_id in [name, *layers]:
+            lock = _lock_of(source, logical_id)
+            if lock.exists():
+                for pin in pins_for(lock, LAMBDA_ENVIRONMENT).values():
+                    pinned[pin.name] = pin.version
         for folder in folders:
-            for dist, info in shipped_distributions(folder).items():
-                if dist in seen:
+            for dist, (version, info) in shipped_distributions(folder).items():
+                if dist in artifact.distributions:
+                    artifact.duplicated.append(dist)
                     artifact.duplicated_bytes += sum(
                         folder_bytes(info.parent / top)
                         for top in _top_levels(info)
                         if (info.parent / top).is_dir()
                     )
-                seen.setdefault(dist, info)
-        artifact.distributions = seen
-        artifact.unexpected = sorted(set(seen) - allowed)
+                artifact.distributions.setdefault(dist, version)
+            artifact.without_bytecode += [
+                f"{folder.name}/{line}"
+                for line in missing_bytecode(folder, LAMBDA_CACHE_TAG)
+            ]
+        artifact.unexpected = sorted(
+            f"{dist}=={version}"
+            for dist, version in artifact.distributions.items()
+            if pinned.get(dist) != version
+        )
+        artifact.missing = sorted(set(pinned) - set(artifact.distributions))
         artifacts.append(artifact)
     return artifacts
 
@@ -166,3 +184,33 @@ def _top_levels(info: Path) -> list[str]:
             if first and not first.endswith(".dist-info"):
                 names.add(first)
     return sorted(names)
+
+
+def human(size_bytes: int) -> str:
+    """MB (10**6 bytes) from 1 MB up, kB below."""
+    if size_bytes >= 1_000_000:
+        return f"{size_bytes / 1_000_000:.2f} MB"
+    return f"{size_bytes / 1000:.1f} kB"
+
+
+def main() -> None:
+    """Per build folder: unzipped and zipped sizes; per function: with its layer, and checks."""
+    builds = [Path(arg) for arg in sys.argv[1:]] or [BUILD]
+    for build_dir in builds:
+        sys.stdout.write(f"{build_dir}\n")
+        for folder, (raw, zipped) in folder_sizes(build_dir).items():
+            sys.stdout.write(
+                f"  {folder:<28} {human(raw):>9} unzipped {human(zipped):>9} zipped\n"
+            )
+        for artifact in measure(run_build=False, build_dir=build_dir):
+            sys.stdout.write(
+                f"  {artifact.function + ' + layer':<28} {human(artifact.bytes):>9} unzipped"
+                f" {human(artifact.zipped_bytes):>9} zipped;"
+                f" twice: {human(artifact.duplicated_bytes)} {artifact.duplicated};"
+                f" .py without .pyc: {len(artifact.without_bytecode)};"
+                f" unpinned: {artifact.unexpected}; pinned, missing: {artifact.missing}\n"
+            )
+
+
+if __name__ == "__main__":
+    main()

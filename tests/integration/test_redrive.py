@@ -17,7 +17,7 @@ from jobline.config import get_settings
 from jobline.models import Job, JobError, JobStatus
 from jobline.repository import DynamoJobRepository
 from jobline_api.app import create_app
-from jobline_tools.redrive import (
+from jobline_ops.redrive import (
     Environment,
     Redrive,
     RedriveError,

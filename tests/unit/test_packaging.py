@@ -1,4 +1,5 @@
-"""Packaging: what `sam build` ships matches pyproject.toml, and every function but the API stays
+"""Packaging: what `sam build` ships is what the lock files pin, the locks agree with
+pyproject.toml and with each other, nothing is shipped twice, and every function but the API stays
 framework-free."""
 
 from __future__ import annotations
@@ -8,13 +9,30 @@ import os
 import subprocess
 import sys
 import tomllib
+from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jobline_local.template import REPO_ROOT, load_template, resources_of_type
+from packaging.markers import default_environment
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
+
+from tools.artifact import LAMBDA_PYTHON_VERSION
+from tools.lockfile import (
+    API_LOCK,
+    DEV_LOCK,
+    LAMBDA_ENVIRONMENT,
+    LAYER_LOCK,
+    RUNTIME_PROVIDED,
+    Pin,
+    closure,
+    declared,
+    pins_for,
+    read_lock,
+)
 
 WEB_STACK = ("fastapi", "starlette", "mangum", "aiohttp", "aioboto3")
 """Modules the queue-triggered functions and the shared layer must never import (the API
@@ -25,6 +43,10 @@ FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
 LAYERS = resources_of_type(TEMPLATE, "AWS::Serverless::LayerVersion")
 FRAMEWORK_FREE = sorted(name for name in FUNCTIONS if name != "ApiFunction")
 """Every function but the API: the worker, the ingest function, the dead-letter consumer."""
+HERE: dict[str, str] = {
+    name: str(value) for name, value in default_environment().items()
+}
+"""Marker values of the interpreter running the tests (the development virtualenv's)."""
 
 
 def pyproject() -> dict[str, Any]:
@@ -33,24 +55,38 @@ def pyproject() -> dict[str, Any]:
         return tomllib.load(handle)
 
 
-def requirement_set(lines: list[str]) -> dict[str, str]:
-    """Canonical name -> the rest of the requirement (extras, specifiers, markers)."""
-    parsed: dict[str, str] = {}
-    for line in lines:
-        text = line.split(" #", 1)[0].strip()
-        if not text or text.startswith("#"):
-            continue
-        requirement = Requirement(text)
+PROJECT = pyproject()["project"]
+DEPENDENCIES = declared(PROJECT["dependencies"])
+API_EXTRA = declared(PROJECT["optional-dependencies"]["api"])
+DEV_EXTRA = declared(PROJECT["optional-dependencies"]["dev"])
+LAYER_PINS = pins_for(LAYER_LOCK, LAMBDA_ENVIRONMENT)
+API_PINS = pins_for(API_LOCK, LAMBDA_ENVIRONMENT)
+DEV_PINS = pins_for(DEV_LOCK, HERE)
+RUNTIME_CLOSURE = closure(
+    [r for r in DEPENDENCIES if canonicalize_name(r.name) in RUNTIME_PROVIDED],
+    LAMBDA_ENVIRONMENT,
+)
+"""boto3 and what it needs: the Lambda runtime's."""
+
+
+def unshipped(requirements: list[Requirement]) -> list[Requirement]:
+    """Requirements without those the Lambda runtime provides."""
+    return [
+        r for r in requirements if canonicalize_name(r.name) not in RUNTIME_PROVIDED
+    ]
+
+
+def assert_pins_satisfy(
+    requirements: list[Requirement], pins: Mapping[NormalizedName, Pin], lock: Path
+) -> None:
+    """Every requirement is pinned, at a version its specifier allows."""
+    for requirement in requirements:
         name = canonicalize_name(requirement.name)
-        assert name not in parsed, f"{name} is listed twice"
-        requirement.name = name
-        parsed[name] = str(requirement)
-    return parsed
-
-
-def requirements_file(path: Path) -> dict[str, str]:
-    """A requirements.txt as `requirement_set` (empty when the file does not exist)."""
-    return requirement_set(path.read_text().splitlines()) if path.exists() else {}
+        assert name in pins, f"{lock.name} does not pin {name}"
+        version = pins[name].version
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{lock.name}: {name}=={version} does not satisfy {requirement}"
+        )
 
 
 def code_dir(function: str) -> Path:
@@ -113,30 +149,98 @@ def top_level_names(folder: Path) -> set[str]:
     }
 
 
-def test_shared_requirements_are_the_project_dependencies_without_boto3() -> None:
+# ---------------------------------------------------------------------------- locks
+@pytest.mark.parametrize("lock", [LAYER_LOCK, API_LOCK, DEV_LOCK], ids=lambda p: p.name)
+def test_every_lock_entry_is_an_exact_pin_with_hashes(lock: Path) -> None:
+    # Given a lock file (read_lock rejects anything but `name==version`)
+    pins = read_lock(lock)
+
+    # Then every entry carries the hashes pip checks on install
+    assert pins
+    assert [pin.name for pin in pins if not pin.hashes] == []
+    assert all(h.startswith("sha256:") for pin in pins for h in pin.hashes)
+
+
+def test_the_layer_lock_is_the_project_dependencies_without_boto3() -> None:
     # Given the project's runtime dependencies
-    dependencies = requirement_set(pyproject()["project"]["dependencies"])
+    assert "boto3" in {canonicalize_name(r.name) for r in DEPENDENCIES}
+    shipped = unshipped(DEPENDENCIES)
 
-    # When the shared layer's requirements file is read
-    layer = requirements_file(REPO_ROOT / "shared" / "requirements.txt")
-
-    # Then it lists the same requirements except boto3, which the Lambda runtime provides
-    assert "boto3" in dependencies
-    assert layer == {
-        name: spec for name, spec in dependencies.items() if name != "boto3"
-    }
+    # Then the layer lock pins each of them (boto3 aside) at a version it allows ...
+    assert_pins_satisfy(shipped, LAYER_PINS, LAYER_LOCK)
+    # ... and exactly what they need on Lambda's Python, nothing the runtime provides
+    assert set(LAYER_PINS) == closure(shipped, LAMBDA_ENVIRONMENT)
+    assert set(LAYER_PINS) & RUNTIME_CLOSURE == set()
 
 
-def test_api_requirements_are_the_api_extra() -> None:
-    # Given the project's `api` extra
-    extra = requirement_set(pyproject()["project"]["optional-dependencies"]["api"])
+def test_the_api_lock_is_the_api_extra_less_what_the_layer_ships() -> None:
+    # Given the `api` extra
+    assert {"fastapi", "mangum"} <= {canonicalize_name(r.name) for r in API_EXTRA}
 
-    # When the API function's requirements file is read
-    api = requirements_file(code_dir("ApiFunction") / "requirements.txt")
+    # Then the API lock pins each of it at a version it allows ...
+    assert_pins_satisfy(API_EXTRA, API_PINS, API_LOCK)
+    # ... and, with the layer, exactly what it needs on Lambda's Python
+    needed = closure(API_EXTRA, LAMBDA_ENVIRONMENT) - RUNTIME_CLOSURE
+    assert set(API_PINS) == needed - set(LAYER_PINS)
+    assert needed <= set(API_PINS) | set(LAYER_PINS)
 
-    # Then they are the same requirements
-    assert api == extra
-    assert {"fastapi", "mangum"} <= set(api)
+
+def test_the_api_artifact_and_the_layer_install_disjoint_distributions() -> None:
+    # Given what the API function's build and the layer's build install (their locks)
+    api, layer = set(API_PINS), set(LAYER_PINS)
+
+    # Then no distribution is installed by both: the API function's path holds the layer, so a
+    # second copy could only shadow it (and the layer's pydantic was shipped twice before)
+    assert api and layer
+    assert api & layer == set()
+
+
+def test_the_dev_lock_is_the_whole_project_here() -> None:
+    # Given everything the development virtualenv installs
+    declared_all = DEPENDENCIES + API_EXTRA + DEV_EXTRA
+
+    # Then the dev lock pins each declared requirement at a version it allows ...
+    assert_pins_satisfy(declared_all, DEV_PINS, DEV_LOCK)
+    # ... and, on this interpreter, exactly what they need: nothing that nothing needs
+    assert set(DEV_PINS) == closure(declared_all, HERE)
+
+
+def test_the_virtualenv_holds_exactly_the_dev_lock() -> None:
+    # Given the distributions installed here (`make` installs requirements-dev.lock)
+    for name, pin in DEV_PINS.items():
+        # Then each pin is installed at its version
+        assert metadata.version(name) == pin.version, name
+
+
+@pytest.mark.parametrize(
+    ("lock", "pins"), [(LAYER_LOCK, LAYER_PINS), (API_LOCK, API_PINS)]
+)
+def test_lambda_locks_ship_what_the_tests_run(
+    lock: Path, pins: Mapping[NormalizedName, Pin]
+) -> None:
+    # Then every distribution a Lambda artifact installs is the version the tests ran with
+    assert {name: pin.version for name, pin in pins.items()} == {
+        name: DEV_PINS[canonicalize_name(name)].version for name in pins
+    }, lock.name
+
+
+def test_lambda_locks_are_resolved_for_the_template_runtime() -> None:
+    # Given the functions' runtime and architecture
+    functions = TEMPLATE["Globals"]["Function"]
+
+    # Then the locks (and tools/artifact.py's pip install) target that Python on x86_64
+    assert functions["Runtime"] == f"python{LAMBDA_PYTHON_VERSION}"
+    assert functions["Architectures"] == ["x86_64"]
+    assert LAMBDA_ENVIRONMENT["platform_machine"] == "x86_64"
+    for layer in LAYERS.values():
+        assert layer["Properties"]["CompatibleRuntimes"] == [functions["Runtime"]]
+
+
+@pytest.mark.parametrize("function", FRAMEWORK_FREE)
+def test_queue_function_installs_nothing_of_its_own(function: str) -> None:
+    # Then a queue-triggered function has no lock: it runs on the layer alone
+    assert not (code_dir(function) / "requirements.lock").exists()
+    assert not (code_dir(function) / "requirements.txt").exists()
 
 
 def test_the_framework_free_functions_are_the_queue_triggered_ones() -> None:
@@ -145,11 +249,11 @@ def test_the_framework_free_functions_are_the_queue_triggered_ones() -> None:
 
 @pytest.mark.parametrize("function", FRAMEWORK_FREE)
 def test_queue_function_requires_no_web_framework(function: str) -> None:
-    # Given the function's requirements (none when it has no requirements file)
-    requirements = requirements_file(code_dir(function) / "requirements.txt")
+    # Given what the function runs on: the layer's pins (it installs nothing of its own)
+    requirements = set(LAYER_PINS)
 
     # Then none of them is part of the API's web stack
-    assert set(requirements) & set(WEB_STACK) == set()
+    assert requirements & set(WEB_STACK) == set()
 
 
 @pytest.mark.parametrize("function", FRAMEWORK_FREE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -151,52 +153,139 @@ def test_the_dead_letter_consumer_can_be_paused_by_a_parameter() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("function", "expected"),
-    [
-        (
-            "WorkerFunction",
-            {
-                ("dynamodb:GetItem", "JobsTable"),
-                ("dynamodb:UpdateItem", "JobsTable"),
-                ("sqs:ChangeMessageVisibility", "JobsQueue"),
-            },
-        ),
-        (
-            "IngestFunction",
-            {
-                ("dynamodb:GetItem", "JobsTable"),
-                ("dynamodb:PutItem", "JobsTable"),
-                ("dynamodb:DeleteItem", "JobsTable"),
-                ("sqs:SendMessage", "JobsQueue"),
-            },
-        ),
-        (
-            "DeadLetterFunction",
-            {
-                ("dynamodb:GetItem", "JobsTable"),
-                ("dynamodb:UpdateItem", "JobsTable"),
-            },
-        ),
-    ],
-)
-def test_queue_triggered_functions_may_do_exactly_what_their_code_does(
-    function: str, expected: set[tuple[str, str]]
-) -> None:
-    # Given the function's inline IAM statements (SAM adds the trigger's own SQS permissions)
-    granted = set()
+POLL = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+"""What an SQS event source mapping does with its function's role."""
+
+
+def role_of(function: str) -> str:
+    """The logical id of a function's execution role (every function has its own)."""
+    role = function_property(function, "Role")
+    assert role["Fn::GetAtt"][1] == "Arn", function
+    name: str = role["Fn::GetAtt"][0]
+    return name
+
+
+def target_name(target: Any) -> str:
+    """A statement's resource as the template writes it: `Table` for !GetAtt Table.Arn, the
+    string for a !Sub, "*" for every resource."""
+    if isinstance(target, str):
+        return target
+    if "Fn::GetAtt" in target:
+        name: str = target["Fn::GetAtt"][0]
+        return name
+    sub: str = target["Fn::Sub"]
+    return sub
+
+
+def granted(function: str) -> set[tuple[str, str]]:
+    """(action, resource) pairs the function's role allows."""
+    allowed = set()
     for resource, statement in iam_statements():
-        if resource != function:
+        if resource != role_of(function):
             continue
         assert statement["Effect"] == "Allow"
         actions = statement["Action"]
         targets = statement["Resource"]
         for action in actions if isinstance(actions, list) else [actions]:
             for target in targets if isinstance(targets, list) else [targets]:
-                granted.add((action, target["Fn::GetAtt"][0]))
+                allowed.add((action, target_name(target)))
+    return allowed
 
-    # Then they allow exactly the calls its code makes, on exactly the resources it uses
-    assert granted == expected
+
+def logs_and_traces(function: str) -> set[tuple[str, str]]:
+    group = function_property(function, "LoggingConfig")["LogGroup"]["Ref"]
+    return {
+        ("logs:CreateLogStream", group),
+        ("logs:PutLogEvents", group),
+        ("xray:PutTraceSegments", "*"),
+        ("xray:PutTelemetryRecords", "*"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        (
+            "ApiFunction",
+            {
+                ("dynamodb:GetItem", "JobsTable"),
+                ("dynamodb:PutItem", "JobsTable"),
+                ("dynamodb:UpdateItem", "JobsTable"),
+                ("dynamodb:DeleteItem", "JobsTable"),
+                ("dynamodb:Query", "${JobsTable.Arn}/index/*"),
+                ("sqs:SendMessage", "JobsQueue"),
+                (
+                    "ssm:GetParameter",
+                    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+                    "${CursorSecretParameterName}",
+                ),
+            },
+        ),
+        (
+            "WorkerFunction",
+            {
+                ("dynamodb:GetItem", "JobsTable"),
+                ("dynamodb:UpdateItem", "JobsTable"),
+                ("sqs:ChangeMessageVisibility", "JobsQueue"),
+            }
+            | {(action, "JobsQueue") for action in POLL},
+        ),
+        (
+            # The ingest use case stores with a conditional PutItem (a replay returns the stored
+            # job with the failed condition) and deletes after a failed enqueue: no GetItem.
+            "IngestFunction",
+            {
+                ("dynamodb:PutItem", "JobsTable"),
+                ("dynamodb:DeleteItem", "JobsTable"),
+                ("sqs:SendMessage", "JobsQueue"),
+            }
+            | {(action, "IngestQueue") for action in POLL},
+        ),
+        (
+            "DeadLetterFunction",
+            {
+                ("dynamodb:GetItem", "JobsTable"),
+                ("dynamodb:UpdateItem", "JobsTable"),
+            }
+            | {(action, "JobsDeadLetterQueue") for action in POLL},
+        ),
+    ],
+)
+def test_functions_may_do_exactly_what_their_code_does(
+    function: str, expected: set[tuple[str, str]]
+) -> None:
+    # Given the function's role (SAM generates none: the template writes each role)
+    assert FUNCTIONS[function]["Properties"].get("Policies") is None
+    assert RESOURCES[role_of(function)]["Type"] == "AWS::IAM::Role"
+
+    # Then it allows exactly the calls its code (and its event source) makes, on exactly the
+    # resources it uses, plus writing its own logs and traces
+    assert granted(function) == expected | logs_and_traces(function)
+
+
+def test_every_sqs_trigger_polls_with_permission_on_its_queue_only() -> None:
+    for function, queue, _ in sqs_sources():
+        polled = {pair for pair in granted(function) if pair[0] in POLL}
+        assert polled == {(action, queue) for action in POLL}, function
+
+
+def test_the_api_reads_the_cursor_secret_parameter_it_is_told_to_read() -> None:
+    # Given the API function's environment and the parameter naming the secret
+    variables = FUNCTIONS["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    parameter = TEMPLATE["Parameters"]["CursorSecretParameterName"]
+
+    # Then the function is given the name (never the secret), which must be a full path so that
+    # the role's parameter ARN is exact
+    assert variables["JOBLINE_CURSOR_SECRET_PARAMETER"] == {
+        "Ref": "CursorSecretParameterName"
+    }
+    assert "JOBLINE_CURSOR_SECRET" not in variables
+    assert parameter["Type"] == "String" and "NoEcho" not in parameter
+    assert re.fullmatch(parameter["AllowedPattern"], "/jobline/prod/cursor-secret")
+    assert not re.fullmatch(parameter["AllowedPattern"], "jobline/no-leading-slash")
+    # And no default: every environment names its own (samconfig.toml), and local runs (which
+    # resolve parameters to their defaults) get no name, so JOBLINE_CURSOR_SECRET applies there
+    assert "Default" not in parameter
 
 
 # --------------------------------------------------------------------------- queues
@@ -351,16 +440,26 @@ def test_the_table_has_no_index_the_repository_does_not_query() -> None:
 
 
 # ------------------------------------------------------------------------------ IAM
+XRAY_WRITE = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+"""X-Ray's trace upload actions support no resource-level permissions: `Resource: "*"` is the
+only form IAM accepts for them (tests/unit/test_transformed_template.py checks the same after the
+SAM transform)."""
+
+
 def test_no_iam_statement_grants_every_resource() -> None:
-    # Given every inline IAM statement
+    # Given every IAM statement
     statements = list(iam_statements())
     assert statements
 
     for resource, statement in statements:
-        # Then each names its resources
+        # Then each names its resources, but X-Ray's trace upload
         targets = statement.get("Resource", [])
         targets = targets if isinstance(targets, list) else [targets]
-        assert "*" not in targets, resource
+        actions = statement["Action"]
+        if "*" in targets:
+            assert (
+                set(actions if isinstance(actions, list) else [actions]) <= XRAY_WRITE
+            ), resource
 
 
 # ----------------------------------------------------------------------------- auth
@@ -397,11 +496,230 @@ def test_shared_layer_is_built_from_shared_for_the_function_runtime() -> None:
     # Given the shared layer
     layer = RESOURCES["SharedLayer"]
 
-    # Then SAM builds shared/ with python3.12's pip, for the functions' runtime
+    # Then SAM builds shared/ with the Makefile (tests/unit/test_build.py), for the functions'
+    # runtime and architecture
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "shared/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == "x86_64"
     assert GLOBAL_FUNCTION["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
+    assert (
+        GLOBAL_FUNCTION["Architectures"]
+        == layer["Properties"]["CompatibleArchitectures"]
+    )
+
+
+# ------------------------------------------------------------------- concurrency
+@pytest.mark.parametrize(
+    ("function", "parameter", "default"),
+    [
+        ("WorkerFunction", "WorkerMaxConcurrency", 50),
+        ("IngestFunction", "IngestMaxConcurrency", 10),
+        ("DeadLetterFunction", "DeadLetterMaxConcurrency", 2),
+    ],
+)
+def test_every_sqs_trigger_runs_at_most_a_parameter_of_invocations(
+    function: str, parameter: str, default: int
+) -> None:
+    # Given the function's SQS trigger and the parameter capping it
+    (props,) = [p for fn, _, p in sqs_sources() if fn == function]
+    spec = TEMPLATE["Parameters"][parameter]
+
+    # Then the event source never runs more invocations at once than the parameter allows
+    # (AWS accepts 2..1000), so a backlog cannot take the account's concurrency
+    assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": parameter}}
+    assert (spec["Type"], spec["Default"], spec["MinValue"], spec["MaxValue"]) == (
+        "Number",
+        default,
+        2,
+        1000,
+    )
+
+
+def test_the_api_has_reserved_concurrency_unless_the_parameter_is_zero() -> None:
+    # Given the API function's reserved concurrency and its parameter
+    reserved = FUNCTIONS["ApiFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    spec = TEMPLATE["Parameters"]["ApiReservedConcurrency"]
+
+    # Then ApiReservedConcurrency executions are the API's alone; 0 means "unreserved" (a
+    # reservation of 0 would throttle every request)
+    assert reserved == {
+        "Fn::If": [
+            "IsApiConcurrencyReserved",
+            {"Ref": "ApiReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert TEMPLATE["Conditions"]["IsApiConcurrencyReserved"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ApiReservedConcurrency"}, "0"]}]
+    }
+    assert (spec["Default"], spec["MinValue"]) == (50, 0)
+
+
+# ------------------------------------------------------------------------ alarms
+ALARMS = resources_of_type(TEMPLATE, "AWS::CloudWatch::Alarm")
+
+
+def alarms_on(namespace: str, metric: str) -> dict[str, dict[str, Any]]:
+    """Alarm properties by the value of their single dimension."""
+    found = {}
+    for alarm in ALARMS.values():
+        props = alarm["Properties"]
+        if (props["Namespace"], props["MetricName"]) == (namespace, metric):
+            (dimension,) = props["Dimensions"]
+            value = dimension["Value"]
+            key = value.get("Ref") or value["Fn::GetAtt"][0]
+            found[key] = props
+    return found
+
+
+def test_every_alarm_notifies_the_alarm_topic() -> None:
+    assert ALARMS
+    for name, alarm in ALARMS.items():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert props["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        assert props["TreatMissingData"] == "notBreaching", name
+        assert props["AlarmDescription"], name
+    assert RESOURCES["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+
+
+def test_an_alarm_email_subscribes_only_when_given() -> None:
+    subscription = RESOURCES["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    assert TEMPLATE["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert TEMPLATE["Conditions"]["HasAlarmEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]
+    }
+    pattern = TEMPLATE["Parameters"]["AlarmEmail"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and re.fullmatch(pattern, "ops@example.com")
+    assert not re.fullmatch(pattern, "not an address")
+
+
+def test_a_message_in_any_dead_letter_queue_raises_an_alarm() -> None:
+    # Given every dead-letter queue of the template
+    dead_letter_queues = {
+        queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for queue in QUEUES.values()
+        if "RedrivePolicy" in queue["Properties"]
+    }
+    alarms = alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+
+    # Then one visible message is enough
+    assert (
+        set(alarms)
+        == dead_letter_queues
+        == {"JobsDeadLetterQueue", "IngestDeadLetterQueue"}
+    )
+    for props in alarms.values():
+        assert props["Dimensions"][0]["Name"] == "QueueName"
+        assert props["Dimensions"][0]["Value"]["Fn::GetAtt"][1] == "QueueName"
+        assert (
+            props["Statistic"],
+            props["ComparisonOperator"],
+            props["Threshold"],
+        ) == (
+            "Maximum",
+            "GreaterThanThreshold",
+            0,
+        )
+
+
+def test_an_old_message_in_the_jobs_or_ingest_queue_raises_an_alarm() -> None:
+    alarms = alarms_on("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert set(alarms) == {"JobsQueue", "IngestQueue"}
+    for props in alarms.values():
+        assert props["Threshold"] == {"Ref": "QueueAgeAlarmSeconds"}
+        assert props["ComparisonOperator"] == "GreaterThanThreshold"
+    assert TEMPLATE["Parameters"]["QueueAgeAlarmSeconds"]["Default"] == 900
+
+
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_every_function_alarms_on_errors_and_throttles(metric: str) -> None:
+    alarms = alarms_on("AWS/Lambda", metric)
+    assert set(alarms) == set(FUNCTIONS)
+    for props in alarms.values():
+        assert props["Dimensions"][0]["Name"] == "FunctionName"
+        assert (props["Statistic"], props["Threshold"]) == ("Sum", 0)
+
+
+def test_http_api_5xx_raises_an_alarm() -> None:
+    # HTTP APIs publish 5xx (not 5XXError, the REST API name) by ApiId
+    alarms = alarms_on("AWS/ApiGateway", "5xx")
+    assert set(alarms) == {"HttpApi"}
+    assert alarms["HttpApi"]["Dimensions"][0]["Name"] == "ApiId"
+
+
+# -------------------------------------------------------------------------- logs
+def test_every_function_logs_to_its_own_log_group_with_retention() -> None:
+    groups = []
+    for function in FUNCTIONS:
+        group = function_property(function, "LoggingConfig")["LogGroup"]["Ref"]
+        props = RESOURCES[group]["Properties"]
+        assert RESOURCES[group]["Type"] == "AWS::Logs::LogGroup"
+        assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert props["LogGroupName"] == {
+            "Fn::Sub": f"/aws/lambda/${{AWS::StackName}}/{function}"
+        }
+        groups.append(group)
+    assert len(set(groups)) == len(FUNCTIONS)
+    retention = TEMPLATE["Parameters"]["LogRetentionDays"]
+    assert retention["Default"] in retention["AllowedValues"]
+
+
+def test_the_http_api_writes_json_access_logs_and_throttles_its_default_route() -> None:
+    # Given the HTTP API's access log settings
+    props = RESOURCES["HttpApi"]["Properties"]
+    settings = props["AccessLogSettings"]
+
+    # Then each request is one JSON line with what an incident needs, in a log group kept
+    # LogRetentionDays
+    assert settings["DestinationArn"] == {
+        "Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]
+    }
+    line = json.loads(settings["Format"])
+    assert {
+        "requestId": "$context.requestId",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "integrationLatency": "$context.integrationLatency",
+    }.items() <= line.items()
+    assert RESOURCES["HttpApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {
+        "Ref": "LogRetentionDays"
+    }
+    # And the default route is throttled by parameters
+    assert props["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+
+
+def test_every_function_is_traced() -> None:
+    # HTTP APIs have no X-Ray support of their own: tracing starts in the functions
+    assert GLOBAL_FUNCTION["Tracing"] == "Active"
+    assert all("Tracing" not in fn["Properties"] for fn in FUNCTIONS.values())
+
+
+# ----------------------------------------------------------------------- checkov
+def test_every_checkov_skip_says_why_in_one_line() -> None:
+    # Given every check skipped in the template (tests/unit/test_checkov.py runs the rest)
+    skips = [
+        (name, skip)
+        for name, resource in RESOURCES.items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips
+
+    for name, skip in skips:
+        # Then each names one check and gives a one-line reason
+        assert set(skip) == {"id", "comment"}, name
+        assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), name
+        assert skip["comment"].strip() and "\n" not in skip["comment"], name
 
 
 # ------------------------------------------------------------------------- cfn-lint

@@ -1,6 +1,6 @@
 """Redrive: move messages from a dead-letter queue back to its queue, bounded and rate-limited.
 
-    python -m jobline_tools.redrive [--source Q] [--target Q] [--max N] [--rate R] [--local]
+    python -m jobline_ops.redrive [--source Q] [--target Q] [--max N] [--rate R] [--local]
     make redrive [SOURCE=Q] [TARGET=Q] [MAX=N] [RATE=R] [LOCAL=0]
 
 `Q` is a queue URL or name. Without `--target` the target is Jobline's jobs queue (the settings'
@@ -405,7 +405,7 @@ def build_redrive(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; 0 when nothing failed."""
     parser = argparse.ArgumentParser(
-        prog="python -m jobline_tools.redrive",
+        prog="python -m jobline_ops.redrive",
         description="Move messages from a dead-letter queue back to its queue.",
     )
     parser.add_argument("--source", help="dead-letter queue URL or name")
