@@ -9,7 +9,7 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 # Every folder that holds importable code, declared once: `make` puts them on the venv's path
 # (a .pth file), so python, pytest and the tools import the same modules as Lambda does; mypy
 # reads the same list as MYPYPATH.
-SOURCE_ROOTS := shared functions/api functions/worker functions/ingest functions/dead_letters local ops
+SOURCE_ROOTS := shared functions/api functions/worker functions/ingest functions/dead_letters functions/outbox local ops
 space := $(subst ,, )
 export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.

@@ -161,3 +161,9 @@ class Blocking:
             return {"late": True}
         finally:
             self.returned.set()
+
+
+def after_backoff(clock: FakeClock, queue: InMemoryJobQueue) -> None:
+    """Move the clock past the backoff the last failed attempt hid its message for: SQS delivers
+    it no sooner, and the claim of a job that is not yet due comes back later."""
+    clock.advance(timedelta(seconds=queue.visibility[-1][1]))

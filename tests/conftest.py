@@ -10,9 +10,16 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from jobline import bootstrap
-from jobline_local.poller import lambda_record
-from jobline_local.template import Provisioned, load_template, provision
+from jobline_local.poller import import_handler, lambda_record
+from jobline_local.streams import StreamPoller
+from jobline_local.template import (
+    Provisioned,
+    load_template,
+    provision,
+    stream_triggers,
+)
 from moto import mock_aws
 
 REGION = "us-east-1"
@@ -50,6 +57,8 @@ class MotoStack:
     provisioned: Provisioned
     dynamodb: Any
     sqs: Any
+    outbox: StreamPoller
+    """The jobs table's stream feeding the outbox dispatcher, as its event source mapping."""
 
     @property
     def table(self) -> str:
@@ -63,10 +72,20 @@ class MotoStack:
     def dlq_url(self) -> str:
         return self.provisioned.queue_urls["JobsDeadLetterQueue"]
 
+    def dispatch(self) -> int:
+        """Hand every new write of the jobs table to the outbox dispatcher (what the stream's
+        event source mapping does within a fraction of a second); how many records it took."""
+        done = 0
+        while taken := self.outbox.poll_once():
+            done += taken
+        return done
+
     def receive(
         self, queue_url: str | None = None, max_messages: int = 10
     ) -> list[dict[str, Any]]:
-        """Messages now visible on a queue, received the way Lambda's poller would."""
+        """Messages now visible on a queue, received the way Lambda's poller would (after the
+        outbox has sent the messages of the writes so far)."""
+        self.dispatch()
         response = self.sqs.receive_message(
             QueueUrl=queue_url or self.queue_url,
             MaxNumberOfMessages=max_messages,
@@ -83,13 +102,26 @@ def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
-        provisioned = provision(
-            dynamodb, sqs, prefix="jobline-test", template=load_template()
-        )
+        template = load_template()
+        provisioned = provision(dynamodb, sqs, prefix="jobline-test", template=template)
         monkeypatch.setenv("JOBLINE_TABLE_NAME", provisioned.tables["JobsTable"])
         monkeypatch.setenv("JOBLINE_QUEUE_URL", provisioned.queue_urls["JobsQueue"])
         bootstrap.reset()
-        yield MotoStack(provisioned=provisioned, dynamodb=dynamodb, sqs=sqs)
+        [trigger] = stream_triggers(template)
+        outbox = StreamPoller(
+            trigger,
+            import_handler(trigger.handler),
+            boto3.client(
+                "dynamodbstreams",
+                region_name=REGION,
+                config=Config(account_id_endpoint_mode="disabled"),
+            ),
+            provisioned.stream_arns[trigger.table],
+            region=REGION,
+        )
+        yield MotoStack(
+            provisioned=provisioned, dynamodb=dynamodb, sqs=sqs, outbox=outbox
+        )
         bootstrap.reset()
 
 

@@ -2,8 +2,10 @@
 
 `InMemoryJobRepository` mirrors `jobline.repository.DynamoJobRepository`: conditional writes that
 raise `ConditionFailed(current)` (the condition is `Precondition.admits`, the write `apply`: the same
-pure code the lifecycle is tested with), expired jobs hidden from listings, newest first by
-`(created_at, id)`, and DynamoDB's resume keys (one whenever a page is full).
+pure code the lifecycle is tested with), write tokens (a write that meets its own earlier
+application succeeds), expired jobs hidden from listings, newest first by `(created_at, id)`, and
+DynamoDB's resume keys (one whenever a page is full). `FakeStream` stands for the table's stream
+and the outbox dispatcher: every write is handed to `service.dispatch` as it happens.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,8 @@ from typing import Any
 
 from jobline.backoff import Backoff
 from jobline.bootstrap import ServiceOptions, build_service, default_registry
-from jobline.errors import ConditionFailed, QueueUnavailable
+from jobline.dispatch import Dispatch
+from jobline.errors import ConditionFailed, QueueUnavailable, StorageUnavailable
 from jobline.items import sort_key, status_key, type_key
 from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
 from jobline.ports import StartKey
@@ -96,14 +99,54 @@ class Write:
     """The fields it set (None: removed), `JobUpdate.assignments()`."""
 
 
+class FakeStream:
+    """The table's stream and the outbox's dispatcher, in process: every write's new image goes to
+    `deliver` (the dispatcher) at once; images it did not take stay in `undelivered` until
+    `redeliver()`, as Lambda retries a stream batch. `paused` keeps them all back."""
+
+    def __init__(self) -> None:
+        self.records: list[Job] = []
+        """Every write's new image, in order."""
+        self.undelivered: list[Job] = []
+        self.paused = False
+        self.deliver: Callable[[list[Job]], list[bool]] | None = None
+        self._lock = threading.Lock()
+
+    def written(self, job: Job) -> None:
+        with self._lock:
+            self.records.append(job)
+            self.undelivered.append(job)
+        if not self.paused:
+            self.redeliver()
+
+    def redeliver(self) -> int:
+        """Hand every undelivered image to the dispatcher; how many it took."""
+        with self._lock:
+            pending, self.undelivered = self.undelivered, []
+        if not pending or self.deliver is None:
+            with self._lock:
+                self.undelivered[:0] = pending
+            return 0
+        done = self.deliver(pending)
+        left = [job for job, ok in zip(pending, done, strict=True) if not ok]
+        with self._lock:
+            self.undelivered[:0] = left
+        return len(pending) - len(left)
+
+
 class InMemoryJobRepository:
     """A `JobRepository` in a dict, safe to share between the worker's threads."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._tokens: dict[str, str | None] = {}
         self._lock = threading.Lock()
+        self.stream = FakeStream()
         self.broken: dict[str, Exception] = {}
         """Job ids whose updates raise the given exception (an outage, or a bug)."""
+        self.lose_responses: dict[str, int] = {}
+        """Job ids whose next N updates are applied, then raise `StorageUnavailable` (a response
+        lost after botocore's retries: the caller does not know it was applied)."""
         self.writes: list[tuple[str, Write]] = []
         """Every applied update, in order: (job id, change)."""
         self.reads = 0
@@ -128,7 +171,9 @@ class InMemoryJobRepository:
             current = self._jobs.get(job.id)
             if current is not None and not current.is_expired(int(now.timestamp())):
                 raise ConditionFailed(current)
-            self._jobs[job.id] = _stored(job)
+            stored = self._jobs[job.id] = _stored(job)
+            self._tokens[job.id] = None
+        self.stream.written(stored)
 
     def get(self, job_id: str) -> Job | None:
         """The stored job (expired or not)."""
@@ -136,27 +181,36 @@ class InMemoryJobRepository:
             self.reads += 1
             return self._jobs.get(job_id)
 
-    def update(self, job_id: str, update: JobUpdate, precondition: Precondition) -> Job:
-        """Apply `update` if `precondition` holds; return the job after the write."""
+    def update(
+        self,
+        job_id: str,
+        update: JobUpdate,
+        precondition: Precondition,
+        *,
+        token: str | None = None,
+    ) -> Job:
+        """Apply `update` if `precondition` holds; return the job after the write (also when
+        the item shows this `token`'s write as already applied)."""
         with self._lock:
             if job_id in self.broken:
                 raise self.broken[job_id]
             current = self._jobs.get(job_id)
             if not precondition.admits(current):
+                if current is not None and token and self._tokens.get(job_id) == token:
+                    return current
                 raise ConditionFailed(current)
             assert current is not None
             updated = _stored(apply(current, update))
             self._jobs[job_id] = updated
+            self._tokens[job_id] = token
             self.writes.append((job_id, Write(update, update.assignments())))
-            return updated
-
-    def delete(self, job_id: str, precondition: Precondition) -> None:
-        """Remove a job if `precondition` holds."""
-        with self._lock:
-            current = self._jobs.get(job_id)
-            if not precondition.admits(current):
-                raise ConditionFailed(current)
-            del self._jobs[job_id]
+            lose = self.lose_responses.get(job_id, 0)
+            if lose:
+                self.lose_responses[job_id] = lose - 1
+        self.stream.written(updated)
+        if lose:
+            raise StorageUnavailable("update: the response was lost")
+        return updated
 
     def query(
         self,
@@ -219,6 +273,10 @@ class InMemoryJobQueue:
             self.sent.append(SentMessage(message, delay_seconds, message_id))
             return message_id
 
+    def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
+        """Record every message, or raise `QueueUnavailable` when told to fail."""
+        return [self.send(message, delay) is not None for message, delay in messages]
+
     def postpone(self, handle: str, seconds: int) -> None:
         """Record the postponement, or raise `QueueUnavailable` when told to fail."""
         with self._lock:
@@ -238,6 +296,10 @@ class FakeClock:
         current = self.now
         self.now = current + self.step
         return current
+
+    def peek(self) -> datetime:
+        """The time of the latest reading, without taking a step (the instant it was read)."""
+        return self.now - self.step
 
     def advance(self, delta: timedelta) -> None:
         """Move the clock forward."""
@@ -316,6 +378,7 @@ def build_fake_service(
     the one composition root, `jobline.bootstrap.build_service`."""
     repo = InMemoryJobRepository()
     queue = InMemoryJobQueue()
+    fake_clock = clock or FakeClock()
     options = ServiceOptions(
         cursor_secret=CURSOR_SECRET,
         retention=retention,
@@ -329,9 +392,12 @@ def build_fake_service(
         repository=repo,
         queue=queue,
         registry=registry or default_registry(),
-        clock=clock or FakeClock(),
+        clock=fake_clock,
         rng=rng or random.Random(0),
     )
+    # The dispatcher runs in a function of its own: it reads the time without moving the fake
+    # clock, so the use cases' timestamps stay as each test expects them.
+    repo.stream.deliver = Dispatch(queue, fake_clock.peek).dispatch
     return service, repo, queue
 
 

@@ -38,6 +38,13 @@ MAX_RECEIVE = 10
 """ReceiveMessage returns at most ten messages per call."""
 
 
+class InvocationKilled(BaseException):
+    """The Lambda execution environment running an invocation was killed (out of memory, a
+    timeout, the host lost): raised into a handler by tests (`tests/faults.py`) to say so. Not an
+    Exception, so no handler code catches it; the poller counts the invocation as failed: nothing
+    of its batch is deleted, as when Lambda loses an invocation."""
+
+
 class InvalidBatchResponse(ValueError):
     """The handler's response cannot be read as a partial batch response: the batch fails."""
 
@@ -210,6 +217,10 @@ class SqsPoller:
         except InvalidBatchResponse as exc:
             error = f"invalid batch response: {exc}"
             log.error("poller.batch_failed", function=self.function_name, reason=error)
+            succeeded = []
+        except InvocationKilled:
+            error = "the invocation's environment was killed"
+            log.warning("poller.invocation_killed", function=self.function_name)
             succeeded = []
         except (
             Exception

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -25,12 +26,16 @@ from typing import Any
 import uvicorn
 from jobline import bootstrap
 from jobline.logging import bind_invocation, configure, get_logger
-from moto.server import ThreadedMotoServer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobline_local.endpoint import endpoint_environment, local_client
+from jobline_local.endpoint import (
+    SerializedMotoServer,
+    endpoint_environment,
+    local_client,
+)
 from jobline_local.poller import SqsPoller, import_handler
 from jobline_local.settings import LocalSettings
+from jobline_local.streams import StreamPoller
 from jobline_local.template import (
     Provisioned,
     function_environment,
@@ -38,6 +43,7 @@ from jobline_local.template import (
     provision,
     resources_of_type,
     sqs_triggers,
+    stream_triggers,
 )
 
 log = get_logger(__name__)
@@ -122,11 +128,11 @@ class LocalStack:
         self.template = template or load_template()
         self._set_env: SetEnv = set_env or os.environ.__setitem__
         self._stop = threading.Event()
-        self._moto: ThreadedMotoServer | None = None
+        self._moto: SerializedMotoServer | None = None
         self._api: uvicorn.Server | None = None
         self._api_thread: threading.Thread | None = None
         self._api_socket: socket.socket | None = None
-        self.pollers: list[SqsPoller] = []
+        self.pollers: list[SqsPoller | StreamPoller] = []
         self.aws_endpoint = ""
         self.api_url = ""
         self.provisioned = Provisioned(tables={}, queue_urls={}, queue_arns={})
@@ -214,7 +220,7 @@ class LocalStack:
             ).close()  # fail fast: the moto thread would wait forever
         # Each moto request would otherwise be logged by werkzeug on stderr.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        moto = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        moto = SerializedMotoServer(ip_address=host, port=port, verbose=False)
         moto.start()
         self._moto = moto
         bound_host, bound_port = moto.get_host_and_port()
@@ -280,7 +286,7 @@ class LocalStack:
         self.api_url = f"http://{_url_host(host)}:{port}"
 
     def _start_pollers(self) -> None:
-        pollers = [
+        pollers: list[SqsPoller | StreamPoller] = [
             SqsPoller(
                 trigger,
                 import_handler(trigger.handler),  # after the environment is set
@@ -294,9 +300,36 @@ class LocalStack:
             )
             for trigger in sqs_triggers(self.template)
         ]
+        streams = local_client(
+            "dynamodbstreams", self.aws_endpoint, self.settings.aws_region
+        )
+        pollers += [
+            StreamPoller(
+                trigger,
+                import_handler(trigger.handler),
+                streams,
+                self.provisioned.stream_arns[trigger.table],
+                region=self.settings.aws_region,
+                send_failure=self._on_failure_sender(trigger.on_failure_queue),
+                function_name=f"{self.settings.prefix}-{trigger.function}",
+                stop_event=self._stop,
+            )
+            for trigger in stream_triggers(self.template)
+        ]
         for poller in pollers:
             self.pollers.append(poller)
             poller.start()
+
+    def _on_failure_sender(
+        self, queue: str | None
+    ) -> Callable[[dict[str, Any]], None] | None:
+        """What sends a stream mapping's given-up batch to its on-failure destination."""
+        if queue is None:
+            return None
+        url = self.provisioned.queue_urls[queue]
+        return lambda record: self.sqs.send_message(
+            QueueUrl=url, MessageBody=json.dumps(record)
+        )
 
     def describe(self) -> dict[str, Any]:
         """Where everything is, for the startup line."""
@@ -310,7 +343,9 @@ class LocalStack:
             "pollers": [
                 {
                     "function": poller.function_name,
-                    "queue_url": poller.queue_url,
+                    "source": poller.queue_url
+                    if isinstance(poller, SqsPoller)
+                    else poller.stream_arn,
                     "batch_size": poller.trigger.batch_size,
                 }
                 for poller in self.pollers

@@ -7,7 +7,7 @@ from what `sam deploy` creates.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,64 @@ def sqs_triggers(template: dict[str, Any]) -> list[SqsTrigger]:
     return triggers
 
 
+@dataclass(frozen=True)
+class StreamTrigger:
+    """A DynamoDB stream event source of a function, as Lambda's event source mapping runs it."""
+
+    function: str
+    handler: str
+    timeout_s: int
+    table: str
+    batch_size: int
+    report_batch_item_failures: bool
+    bisect_on_error: bool
+    max_retry_attempts: int
+    """-1: until the records are too old (`max_record_age_s`) or gone."""
+    max_record_age_s: int
+    """-1: as long as the stream keeps them."""
+    on_failure_queue: str | None
+    """Logical id of the queue the batches given up on go to (their location, not the records)."""
+
+
+def stream_triggers(template: dict[str, Any]) -> list[StreamTrigger]:
+    """Every DynamoDB-stream-triggered function in the template."""
+    globals_fn = template.get("Globals", {}).get("Function", {})
+    triggers = []
+    for name, resource in resources_of_type(
+        template, "AWS::Serverless::Function"
+    ).items():
+        props = resource["Properties"]
+        for event in props.get("Events", {}).values():
+            if event["Type"] != "DynamoDB":
+                continue
+            source = event["Properties"]
+            destination = (
+                source.get("DestinationConfig", {})
+                .get("OnFailure", {})
+                .get("Destination")
+            )
+            triggers.append(
+                StreamTrigger(
+                    function=name,
+                    handler=props["Handler"],
+                    timeout_s=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
+                    table=source["Stream"]["Fn::GetAtt"][0],
+                    batch_size=int(source.get("BatchSize", 100)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in source.get("FunctionResponseTypes", []),
+                    bisect_on_error=bool(
+                        source.get("BisectBatchOnFunctionError", False)
+                    ),
+                    max_retry_attempts=int(source.get("MaximumRetryAttempts", -1)),
+                    max_record_age_s=int(source.get("MaximumRecordAgeInSeconds", -1)),
+                    on_failure_queue=destination["Fn::GetAtt"][0]
+                    if destination
+                    else None,
+                )
+            )
+    return triggers
+
+
 def function_handler(template: dict[str, Any], function: str) -> str:
     """The `module.attribute` handler string of a function."""
     handler: str = template["Resources"][function]["Properties"]["Handler"]
@@ -114,6 +172,11 @@ def table_request(
     }
     if "GlobalSecondaryIndexes" in props:
         request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if "StreamSpecification" in props:
+        request["StreamSpecification"] = {
+            "StreamEnabled": True,
+            **props["StreamSpecification"],
+        }
     return request
 
 
@@ -124,6 +187,8 @@ class Provisioned:
     tables: dict[str, str]
     queue_urls: dict[str, str]
     queue_arns: dict[str, str]
+    stream_arns: dict[str, str] = field(default_factory=dict)
+    """Table logical id -> the ARN of its stream (tables with a StreamSpecification)."""
 
 
 def _queue_attributes(props: dict[str, Any], arns: dict[str, str]) -> dict[str, str]:
@@ -156,6 +221,7 @@ def provision(
     """Create every table and queue of the template (dead-letter queues first); idempotent."""
     template = template or load_template()
     tables: dict[str, str] = {}
+    streams: dict[str, str] = {}
     for logical_id, resource in resources_of_type(
         template, "AWS::DynamoDB::Table"
     ).items():
@@ -169,6 +235,9 @@ def provision(
                     TableName=name, TimeToLiveSpecification=ttl
                 )
         tables[logical_id] = name
+        stream = dynamodb.describe_table(TableName=name)["Table"].get("LatestStreamArn")
+        if stream:
+            streams[logical_id] = stream
 
     queues = resources_of_type(template, "AWS::SQS::Queue")
     ordered = sorted(queues, key=lambda q: "RedrivePolicy" in queues[q]["Properties"])
@@ -184,7 +253,9 @@ def provision(
         arns[logical_id] = sqs.get_queue_attributes(
             QueueUrl=url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
-    return Provisioned(tables=tables, queue_urls=urls, queue_arns=arns)
+    return Provisioned(
+        tables=tables, queue_urls=urls, queue_arns=arns, stream_arns=streams
+    )
 
 
 def function_environment(

@@ -5,6 +5,7 @@ handler in its own thread until the deadline, then ends the attempt with exactly
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from jobline.errors import (
     InvalidPayload,
     JobCancelled,
     JobHandlerError,
+    StorageUnavailable,
     UnknownJobType,
 )
 from jobline.logging import get_logger
@@ -27,6 +29,9 @@ from jobline.submission import canonical_json
 from jobline.transition import Ending, Transition, finished_attempt
 
 log = get_logger(__name__)
+
+OUTCOME_RETRY_PAUSES_S = (0.5, 1.0, 2.0)
+"""Pauses before the outcome write is tried again (each try is itself retried by botocore)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,28 @@ class RunningAttempt:
         )
 
     # ------------------------------------------------------------------ recording
+    def _write(self, write: Transition) -> None:
+        """The outcome write, tried again (as the same logical write: one token) while the store
+        is unavailable and time is left before the deadline: an outcome not recorded means the
+        handler runs again once the lease ends."""
+        token = uuid.uuid4().hex
+        for pause in OUTCOME_RETRY_PAUSES_S:
+            try:
+                self.repository.update(
+                    self.job.id, write.update, write.precondition, token=token
+                )
+                return
+            except StorageUnavailable as exc:
+                if time.monotonic() + pause >= self.delivery.deadline:
+                    raise
+                log.warning(
+                    "job.outcome_write_retried", error=exc.message, pause_s=pause
+                )
+                time.sleep(pause)
+        self.repository.update(
+            self.job.id, write.update, write.precondition, token=token
+        )
+
     @property
     def _retention(self) -> timedelta:
         return self.policy.retention
@@ -182,7 +209,7 @@ class RunningAttempt:
         )
         write = transition(Ending(now, entry, self.channel.latest))
         try:
-            self.repository.update(self.job.id, write.update, write.precondition)
+            self._write(write)
         except ConditionFailed as lost:
             state = lost.current.status.value if lost.current is not None else None
             log.warning(

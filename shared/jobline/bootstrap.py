@@ -25,6 +25,7 @@ from jobline.clock import utcnow
 from jobline.config import Settings, get_settings, lambda_initialization_type
 from jobline.control import Control
 from jobline.cursor import CursorCodec
+from jobline.dispatch import Dispatch
 from jobline.execution import Execution
 from jobline.ingest import Ingest
 from jobline.job_types import BUILTIN_JOB_TYPES
@@ -36,20 +37,25 @@ from jobline.recovery import Recovery
 from jobline.registry import JobTypeRegistry
 from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
+from jobline.streams import DynamoStreamReader
 from jobline.submission import Submission
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
     from mypy_boto3_sqs.client import SQSClient
 
 
 def _client_config(settings: Settings) -> Config:
+    """Timeouts and tries that fit in the function's timeout (`Settings.aws_call_budget_s`);
+    account-id endpoints off (DynamoDB Streams has none, and emulators route by service)."""
     return Config(
         region_name=settings.aws_region,
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=2,
-        read_timeout=10,
+        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        connect_timeout=settings.aws_connect_timeout_s,
+        read_timeout=settings.aws_read_timeout_s,
         max_pool_connections=max(10, settings.worker_concurrency + 2),
+        account_id_endpoint_mode="disabled",
     )
 
 
@@ -104,6 +110,23 @@ def sqs_client() -> SQSClient:
         "sqs", endpoint_url=settings.aws_endpoint_url, config=_client_config(settings)
     )
     return cast("SQSClient", client)
+
+
+@lru_cache(maxsize=1)
+def dynamodbstreams_client() -> DynamoDBStreamsClient:
+    """The DynamoDB Streams client of this execution environment (the outbox's recovery)."""
+    settings = get_settings()
+    client = aws_session().create_client(
+        "dynamodbstreams",
+        endpoint_url=settings.aws_endpoint_url,
+        config=_client_config(settings),
+    )
+    return cast("DynamoDBStreamsClient", client)
+
+
+def stream_reader() -> DynamoStreamReader:
+    """Reads the jobs table's stream (the outbox's recovery)."""
+    return DynamoStreamReader(dynamodbstreams_client())
 
 
 def default_registry() -> JobTypeRegistry:
@@ -161,10 +184,8 @@ def build_service(
     queue = queue or SqsJobQueue(sqs_client(), configured().queue_url)
     configure(resolved.log_level if resolved is not None else "INFO")
     registry = registry or default_registry()
-    submission = Submission(
-        repository, queue, registry, clock, options.max_payload_bytes
-    )
-    control = Control(repository, queue, clock, options.retention)
+    submission = Submission(repository, registry, clock, options.max_payload_bytes)
+    control = Control(repository, clock, options.retention)
     policy = AttemptPolicy(
         options.retention, options.max_result_bytes, options.progress_interval_s
     )
@@ -187,6 +208,7 @@ def build_service(
             submission, repository, clock, options.max_payload_bytes, options.retention
         ),
         recovery=Recovery(repository, control, clock, options.retention),
+        dispatch=Dispatch(queue, clock),
         registry=registry,
     )
 
@@ -210,6 +232,7 @@ def reset() -> None:
     service (tests, and SnapStart restore)."""
     get_service.cache_clear()
     dynamodb_client.cache_clear()
+    dynamodbstreams_client.cache_clear()
     sqs_client.cache_clear()
     aws_session.cache_clear()
     get_settings.cache_clear()

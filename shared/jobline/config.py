@@ -34,7 +34,23 @@ class Settings(BaseSettings):
         default=10, ge=1, le=100, description="records run at once per batch"
     )
     deadline_margin_ms: int = Field(
-        default=2000, ge=0, description="stop work this long before the Lambda deadline"
+        default=12_000,
+        ge=0,
+        description="stop handlers this long before the Lambda deadline: room for the outcome "
+        "write even when every AWS call of it needs all its tries (see aws_call_budget_s)",
+    )
+    aws_connect_timeout_s: float = Field(default=1.0, gt=0, le=60)
+    aws_read_timeout_s: float = Field(
+        default=1.5,
+        gt=0,
+        le=60,
+        description="per try; DynamoDB and SQS answer in milliseconds",
+    )
+    aws_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="tries of one AWS call (botocore standard mode)",
     )
     retry_base_s: float = Field(
         default=2.0,
@@ -73,6 +89,15 @@ class Settings(BaseSettings):
     function_name: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_LAMBDA_FUNCTION_NAME")
     )
+
+    @property
+    def aws_call_budget_s(self) -> float:
+        """The longest one AWS call can take: every try timing out (connect + read), plus
+        botocore's standard-mode backoff between tries (at most 1, 2, 4... seconds). Each
+        function's timeout leaves room for it (tests/unit/test_template.py checks)."""
+        tries = self.aws_max_attempts
+        backoff = sum(min(2.0**attempt, 20.0) for attempt in range(tries - 1))
+        return tries * (self.aws_connect_timeout_s + self.aws_read_timeout_s) + backoff
 
     @field_validator("aws_endpoint_url")
     @classmethod

@@ -12,11 +12,10 @@ from jobline.errors import (
     ConditionFailed,
     InvalidJobState,
     JobNotFound,
-    QueueUnavailable,
 )
 from jobline.logging import get_logger
-from jobline.models import MAX_HISTORY, Job, JobMessage, JobStatus
-from jobline.ports import JobQueue, JobRepository
+from jobline.models import MAX_HISTORY, Job, JobStatus
+from jobline.ports import JobRepository
 from jobline.queries import JOB_ID, find_job, is_visible
 from jobline.transition import Event
 
@@ -32,7 +31,6 @@ class Control:
     """The cancel and retry use cases."""
 
     repository: JobRepository
-    queue: JobQueue
     clock: Callable[[], datetime]
     retention: timedelta
 
@@ -70,7 +68,8 @@ class Control:
 
     def retry(self, owner: str, job_id: str) -> Job:
         """Re-queue a failed, dead-lettered or cancelled job with a fresh attempts budget, keeping
-        its history, and send it a new message. Any other state is `InvalidJobState`."""
+        its history; one write, and the outbox sends its new message. Any other state is
+        `InvalidJobState`."""
         job = find_job(self.repository, owner, job_id, self.clock())
         if not lifecycle.can_retry(job):
             state = job.status.value
@@ -83,25 +82,7 @@ class Control:
             queued = self.repository.update(job_id, reset.update, reset.precondition)
         except ConditionFailed as lost:
             raise InvalidJobState(job_id, _state_of(lost.current), "retry") from None
-        try:
-            self.queue.send(
-                JobMessage(job_id=job_id, owner=owner, job_type=job.type), 0
-            )
-        except QueueUnavailable:
-            log.error("job.retry_enqueue_failed", job_id=job_id, job_type=job.type)
-            self._restore(job, now)
-            raise
         log.info(
             "job.retried", job_id=job_id, job_type=job.type, previous=job.status.value
         )
         return queued
-
-    def _restore(self, previous: Job, now: datetime) -> None:
-        """Undo a retry whose message could not be sent, so the job is not left queued forever."""
-        restore = lifecycle.restore(previous, now)
-        try:
-            self.repository.update(previous.id, restore.update, restore.precondition)
-        except ConditionFailed:
-            log.warning(
-                "job.retry_restore_skipped", job_id=previous.id, reason="job changed"
-            )

@@ -91,7 +91,7 @@ class Unauthenticated(JoblineError):
 
 
 class QueueUnavailable(JoblineError):
-    """The job could not be enqueued; nothing was stored."""
+    """The jobs queue refused or failed the request (throttling, outage)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"the job queue is unavailable: {reason}")
@@ -102,6 +102,19 @@ class StorageUnavailable(JoblineError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"the job store is unavailable: {reason}")
+
+
+class SubmitOutcomeUnknown(StorageUnavailable):
+    """The job store did not answer a submit's write: the job may have been stored (and then it
+    runs: the outbox sends its message) or not. A replay with the same idempotency key tells."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.message = (
+            f"{self.message}; job {job_id} may have been stored, and then it runs: "
+            "repeat the request with the same Idempotency-Key, or GET the job, to know"
+        )
+        self.job_id = job_id
 
 
 class ConditionFailed(JoblineError):

@@ -4,6 +4,7 @@ one for a job another live invocation holds comes back once that lease has ended
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,6 +115,19 @@ class Execution:
                 retry_in_s=wait,
             )
             return RunOutcome.RETRY
+        due = current.run_after
+        if (
+            current.status is JobStatus.QUEUED
+            and lifecycle.has_attempts_left(current)
+            and due is not None
+            and due > now
+        ):
+            # A delivery before the job is due (a duplicate racing a retry's backoff, or a clock
+            # ahead of the queue's): hide it until then, never start the attempt early.
+            wait = math.ceil((due - now).total_seconds())
+            self._postpone(delivery, wait)
+            log.info("job.not_due", run_after=due.isoformat(), retry_in_s=wait)
+            return RunOutcome.RETRY
         if current.status in lifecycle.ALLOWED[Event.FAIL_EXHAUSTED] and (
             not lifecycle.has_attempts_left(current)
         ):
@@ -135,13 +149,13 @@ class Execution:
             log.info("job.exhausted_already_handled")
             return
         error = exhausted.update.error
-        assert isinstance(error, JobError)
-        log.error(
-            "job.failed",
-            attempt=job.attempts,
-            error_type=error.type,
-            error=error.message,
-        )
+        if isinstance(error, JobError):
+            log.error(
+                "job.failed",
+                attempt=job.attempts,
+                error_type=error.type,
+                error=error.message,
+            )
 
     # ----------------------------------------------------------------- retrying
     def _retry_in(self, job: Job) -> int:

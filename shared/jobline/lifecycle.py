@@ -9,12 +9,16 @@ and the precondition the repository writes it under. No I/O, no clock: time come
                   ├──cancel queued──> cancelled
                   ├─┬─fail exhausted (every attempt lost to dead workers)──> failed
      running ─────┘ └─dead-letter (SQS gave up on the message)──> dead_lettered
-    failed | dead_lettered | cancelled ──reset for retry──> queued ──restore──> (as it was)
+    failed | dead_lettered | cancelled ──reset for retry──> queued
     (ingest) invalid submission ──reject──> rejected
 
 Every arrow is a conditional write: the precondition says what the stored job must be for the
 write to apply, so a stale or duplicate writer loses instead of moving a job backwards. `ALLOWED`
 names the states each event leaves from; tests/unit/test_lifecycle.py walks every (state, event).
+
+The outbox: the two arrows into `queued` that need a new message (submit, reset for retry) set
+`dispatch` in the same write; the table's stream hands that write to the dispatcher, which sends
+the message. Every arrow out of `queued` removes it. Nothing else ever sends a job message.
 """
 
 from __future__ import annotations
@@ -59,7 +63,6 @@ ALLOWED: Mapping[Event, frozenset[JobStatus]] = {
     Event.REQUEST_CANCEL: frozenset({JobStatus.RUNNING}),
     Event.DEAD_LETTER: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
     Event.RESET_FOR_RETRY: RETRYABLE_STATUSES,
-    Event.RESTORE: frozenset({JobStatus.QUEUED}),
 }
 """The states each event leaves from."""
 
@@ -71,6 +74,16 @@ def _seen(event: Event, job: Job) -> Precondition:
     return Precondition(
         owner=job.owner, status_in=frozenset({job.status}), attempts=job.attempts
     )
+
+
+def dispatch_mark(now: datetime) -> int:
+    """The `dispatch` of a write that needs a message: when it was asked for (epoch ms)."""
+    return int(now.timestamp() * 1000)
+
+
+def needs_message(job: Job) -> bool:
+    """Whether a write that left the job like this must be followed by a message (the outbox)."""
+    return job.status is JobStatus.QUEUED and job.dispatch is not None
 
 
 def has_attempts_left(job: Job) -> bool:
@@ -93,15 +106,20 @@ def _claimed(now: datetime, lease: Lease) -> JobUpdate:
         attempt_request_id=lease.request_id,
         progress=None,
         run_after=None,
+        dispatch=None,
         increment_attempts=True,
     )
 
 
 def claim(owner: str, now: datetime, lease: Lease) -> Transition:
-    """queued -> running: the next attempt starts under `lease`. Written blind (the worker knows
-    only the message), so the precondition alone decides."""
+    """queued -> running: the next attempt starts under `lease`, once the job is due (its delay or
+    backoff has passed). Written blind (the worker knows only the message), so the precondition
+    alone decides."""
     allowed = Precondition(
-        owner=owner, status_in=ALLOWED[Event.CLAIM], below_max_attempts=True
+        owner=owner,
+        status_in=ALLOWED[Event.CLAIM],
+        below_max_attempts=True,
+        due_by=now,
     )
     return Transition(Event.CLAIM, _claimed(now, lease), allowed)
 
@@ -189,7 +207,13 @@ def requeue(job: Job, end: Ending, error: JobError, run_after: datetime) -> Tran
 def _lost(job: Job, now: datetime, error: JobError) -> JobUpdate:
     """A job the platform gave up on: the error, and a running attempt recorded as lost."""
     lost = (lost_attempt(job),) if job.status is JobStatus.RUNNING else ()
-    return JobUpdate(error=error, updated_at=now, lease_until=None, append_history=lost)
+    return JobUpdate(
+        error=error,
+        updated_at=now,
+        lease_until=None,
+        dispatch=None,
+        append_history=lost,
+    )
 
 
 def fail_exhausted(job: Job, now: datetime, retention: timedelta) -> Transition:
@@ -212,7 +236,9 @@ def report_progress(job: Job, progress: Progress) -> Transition:
 # ----------------------------------------------------------------------------------- control
 def cancel_queued(owner: str, now: datetime, retention: timedelta) -> Transition:
     """queued -> cancelled: it never runs. Written blind: the precondition alone decides."""
-    update = _final(JobUpdate(updated_at=now), JobStatus.CANCELLED, now, retention)
+    update = _final(
+        JobUpdate(updated_at=now, dispatch=None), JobStatus.CANCELLED, now, retention
+    )
     queued = Precondition(owner=owner, status_in=ALLOWED[Event.CANCEL_QUEUED])
     return Transition(Event.CANCEL_QUEUED, update, queued)
 
@@ -240,31 +266,9 @@ def reset_for_retry(job: Job, now: datetime) -> Transition:
         lease_until=None,
         run_after=now,
         updated_at=now,
+        dispatch=dispatch_mark(now),
     )
     return Transition(Event.RESET_FOR_RETRY, update, _seen(Event.RESET_FOR_RETRY, job))
-
-
-def restore(previous: Job, now: datetime) -> Transition:
-    """queued -> as `previous` was before `reset_for_retry` (its message could not be sent), so
-    the job is not left queued with no message."""
-    if previous.status not in ALLOWED[Event.RESET_FOR_RETRY]:
-        raise TransitionRefused(Event.RESTORE, previous)
-    update = JobUpdate(
-        status=previous.status,
-        attempts=previous.attempts,
-        result=previous.result,
-        error=previous.error,
-        progress=previous.progress,
-        finished_at=previous.finished_at,
-        cancel_requested_at=previous.cancel_requested_at,
-        expires_at=previous.expires_at,
-        run_after=previous.run_after,
-        updated_at=now,
-    )
-    reset = Precondition(
-        owner=previous.owner, status_in=ALLOWED[Event.RESTORE], attempts=0
-    )
-    return Transition(Event.RESTORE, update, reset)
 
 
 def dead_letter(
@@ -297,6 +301,7 @@ def submitted(
         updated_at=now,
         run_after=now + timedelta(seconds=request.delay_seconds),
         request_hash=request_hash,
+        dispatch=dispatch_mark(now),
     )
 
 
@@ -323,9 +328,3 @@ def rejected(
         finished_at=now,
         expires_at=expiry(now, retention),
     )
-
-
-def withdraw(job: Job) -> Precondition:
-    """queued -> (deleted): a submit whose message could not be sent takes its job back, so the
-    caller's error leaves nothing behind. Only while it is still queued."""
-    return Precondition(owner=job.owner, status_in=frozenset({JobStatus.QUEUED}))

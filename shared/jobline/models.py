@@ -121,6 +121,10 @@ class Job(BaseModel):
     """While `running`: the Lambda request id of the invocation running the attempt."""
     request_hash: str | None = None
     expires_at: int | None = None
+    dispatch: int | None = None
+    """Set while a message must be sent for the job (the outbox): how many times it was queued
+    with a fresh message (1 at submit, one more per retry). The stream's dispatcher sends one for
+    every write that leaves it set; the claim (or any other way out of `queued`) removes it."""
 
     def is_expired(self, now_epoch: float) -> bool:
         """DynamoDB TTL deletes up to 48 h late: a job past `expires_at` is gone to readers."""

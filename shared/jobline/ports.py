@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -13,7 +14,8 @@ StartKey = dict[str, str]
 
 
 class JobRepository(Protocol):
-    """Job storage with conditional writes. Lost conditions raise `ConditionFailed(current)`."""
+    """Job storage with conditional writes. Lost conditions raise `ConditionFailed(current)`;
+    a write that meets its own earlier application (a retry after a lost response) succeeds."""
 
     def create(self, job: Job, now: datetime) -> None:
         """Store a new job unless a live job with its id exists."""
@@ -21,11 +23,16 @@ class JobRepository(Protocol):
     def get(self, job_id: str) -> Job | None:
         """The stored job (expired or not), strongly consistent."""
 
-    def update(self, job_id: str, update: JobUpdate, precondition: Precondition) -> Job:
-        """Apply `update` if `precondition` holds; return the job after the write."""
-
-    def delete(self, job_id: str, precondition: Precondition) -> None:
-        """Remove a job if `precondition` holds."""
+    def update(
+        self,
+        job_id: str,
+        update: JobUpdate,
+        precondition: Precondition,
+        *,
+        token: str | None = None,
+    ) -> Job:
+        """Apply `update` if `precondition` holds; return the job after the write. Calls with
+        the same `token` are one logical write (a fresh token when None)."""
 
     def query(
         self,
@@ -43,6 +50,9 @@ class JobQueue(Protocol):
 
     def send(self, message: JobMessage, delay_seconds: int) -> str:
         """Enqueue a job message; return the message id."""
+
+    def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
+        """Enqueue up to ten (message, delay seconds); for each, whether it was accepted."""
 
     def postpone(self, handle: str, seconds: int) -> None:
         """Deliver a received message again no sooner than `seconds` from now (`handle`: the

@@ -3,7 +3,7 @@ and SQS's visibility limits stay here: the domain asks to `postpone` a delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,6 +31,23 @@ def build_send(
     }
 
 
+def build_send_batch(
+    queue_url: str, messages: Sequence[tuple[JobMessage, int]]
+) -> dict[str, Any]:
+    """SendMessageBatch request: entry ids are the messages' positions."""
+    return {
+        "QueueUrl": queue_url,
+        "Entries": [
+            {
+                "Id": str(index),
+                "MessageBody": message.model_dump_json(exclude_none=True),
+                "DelaySeconds": delay_seconds,
+            }
+            for index, (message, delay_seconds) in enumerate(messages)
+        ],
+    }
+
+
 def _call(operation: Callable[[], T]) -> T:
     """Run one SQS call; ClientError codes and transport failures become `QueueUnavailable`."""
     try:
@@ -55,6 +72,14 @@ class SqsJobQueue:
         request = build_send(self._queue_url, message, delay_seconds)
         response = _call(lambda: self._client.send_message(**request))
         return response["MessageId"]
+
+    def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
+        """Enqueue up to ten (message, delay seconds) in one call; for each, whether SQS
+        accepted it (SendMessageBatch answers per entry)."""
+        request = build_send_batch(self._queue_url, messages)
+        response = _call(lambda: self._client.send_message_batch(**request))
+        accepted = {int(entry["Id"]) for entry in response.get("Successful", [])}
+        return [index in accepted for index in range(len(messages))]
 
     def postpone(self, handle: str, seconds: int) -> None:
         """Hide a received message (`handle`: its receipt handle) for `seconds` from now, at most

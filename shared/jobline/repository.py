@@ -1,12 +1,19 @@
 """DynamoDB adapter for jobs: item <-> Job, typed update + precondition -> one conditional UpdateItem,
 ClientError codes -> domain errors.
 
+Every write carries a write token (`write_token`, fresh per logical write). botocore retries a
+write whose response was lost (a 500, a read timeout) although DynamoDB applied it; the retry then
+fails its condition against the write's own result. The failed condition returns the item as it is
+(`ReturnValuesOnConditionCheckFailure`), so a token that matches means "already applied": the call
+returns what the first try would have, instead of reading "someone else changed the job".
+
 Request building is pure (`build_*` functions) so tests can assert it without a network; the item
 layout is `jobline.items`.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +29,7 @@ from jobline.items import (
     to_attribute,
     type_key,
 )
+from jobline.logging import get_logger
 from jobline.models import Job, JobFilter, JobStatus
 from jobline.ports import StartKey
 from jobline.transition import JobUpdate, Precondition
@@ -29,9 +37,19 @@ from jobline.transition import JobUpdate, Precondition
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
+log = get_logger(__name__)
+
+
+def new_token() -> str:
+    """A fresh write token."""
+    return uuid.uuid4().hex
+
+
 INDEX_BY_OWNER = "by_owner"
 INDEX_BY_OWNER_STATUS = "by_owner_status"
 INDEX_BY_OWNER_TYPE = "by_owner_type"
+WRITE_TOKEN = "write_token"
+"""The item attribute naming the last write applied to it (see the module docstring)."""
 MAX_PAGES_PER_LIST = 10
 """A filtered listing reads at most this many index pages before it returns a (possibly short) page."""
 
@@ -48,11 +66,16 @@ _TRANSIENT = frozenset(
 )
 
 
-def build_create(table: str, job: Job, now: datetime) -> dict[str, Any]:
+def build_create(
+    table: str, job: Job, now: datetime, token: str | None = None
+) -> dict[str, Any]:
     """PutItem that only succeeds when no live job has this id."""
+    item = job_to_item(job)
+    if token is not None:
+        item[WRITE_TOKEN] = {"S": token}
     return {
         "TableName": table,
-        "Item": job_to_item(job),
+        "Item": item,
         "ConditionExpression": "attribute_not_exists(id) OR expires_at <= :now",
         "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -89,14 +112,22 @@ def _condition(
         names["#attempts"] = "attempts"
         values[":expect_attempts"] = {"N": str(precondition.attempts)}
         parts.append("#attempts = :expect_attempts")
+    if precondition.due_by is not None:
+        names["#run_after"] = "run_after"
+        values[":due_by"] = {"S": format_ts(precondition.due_by)}
+        parts.append("(attribute_not_exists(#run_after) OR #run_after <= :due_by)")
     return " AND ".join(parts)
 
 
 def build_update(
-    table: str, job_id: str, update: JobUpdate, precondition: Precondition
+    table: str,
+    job_id: str,
+    update: JobUpdate,
+    precondition: Precondition,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """UpdateItem applying `update` under `precondition`, returning the new item; keeps
-    `owner_status` in step with `status`."""
+    `owner_status` in step with `status`; records `token` as the item's write token."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     sets: list[str] = []
@@ -113,6 +144,10 @@ def build_update(
             {"S": value} if name == "owner_status" else to_attribute(name, value)
         )
         sets.append(f"#f{i} = :v{i}")
+    if token is not None:
+        names["#write_token"] = WRITE_TOKEN
+        values[":write_token"] = {"S": token}
+        sets.append("#write_token = :write_token")
     if update.increment_attempts:
         names["#attempts"] = "attempts"
         values[":one"] = {"N": "1"}
@@ -186,13 +221,25 @@ def build_query(
     return request
 
 
+def _lost_condition(exc: ClientError) -> dict[str, Any] | None:
+    """The item a failed condition returned, or None when the error is not a lost condition."""
+    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        return None
+    item: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
+    return item
+
+
+def _applied_by(item: dict[str, Any] | None, token: str) -> bool:
+    """Whether the item's last write is the one with `token` (an earlier try of this write)."""
+    return item is not None and item.get(WRITE_TOKEN, {}).get("S") == token
+
+
 def _translate(exc: ClientError | BotoCoreError, operation: str) -> Exception:
     if isinstance(exc, BotoCoreError):
-        return StorageUnavailable(f"{operation}: {exc}")
-    error = exc.response.get("Error", {})
-    code = error.get("Code", "")
-    if code == "ConditionalCheckFailedException":
-        item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+        return StorageUnavailable(f"{operation}: {type(exc).__name__}")
+    code = exc.response.get("Error", {}).get("Code", "")
+    item = _lost_condition(exc)
+    if item is not None:
         return ConditionFailed(item_to_job(item) if item else None)
     if code in _TRANSIENT:
         return StorageUnavailable(f"{operation}: {code}")
@@ -207,10 +254,17 @@ class DynamoJobRepository:
         self._table = table_name
 
     def create(self, job: Job, now: datetime) -> None:
-        """Store a new job unless a live job with its id exists."""
+        """Store a new job unless a live job with its id exists (a retry of this very call
+        that meets its own earlier success succeeds)."""
+        token = new_token()
         try:
-            self._client.put_item(**build_create(self._table, job, now))
-        except (ClientError, BotoCoreError) as exc:
+            self._client.put_item(**build_create(self._table, job, now, token))
+        except ClientError as exc:
+            if _applied_by(_lost_condition(exc), token):
+                log.info("storage.write_applied_before", operation="create")
+                return
+            raise _translate(exc, "create") from exc
+        except BotoCoreError as exc:
             raise _translate(exc, "create") from exc
 
     def get(self, job_id: str) -> Job | None:
@@ -224,32 +278,31 @@ class DynamoJobRepository:
         item = response.get("Item")
         return item_to_job(item) if item else None
 
-    def update(self, job_id: str, update: JobUpdate, precondition: Precondition) -> Job:
-        """Apply `update` if `precondition` holds; return the job after the write."""
+    def update(
+        self,
+        job_id: str,
+        update: JobUpdate,
+        precondition: Precondition,
+        *,
+        token: str | None = None,
+    ) -> Job:
+        """Apply `update` if `precondition` holds; return the job after the write. `token`
+        names the logical write (a fresh one by default): a write the item shows as already
+        applied returns the item instead of failing its condition."""
+        token = token or new_token()
         try:
             response = self._client.update_item(
-                **build_update(self._table, job_id, update, precondition)
+                **build_update(self._table, job_id, update, precondition, token)
             )
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            item = _lost_condition(exc)
+            if item is not None and _applied_by(item, token):
+                log.info("storage.write_applied_before", operation="update")
+                return item_to_job(item)
+            raise _translate(exc, "update") from exc
+        except BotoCoreError as exc:
             raise _translate(exc, "update") from exc
         return item_to_job(response["Attributes"])
-
-    def delete(self, job_id: str, precondition: Precondition) -> None:
-        """Remove a job if `precondition` holds."""
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        condition = _condition(precondition, names, values)
-        try:
-            self._client.delete_item(
-                TableName=self._table,
-                Key={"id": {"S": job_id}},
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "delete") from exc
 
     def query(
         self,

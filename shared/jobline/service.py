@@ -2,13 +2,15 @@
 
 Each use case lives in a module of its own and takes only the ports it needs:
 `submission` (submit, idempotent replay), `queries` (get, list, job types), `control` (cancel,
-retry), `execution` (claim, attempt, outcome, backoff, lease reclaim), `ingest` and `recovery`
-(dead letters, redrive). The state machine they share is `lifecycle`; `bootstrap` wires them.
+retry), `execution` (claim, attempt, outcome, backoff, lease reclaim), `ingest`, `recovery`
+(dead letters, redrive) and `dispatch` (the outbox: a message for every job the stream shows
+queued). The state machine they share is `lifecycle`; `bootstrap` wires them.
 """
 
 from __future__ import annotations
 
 from jobline.control import Control
+from jobline.dispatch import Dispatch
 from jobline.execution import Execution
 from jobline.ingest import Ingest
 from jobline.models import RunOutcome
@@ -32,6 +34,7 @@ class JobService:
         execution: Execution,
         ingestion: Ingest,
         recovery: Recovery,
+        dispatch: Dispatch,
         registry: JobTypeRegistry,
     ) -> None:
         self.registry = registry
@@ -45,3 +48,4 @@ class JobService:
         self.run = execution.run
         self.dead_letter = recovery.dead_letter
         self.requeue_dead_lettered = recovery.requeue_dead_lettered
+        self.dispatch = dispatch.dispatch

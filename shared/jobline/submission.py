@@ -1,5 +1,7 @@
-"""Submit a job: validate, store, enqueue. An idempotency key makes a replay return the original
-job and enqueue nothing; the same key with another request conflicts."""
+"""Submit a job: validate, then one write, the job's row. Its message is sent by the outbox (the
+table's stream and its dispatcher), so a submit that stored the job has queued it, whatever
+happens to this process next. An idempotency key makes a replay return the original job; the
+same key with another request conflicts."""
 
 from __future__ import annotations
 
@@ -17,12 +19,12 @@ from jobline.errors import (
     IdempotencyConflict,
     InvalidPayload,
     PayloadTooLarge,
-    QueueUnavailable,
     StorageUnavailable,
+    SubmitOutcomeUnknown,
 )
 from jobline.logging import get_logger
-from jobline.models import Job, JobMessage, SubmitRequest
-from jobline.ports import JobQueue, JobRepository
+from jobline.models import Job, SubmitRequest
+from jobline.ports import JobRepository
 from jobline.registry import JobTypeRegistry
 
 log = get_logger(__name__)
@@ -57,7 +59,6 @@ class Submission:
     """The submit use case over a repository, the queue and the job types."""
 
     repository: JobRepository
-    queue: JobQueue
     registry: JobTypeRegistry
     clock: Callable[[], datetime]
     max_payload_bytes: int
@@ -65,7 +66,9 @@ class Submission:
     def submit(
         self, owner: str, request: SubmitRequest, idempotency_key: str | None = None
     ) -> Submitted:
-        """Validate, store and enqueue a job (see the module docstring)."""
+        """Validate and store a job (see the module docstring). `SubmitOutcomeUnknown` when the
+        store did not answer: the job may be stored (and then runs); a replay with the same key
+        finds out."""
         self.registry.get(request.type).parse(request.payload)
         try:
             payload_text = canonical_json(request.payload)
@@ -89,7 +92,9 @@ class Submission:
             self.repository.create(job, now)
         except ConditionFailed as lost:
             return _replay(lost.current, owner, request_hash, idempotency_key)
-        self._enqueue(job)
+        except StorageUnavailable as exc:
+            log.error("job.submit_unknown", job_id=job.id, job_type=job.type)
+            raise SubmitOutcomeUnknown(job.id, exc.message) from exc
         log.info(
             "job.submitted",
             job_id=job.id,
@@ -97,18 +102,6 @@ class Submission:
             delay_seconds=request.delay_seconds,
         )
         return Submitted(job=job, created=True)
-
-    def _enqueue(self, job: Job) -> None:
-        """Send the job's message; when it cannot be sent, take the job back and re-raise."""
-        try:
-            self.queue.send(
-                JobMessage(job_id=job.id, owner=job.owner, job_type=job.type),
-                job.delay_seconds,
-            )
-        except QueueUnavailable:
-            log.error("job.enqueue_failed", job_id=job.id, job_type=job.type)
-            self.repository.delete(job.id, lifecycle.withdraw(job))
-            raise
 
 
 def _replay(

@@ -31,7 +31,6 @@ class Event(enum.StrEnum):
     REQUEST_CANCEL = "request_cancel"
     DEAD_LETTER = "dead_letter"
     RESET_FOR_RETRY = "reset_for_retry"
-    RESTORE = "restore"
 
 
 class Keep(enum.Enum):
@@ -61,6 +60,8 @@ class JobUpdate:
     lease_until: datetime | Keep | None = KEEP
     attempt_request_id: str | Keep | None = KEEP
     expires_at: int | Keep | None = KEEP
+    dispatch: int | Keep | None = KEEP
+    """Set: a message must be sent for the job (the outbox); None: it has been, or never will."""
     increment_attempts: bool = False
     """Add one to `attempts` (atomically, in the write)."""
     append_history: tuple[Attempt, ...] = ()
@@ -80,13 +81,15 @@ class JobUpdate:
 class Precondition:
     """What the stored job must be for an update to apply: it exists, belongs to `owner`, and is in
     one of `status_in` (or, with `lease_ended_before`, is running under a lease that ended before
-    then); with `attempts`, has made exactly that many; with `below_max_attempts`, has some left."""
+    then); with `attempts`, has made exactly that many; with `below_max_attempts`, has some left;
+    with `due_by`, its `run_after` (if any) is not later than then."""
 
     owner: str
     status_in: frozenset[JobStatus]
     attempts: int | None = None
     lease_ended_before: datetime | None = None
     below_max_attempts: bool = False
+    due_by: datetime | None = None
 
     def admits(self, job: Job | None) -> bool:
         """Whether the write would apply to `job` (the repository's condition, evaluated here)."""
@@ -100,6 +103,9 @@ class Precondition:
         if job.status not in self.status_in and not lease_ended:
             return False
         if self.below_max_attempts and job.attempts >= job.max_attempts:
+            return False
+        due_by, run_after = self.due_by, job.run_after
+        if due_by is not None and run_after is not None and run_after > due_by:
             return False
         return self.attempts is None or job.attempts == self.attempts
 

@@ -76,17 +76,23 @@ def test_an_echo_job_costs_four_calls_from_submit_to_success(
     job_id = _submit_echo(calls)
     submitted = calls.take()
 
+    # And the outbox sends its message (the stream hands the write to the dispatcher)
+    assert moto_stack.dispatch() == 1
+    dispatched = calls.take()
+
     # And the worker runs the message the event source mapping received
     event = sqs_event(moto_stack.receive(), arn)
     result = lambda_handler(event, FakeLambdaContext())
     ran = calls.take()
 
-    # Then the job succeeded for four calls: store and enqueue, claim and finish
+    # Then the job succeeded for four calls: store, enqueue (one entry of a batch), claim and
+    # finish
     assert result == {"batchItemFailures": []}
     assert _status(moto_stack, job_id) == "succeeded"
-    assert submitted == ["dynamodb.PutItem", "sqs.SendMessage"]
+    assert submitted == ["dynamodb.PutItem"]
+    assert dispatched == ["sqs.SendMessageBatch"]
     assert ran == ["dynamodb.UpdateItem", "dynamodb.UpdateItem"]
-    assert len(submitted + ran) <= 4
+    assert len(submitted + dispatched + ran) <= 4
 
 
 def test_a_duplicate_delivery_of_a_finished_job_costs_one_call(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jobline.clock import utcnow
 from jobline.models import JobMessage
 from jobline_api.app import create_app
 from jobline_worker.handler import lambda_handler
@@ -142,7 +143,10 @@ def test_failing_http_job_is_retried_then_fails_and_is_acknowledged(
     assert job["error"]["type"] == "HttpNetworkError"
     assert job["error"]["message"].startswith(f"GET {url} failed: ")
 
-    # When SQS redelivers it (visibility ended) and the worker handles it again
+    # When SQS redelivers it once the backoff is over (the message is made visible at once
+    # here; the job itself is due at its run_after)
+    due = datetime.fromisoformat(job["run_after"])
+    time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.05)
     moto_stack.sqs.change_message_visibility(
         QueueUrl=moto_stack.queue_url,
         ReceiptHandle=first[0]["ReceiptHandle"],

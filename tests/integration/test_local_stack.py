@@ -112,13 +112,20 @@ def test_echo_job_submitted_over_http_is_run_by_the_poller(
 def test_every_sqs_trigger_is_served_and_an_ingest_message_becomes_a_job(
     local_stack: LocalStack,
 ) -> None:
-    # Given the running stack: one poller per SQS trigger of the template
+    # Given the running stack: one poller per SQS trigger of the template, one per stream
     assert sorted(
-        (poller.trigger.function, poller.trigger.queue)
+        (
+            poller.trigger.function,
+            poller.trigger.queue
+            if isinstance(poller.trigger, SqsTrigger)
+            else poller.trigger.table,
+        )
         for poller in local_stack.pollers
     ) == [
         ("DeadLetterFunction", "JobsDeadLetterQueue"),
         ("IngestFunction", "IngestQueue"),
+        ("OutboxFunction", "JobsTable"),
+        ("OutboxRecoveryFunction", "OutboxFailureQueue"),
         ("WorkerFunction", "JobsQueue"),
     ]
 

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from jobline.backoff import Backoff
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
+from jobline.config import get_settings
 from jobline.models import Job, JobMessage, JobStatus, SubmitRequest
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.repository import DynamoJobRepository
@@ -332,9 +333,11 @@ def test_a_worker_killed_mid_job_is_replaced_once_its_lease_ends(
 
 # ------------------------------------------------------------------------ deadline
 def test_a_sleep_that_cannot_end_before_the_deadline_fails_retryably(
-    moto_stack: MotoStack, api: TestClient
+    moto_stack: MotoStack, api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a 5 s sleep job, and an invocation with 4 s left (2 s of them the safety margin)
+    monkeypatch.setenv("JOBLINE_DEADLINE_MARGIN_MS", "2000")
+    get_settings.cache_clear()
     job = submit(api, type="sleep", payload={"seconds": 5}, max_attempts=3)
     message = receive_one(moto_stack)
 
@@ -502,9 +505,12 @@ def test_a_running_job_shows_progress_and_stops_when_cancelled(
 
 # --------------------------------------------------------------------------- retry
 def test_retry_requeues_a_failed_job_which_then_succeeds(
-    moto_stack: MotoStack, api: TestClient
+    moto_stack: MotoStack, api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a half-second sleep job with one attempt, failed by an invocation without time
+    # (2.3 s left, 2 s of them the safety margin)
+    monkeypatch.setenv("JOBLINE_DEADLINE_MARGIN_MS", "2000")
+    get_settings.cache_clear()
     job = submit(api, type="sleep", payload={"seconds": 0.5}, max_attempts=1)
     first = receive_one(moto_stack)
     lambda_handler(

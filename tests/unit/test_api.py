@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
 from fastapi.testclient import TestClient
 from httpx import Response
-from jobline.models import Attempt, JobError, JobStatus, Progress
+from jobline.errors import StorageUnavailable
+from jobline.models import Attempt, Job, JobError, JobStatus, Progress
 from jobline.service import JobService
 from jobline_api.app import create_app
 from jobline_api.dependencies import get_job_service
@@ -312,16 +313,17 @@ def test_too_large_payload_is_413(client: TestClient, fakes: Fakes) -> None:
     assert _nothing_stored(fakes)
 
 
-def test_queue_outage_is_503_and_stores_nothing(
+def test_a_queue_outage_does_not_fail_a_submit(
     client: TestClient, fakes: Fakes
 ) -> None:
+    # The submit's one write is the row; the outbox sends the message once SQS is back
     fakes[2].fail_with = "ServiceUnavailable"
 
     response = _submit(client)
 
-    assert response.status_code == 503
-    assert "queue" in _detail(response)
-    assert fakes[1].jobs == []
+    assert response.status_code == 202
+    assert [job.id for job in fakes[1].jobs] == [response.json()["id"]]
+    assert [job.id for job in fakes[1].stream.undelivered] == [response.json()["id"]]
 
 
 # ----------------------------------------------------------------------------- get
@@ -596,7 +598,7 @@ def test_retry_of_another_callers_job_is_404(client: TestClient) -> None:
     assert client.post(f"/jobs/{job_id}/retry", headers=BOB).status_code == 404
 
 
-def test_retry_during_a_queue_outage_is_503_and_keeps_the_job(
+def test_retry_during_a_queue_outage_is_queued(
     client: TestClient, fakes: Fakes
 ) -> None:
     _, repo, queue = fakes
@@ -605,10 +607,26 @@ def test_retry_during_a_queue_outage_is_503_and_keeps_the_job(
     client.post(f"/jobs/{job_id}/cancel", headers=ANN)
     queue.fail_with = "ServiceUnavailable"
 
-    # When she retries it, then it is 503 and the job is still cancelled
+    # When she retries it, then it is queued: the outbox sends its message once SQS is back
     response = client.post(f"/jobs/{job_id}/retry", headers=ANN)
+    assert response.status_code == 200
+    assert [j.status for j in repo.jobs] == [JobStatus.QUEUED]
+
+
+def test_a_submit_whose_store_does_not_answer_is_503_with_the_job_id(
+    client: TestClient, fakes: Fakes
+) -> None:
+    def lost_create(job: Job, now: datetime) -> None:
+        raise StorageUnavailable("create: ReadTimeoutError")
+
+    fakes[1].create = lost_create  # type: ignore[method-assign]
+
+    response = _submit(client, headers={**ANN, "Idempotency-Key": "order-1"})
+
     assert response.status_code == 503
-    assert [j.status for j in repo.jobs] == [JobStatus.CANCELLED]
+    body = response.json()
+    assert body["job_id"] and body["job_id"] in body["detail"]
+    assert response.headers["Location"] == f"/jobs/{body['job_id']}"
 
 
 # ---------------------------------------------------------------- framework errors

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from jobline.errors import InvalidJobState, JobNotFound, QueueUnavailable
+from jobline.errors import InvalidJobState, JobNotFound
 from jobline.models import MAX_HISTORY, Attempt, JobMessage, JobStatus, SubmitRequest
 from jobline.service import RunOutcome
 
@@ -17,7 +17,6 @@ from tests.builders import (
     delivery_of,
     echo_request,
     finished_job,
-    running_job,
     with_handler,
 )
 from tests.fakes import (
@@ -139,6 +138,7 @@ def test_retry_requeues_with_a_fresh_budget_and_keeps_the_history(
             "lease_until": None,
             "run_after": now,
             "updated_at": now,
+            "dispatch": int(now.timestamp() * 1000),
         }
     )
     assert repo.jobs == [retried]
@@ -216,7 +216,7 @@ def test_retry_after_the_history_limit_is_refused(fakes: Fakes) -> None:
 @pytest.mark.parametrize(
     "status", [JobStatus.FAILED, JobStatus.DEAD_LETTERED, JobStatus.CANCELLED]
 )
-def test_a_retry_whose_message_cannot_be_sent_restores_the_job(
+def test_a_retry_during_a_queue_outage_is_queued_and_its_message_sent_later(
     status: JobStatus,
 ) -> None:
     # Given a finished job, and an SQS outage
@@ -225,34 +225,16 @@ def test_a_retry_whose_message_cannot_be_sent_restores_the_job(
         failing_handler("no", retryable=False), clock=clock
     )
     finished = finished_job(service, repo, status)
+    sent = len(queue.sent)
     queue.fail_with = "ServiceUnavailable"
 
-    # When ann retries it
-    with pytest.raises(QueueUnavailable):
-        service.retry(ANN, finished.id)
+    # When ann retries it, then the one write of the retry succeeds: the job is queued
+    retried = service.retry(ANN, finished.id)
+    assert retried.status is JobStatus.QUEUED
+    assert len(queue.sent) == sent
+    assert [job.id for job in repo.stream.undelivered] == [finished.id]
 
-    # Then the job is back as it was (only updated_at moved), not queued without a message
-    [restored] = repo.jobs
-    assert restored == finished.model_copy(update={"updated_at": restored.updated_at})
-
-
-def test_a_retry_of_a_job_cancelled_while_running_restores_the_request_too() -> None:
-    # Given a job that ended cancelled after its cancel was requested while running
-    handler = CountingHandler()
-    service, repo, queue = with_handler(handler)
-    lost = running_job(service, repo, lease_until=START + timedelta(seconds=30))
-    service.cancel(ANN, lost.id)
-    repo.put(
-        repo.jobs[0].model_copy(update={"lease_until": START - timedelta(seconds=1)})
-    )
-    service.run(delivery_of(lost, request_id="req-new"))
-    [cancelled] = repo.jobs
-    assert cancelled.cancel_requested_at is not None
-    queue.fail_with = "ServiceUnavailable"
-
-    # When its retry cannot be enqueued
-    with pytest.raises(QueueUnavailable):
-        service.retry(ANN, cancelled.id)
-
-    # Then it is restored exactly, the request included
-    assert repo.jobs == [cancelled]
+    # When the queue is back and the stream hands the write over again, its message is sent
+    queue.fail_with = None
+    assert repo.stream.redeliver() == 1
+    assert [s.message.job_id for s in queue.sent[sent:]] == [finished.id]

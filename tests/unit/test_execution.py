@@ -22,6 +22,7 @@ from tests.builders import (
     SEED,
     UNKNOWN_ID,
     Fakes,
+    after_backoff,
     delivery_of,
     echo_request,
     in_a_minute,
@@ -92,13 +93,15 @@ def test_a_claim_records_the_lease_and_the_request_of_the_invocation() -> None:
         seen.append(repo_box[0].get(context.job_id))
         return {}
 
-    service, repo, _ = with_type(handler)
+    clock = FakeClock()
+    service, repo, _ = with_type(handler, clock=clock)
     repo_box.append(repo)
     job = service.submit(ANN, SubmitRequest(type="t", delay_seconds=30)).job
     assert job.run_after == START + timedelta(seconds=30)
     lease = START + timedelta(minutes=5)
 
-    # When an invocation with that deadline runs it
+    # When an invocation with that deadline runs it once it is due
+    clock.advance(timedelta(seconds=30))
     service.run(delivery_of(job, lease_until=lease, request_id="req-7"))
 
     # Then while running, the job carried the invocation's lease and request id, no run_after
@@ -243,11 +246,14 @@ def test_a_failing_attempt_with_attempts_left_is_retried_after_a_backoff() -> No
 def test_the_last_failing_attempt_fails_the_job() -> None:
     # Given a job whose handler always fails, with 2 attempts allowed
     handler = failing_handler("still broken")
-    service, repo, queue = with_handler(handler)
+    clock = FakeClock()
+    service, repo, queue = with_handler(handler, clock=clock)
     job = service.submit(ANN, SubmitRequest(type="count", max_attempts=2)).job
 
-    # When both attempts run
-    outcomes = [service.run(delivery_of(job)) for _ in range(2)]
+    # When both attempts run, the second after the first one's backoff
+    outcomes = [service.run(delivery_of(job))]
+    after_backoff(clock, queue)
+    outcomes.append(service.run(delivery_of(job)))
 
     # Then the first is retried, the second fails the job for good and is acknowledged
     assert outcomes == [RunOutcome.RETRY, RunOutcome.DONE]
@@ -272,10 +278,13 @@ def test_a_retry_succeeds_and_clears_the_error() -> None:
                 raise JobHandlerError("transient")
             return {"attempt": context.attempt}
 
-    service, repo, _ = with_handler(FlakyOnce())
+    clock = FakeClock()
+    service, repo, queue = with_handler(FlakyOnce(), clock=clock)
     job = service.submit(ANN, SubmitRequest(type="count")).job
 
-    outcomes = [service.run(delivery_of(job)) for _ in range(2)]
+    outcomes = [service.run(delivery_of(job))]
+    after_backoff(clock, queue)
+    outcomes.append(service.run(delivery_of(job)))
 
     assert outcomes == [RunOutcome.RETRY, RunOutcome.DONE]
     [done] = repo.jobs
@@ -424,11 +433,15 @@ def test_each_retry_waits_the_backoff_of_its_attempt() -> None:
     # Given a deployment backoff of base 10 s, cap 100 s, and a job failing 4 times of 5
     handler = failing_handler("flaky")
     backoff = Backoff(base_s=10, cap_s=100)
-    service, repo, queue = with_handler(handler, backoff=backoff)
+    clock = FakeClock()
+    service, repo, queue = with_handler(handler, clock=clock, backoff=backoff)
     job = service.submit(ANN, SubmitRequest(type="count", max_attempts=5)).job
 
-    # When four attempts run
-    outcomes = [service.run(delivery_of(job)) for _ in range(4)]
+    # When four attempts run, each delivered once the previous backoff has passed
+    outcomes = []
+    for _ in range(4):
+        outcomes.append(service.run(delivery_of(job)))
+        after_backoff(clock, queue)
 
     # Then each message was hidden for exactly the seeded draw of its attempt's backoff
     rng = random.Random(SEED)
@@ -441,7 +454,7 @@ def test_each_retry_waits_the_backoff_of_its_attempt() -> None:
         for delay, ceiling in zip(expected, [10, 20, 40, 100], strict=True)
     )
     [queued] = repo.jobs
-    assert queued.run_after == START + timedelta(seconds=expected[-1])
+    assert queued.run_after == START + timedelta(seconds=sum(expected))
 
 
 def test_a_job_type_can_override_the_backoff() -> None:
@@ -490,7 +503,10 @@ def test_every_attempt_appends_one_history_entry(clock: FakeClock) -> None:
                 raise JobHandlerError("transient")
             return {"ok": True}
 
-    service, repo, _ = with_handler(FlakyOnce(), clock=clock)
+    # (a backoff of one second: the second delivery is due at the fake clock's next tick)
+    service, repo, _ = with_handler(
+        FlakyOnce(), clock=clock, backoff=Backoff(base_s=1, cap_s=1)
+    )
     job = service.submit(ANN, SubmitRequest(type="count")).job
 
     # When two invocations run it

@@ -3,9 +3,11 @@ idempotent per message, and invalid ones are kept as `rejected` jobs, never lost
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
-from jobline.errors import QueueUnavailable
-from jobline.models import JobStatus
+from jobline.errors import StorageUnavailable
+from jobline.models import Job, JobStatus
 
 from tests.builders import ANN, Fakes
 from tests.fakes import build_fake_service
@@ -106,11 +108,27 @@ def test_a_rejected_payload_over_the_limit_is_not_kept() -> None:
     assert "payload not kept: over 64 bytes" in job.error.message
 
 
-def test_a_queue_outage_is_raised_and_leaves_no_job(fakes: Fakes) -> None:
+def test_a_queue_outage_stores_the_job_and_the_outbox_sends_later(fakes: Fakes) -> None:
     service, repo, queue = fakes
     queue.fail_with = "ServiceUnavailable"
 
-    with pytest.raises(QueueUnavailable):
-        service.ingest({"type": "echo"}, message_id="m-1", default_owner=DEFAULT_OWNER)
+    job = service.ingest(
+        {"type": "echo"}, message_id="m-1", default_owner=DEFAULT_OWNER
+    ).job
 
-    assert repo.jobs == []
+    assert repo.jobs == [job]
+    queue.fail_with = None
+    repo.stream.redeliver()
+    assert [s.message.job_id for s in queue.sent] == [job.id]
+
+
+def test_a_storage_outage_is_raised_for_the_message_to_come_back(fakes: Fakes) -> None:
+    service, repo, _ = fakes
+
+    def down(job: Job, now: datetime) -> None:
+        raise StorageUnavailable("create: ThrottlingException")
+
+    repo.create = down  # type: ignore[method-assign]
+
+    with pytest.raises(StorageUnavailable):
+        service.ingest({"type": "echo"}, message_id="m-1", default_owner=DEFAULT_OWNER)

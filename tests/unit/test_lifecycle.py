@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from jobline import lifecycle
-from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+from jobline.models import Attempt, Job, JobError, JobStatus, Progress, SubmitRequest
 from jobline.transition import (
+    KEEP,
     Ending,
     Event,
     JobUpdate,
@@ -55,8 +56,6 @@ def job_in(status: JobStatus, **fields: Any) -> Job:
     }
     return Job.model_validate(values)
 
-
-FAILED_BEFORE_RETRY = job_in(JobStatus.FAILED, error=ERROR, expires_at=123)
 
 MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
     Event.CLAIM: (
@@ -104,10 +103,6 @@ MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
         lambda job: lifecycle.reset_for_retry(job, NOW),
         JobStatus.QUEUED,
     ),
-    Event.RESTORE: (
-        lambda job: lifecycle.restore(FAILED_BEFORE_RETRY, NOW),
-        JobStatus.FAILED,
-    ),
 }
 
 
@@ -120,9 +115,8 @@ def test_every_event_has_a_transition_and_its_allowed_states() -> None:
 def test_every_state_event_pair_is_allowed_or_refused(
     event: Event, status: JobStatus
 ) -> None:
-    # Given a stored job in `status` (for a restore: queued again with attempts reset)
-    attempts = 0 if event is Event.RESTORE else 1
-    job = job_in(status, attempts=attempts)
+    # Given a stored job in `status`
+    job = job_in(status)
     make, target = MAKE[event]
 
     # When the event's transition is built for it
@@ -250,18 +244,9 @@ def test_reset_for_retry_gives_a_fresh_budget_and_keeps_history() -> None:
     assert after.finished_at is None
 
 
-def test_restore_puts_back_what_the_reset_cleared() -> None:
-    reset = apply(
-        FAILED_BEFORE_RETRY,
-        lifecycle.reset_for_retry(FAILED_BEFORE_RETRY, NOW).update,
-    )
-    restored = apply(reset, lifecycle.restore(FAILED_BEFORE_RETRY, NOW).update)
-    assert restored == FAILED_BEFORE_RETRY.model_copy(update={"updated_at": NOW})
-
-
 def test_writes_on_a_read_job_expect_its_state_and_attempts() -> None:
     # A stale writer (another attempt, a retried job) loses instead of moving the job back
-    for event in set(Event) - {Event.CLAIM, Event.CANCEL_QUEUED, Event.RESTORE}:
+    for event in set(Event) - {Event.CLAIM, Event.CANCEL_QUEUED}:
         status = next(iter(sorted(lifecycle.ALLOWED[event])))
         job = job_in(status)
         transition = MAKE[event][0](job)
@@ -297,8 +282,6 @@ def test_updates_and_preconditions_are_built_only_in_the_lifecycle() -> None:
 
 
 def test_new_jobs_enter_the_machine_queued_or_rejected() -> None:
-    from jobline.models import SubmitRequest
-
     request = SubmitRequest(type="echo", payload={"a": 1}, delay_seconds=30)
     job = lifecycle.submitted("b" * 32, "ann", request, "hash", NOW)
     assert (job.status, job.attempts, job.run_after) == (
@@ -309,3 +292,35 @@ def test_new_jobs_enter_the_machine_queued_or_rejected() -> None:
     rejected = lifecycle.rejected("c" * 32, "ann", "x", None, ERROR, NOW, RETENTION)
     assert rejected.status is JobStatus.REJECTED and rejected.status.is_final
     assert rejected.expires_at == int((NOW + RETENTION).timestamp())
+
+
+# ------------------------------------------------------------------------------ outbox
+def test_only_submit_and_retry_ask_for_a_message() -> None:
+    request = SubmitRequest(type="echo", payload={})
+    assert lifecycle.needs_message(
+        lifecycle.submitted("d" * 32, "ann", request, "h", NOW)
+    )
+    _, retried = _after(Event.RESET_FOR_RETRY, JobStatus.FAILED)
+    assert lifecycle.needs_message(retried)
+    assert retried.dispatch == lifecycle.dispatch_mark(NOW)
+    # and no other arrow sets it
+    for event in set(Event) - {Event.RESET_FOR_RETRY}:
+        job = job_in(sorted(lifecycle.ALLOWED[event])[0])
+        assert MAKE[event][0](job).update.dispatch in (KEEP, None), event
+
+
+def test_every_arrow_out_of_queued_removes_the_dispatch_mark() -> None:
+    for event, states in lifecycle.ALLOWED.items():
+        if JobStatus.QUEUED not in states:
+            continue
+        _, after = _after(event, JobStatus.QUEUED, dispatch=7)
+        assert after.dispatch is None, event
+
+
+def test_a_claim_waits_until_the_job_is_due() -> None:
+    claim = lifecycle.claim("ann", NOW, LEASE).precondition
+    assert claim.admits(job_in(JobStatus.QUEUED, run_after=NOW))
+    assert claim.admits(job_in(JobStatus.QUEUED, run_after=None))
+    assert not claim.admits(
+        job_in(JobStatus.QUEUED, run_after=NOW + timedelta(microseconds=1))
+    )

@@ -244,7 +244,13 @@ def test_queue_function_installs_nothing_of_its_own(function: str) -> None:
 
 
 def test_the_framework_free_functions_are_the_queue_triggered_ones() -> None:
-    assert FRAMEWORK_FREE == ["DeadLetterFunction", "IngestFunction", "WorkerFunction"]
+    assert FRAMEWORK_FREE == [
+        "DeadLetterFunction",
+        "IngestFunction",
+        "OutboxFunction",
+        "OutboxRecoveryFunction",
+        "WorkerFunction",
+    ]
 
 
 @pytest.mark.parametrize("function", FRAMEWORK_FREE)
@@ -307,15 +313,15 @@ def test_layer_packages_import_no_web_stack(layer: str, tmp_path: Path) -> None:
 
 
 def test_function_and_layer_top_level_names_are_unique() -> None:
-    # Given the top-level packages of every function's code and every layer
-    owners: dict[str, list[str]] = {}
-    folders = {name: code_dir(name) for name in FUNCTIONS} | {
-        name: REPO_ROOT / resource["Properties"]["ContentUri"]
-        for name, resource in LAYERS.items()
+    # Given the top-level packages of every code folder (two functions may share one: the
+    # outbox's dispatcher and recovery) and every layer
+    owners: dict[str, list[Path]] = {}
+    folders = {code_dir(name) for name in FUNCTIONS} | {
+        REPO_ROOT / resource["Properties"]["ContentUri"] for resource in LAYERS.values()
     }
-    for resource, folder in folders.items():
+    for folder in sorted(folders):
         for package in top_level_names(folder):
-            owners.setdefault(package, []).append(resource)
+            owners.setdefault(package, []).append(folder)
 
     # Then no name is shipped twice (one would shadow the other on Lambda's sys.path)
     assert {package: where for package, where in owners.items() if len(where) > 1} == {}
@@ -325,4 +331,5 @@ def test_function_and_layer_top_level_names_are_unique() -> None:
         "jobline_worker",
         "jobline_ingest",
         "jobline_dead_letters",
+        "jobline_outbox",
     }

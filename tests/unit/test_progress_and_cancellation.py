@@ -9,7 +9,7 @@ from jobline.models import JobError, JobStatus, Progress, SubmitRequest
 from jobline.registry import JobCancelled, JobContext, JobHandlerError
 from jobline.service import RunOutcome
 
-from tests.builders import ANN, delivery_of, running_job, with_handler
+from tests.builders import ANN, after_backoff, delivery_of, running_job, with_handler
 from tests.fakes import (
     START,
     AnyInput,
@@ -62,8 +62,9 @@ def test_progress_of_a_failed_attempt_is_kept_and_cleared_by_the_next_claim() ->
             raise JobHandlerError("lost the connection")
         return {}
 
-    service, repo, _ = build_fake_service(
-        build_registry([job_type_of("half", half_then_fail)])
+    clock = FakeClock()
+    service, repo, queue = build_fake_service(
+        build_registry([job_type_of("half", half_then_fail)]), clock=clock
     )
     job = service.submit(ANN, SubmitRequest(type="half")).job
 
@@ -73,6 +74,7 @@ def test_progress_of_a_failed_attempt_is_kept_and_cleared_by_the_next_claim() ->
     assert queued.progress == Progress(percent=50, message="half", updated_at=START)
 
     # When the second attempt succeeds without reporting, then no stale progress is left
+    after_backoff(clock, queue)
     assert service.run(delivery_of(job)) is RunOutcome.DONE
     [done] = repo.jobs
     assert (done.status, done.progress) == (JobStatus.SUCCEEDED, None)
@@ -231,7 +233,10 @@ def test_a_cancel_requested_during_a_failing_attempt_stops_the_retry() -> None:
         world["service"].cancel(ANN, context.job_id)
         raise JobHandlerError("timeout talking to the database")
 
-    service, repo, _ = build_fake_service(build_registry([job_type_of("t", oblivious)]))
+    clock = FakeClock()
+    service, repo, queue = build_fake_service(
+        build_registry([job_type_of("t", oblivious)]), clock=clock
+    )
     world["service"] = service
     job = service.submit(ANN, SubmitRequest(type="t", max_attempts=3)).job
 
@@ -240,6 +245,7 @@ def test_a_cancel_requested_during_a_failing_attempt_stops_the_retry() -> None:
     assert repo.jobs[0].cancel_requested_at == START
 
     # When the retry is delivered, then it ends cancelled without running again
+    after_backoff(clock, queue)
     assert service.run(delivery_of(job)) is RunOutcome.DONE
     assert handler.calls == 1
     assert [(j.status, j.attempts) for j in repo.jobs] == [(JobStatus.CANCELLED, 2)]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from jobline.errors import (
     IdempotencyConflict,
     InvalidPayload,
     PayloadTooLarge,
-    QueueUnavailable,
+    StorageUnavailable,
+    SubmitOutcomeUnknown,
     UnknownJobType,
 )
-from jobline.models import JobMessage, JobStatus, SubmitRequest
+from jobline.models import Job, JobMessage, JobStatus, SubmitRequest
 
 from tests.builders import ANN, BOB, Fakes, echo_request
 from tests.fakes import START, FakeClock, build_fake_service
@@ -155,21 +156,47 @@ def test_an_expired_job_frees_its_idempotency_key(clock: FakeClock) -> None:
     assert len(queue.sent) == 2
 
 
-def test_enqueue_failure_deletes_the_job_and_raises(fakes: Fakes) -> None:
+def test_a_queue_outage_does_not_fail_a_submit_the_outbox_sends_later(
+    fakes: Fakes,
+) -> None:
     service, repo, queue = fakes
     # Given a queue that is down
     queue.fail_with = "ServiceUnavailable"
 
-    # When a job is submitted
-    with pytest.raises(QueueUnavailable):
-        service.submit(ANN, echo_request(), idempotency_key="k1")
+    # When a job is submitted, then it is stored: the submit's one write succeeded
+    submitted = service.submit(ANN, echo_request(), idempotency_key="k1")
+    assert submitted.created is True
+    assert repo.jobs == [submitted.job]
+    assert queue.sent == []
 
-    # Then no job remains, so the same key can be used again once the queue is back
-    assert repo.jobs == []
+    # When the queue is back and the stream hands the write over again, the message is sent
     queue.fail_with = None
-    retried = service.submit(ANN, echo_request(), idempotency_key="k1")
-    assert retried.created is True
-    assert repo.jobs == [retried.job]
+    assert repo.stream.redeliver() == 1
+    assert [s.message.job_id for s in queue.sent] == [submitted.job.id]
+    # And a replay with the key is the same job, sending nothing more
+    again = service.submit(ANN, echo_request(), idempotency_key="k1")
+    assert (again.created, again.job.id, len(queue.sent)) == (
+        False,
+        submitted.job.id,
+        1,
+    )
+
+
+def test_a_store_that_does_not_answer_says_the_job_may_be_stored(fakes: Fakes) -> None:
+    service, repo, _ = fakes
+    # Given a store whose answer to the create is lost after the SDK's retries
+    broken = StorageUnavailable("create: ReadTimeoutError")
+
+    def lost_create(job: Job, now: datetime) -> None:
+        raise broken
+
+    repo.create = lost_create  # type: ignore[method-assign]
+
+    # When a job is submitted, then the error names the job id it may have been stored under
+    with pytest.raises(SubmitOutcomeUnknown) as caught:
+        service.submit(ANN, echo_request(), idempotency_key="k1")
+    assert caught.value.job_id in caught.value.message
+    assert "Idempotency-Key" in caught.value.message
 
 
 # ------------------------------------------------------------------------ run_after

@@ -120,6 +120,7 @@ def test_the_sqs_triggered_functions_are_the_worker_ingest_and_dead_letter_consu
         ("WorkerFunction", "JobsQueue"),
         ("IngestFunction", "IngestQueue"),
         ("DeadLetterFunction", "JobsDeadLetterQueue"),
+        ("OutboxRecoveryFunction", "OutboxFailureQueue"),
     }
 
 
@@ -211,9 +212,7 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("dynamodb:GetItem", "JobsTable"),
                 ("dynamodb:PutItem", "JobsTable"),
                 ("dynamodb:UpdateItem", "JobsTable"),
-                ("dynamodb:DeleteItem", "JobsTable"),
                 ("dynamodb:Query", "${JobsTable.Arn}/index/*"),
-                ("sqs:SendMessage", "JobsQueue"),
                 (
                     "ssm:GetParameter",
                     "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
@@ -232,13 +231,9 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
         ),
         (
             # The ingest use case stores with a conditional PutItem (a replay returns the stored
-            # job with the failed condition) and deletes after a failed enqueue: no GetItem.
+            # job with the failed condition); the outbox sends the message.
             "IngestFunction",
-            {
-                ("dynamodb:PutItem", "JobsTable"),
-                ("dynamodb:DeleteItem", "JobsTable"),
-                ("sqs:SendMessage", "JobsQueue"),
-            }
+            {("dynamodb:PutItem", "JobsTable")}
             | {(action, "IngestQueue") for action in POLL},
         ),
         (
@@ -248,6 +243,33 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("dynamodb:UpdateItem", "JobsTable"),
             }
             | {(action, "JobsDeadLetterQueue") for action in POLL},
+        ),
+        (
+            # The stream's event source mapping reads with the function's role; the
+            # on-failure destination is sent to with it too.
+            "OutboxFunction",
+            {
+                (action, "JobsTable")
+                for action in (
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
+                )
+            }
+            | {
+                ("sqs:SendMessage", "JobsQueue"),
+                ("sqs:SendMessage", "OutboxFailureQueue"),
+            },
+        ),
+        (
+            "OutboxRecoveryFunction",
+            {
+                ("dynamodb:GetRecords", "JobsTable"),
+                ("dynamodb:GetShardIterator", "JobsTable"),
+                ("sqs:SendMessage", "JobsQueue"),
+            }
+            | {(action, "OutboxFailureQueue") for action in POLL},
         ),
     ],
 )
@@ -301,7 +323,7 @@ def test_every_queue_with_a_redrive_policy_outlasts_job_retries() -> None:
         for name, queue in QUEUES.items()
         if "RedrivePolicy" in queue["Properties"]
     }
-    assert set(policies) == {"JobsQueue", "IngestQueue"}
+    assert set(policies) == {"JobsQueue", "IngestQueue", "OutboxFailureQueue"}
     worker_queues = {q for fn, q, _ in sqs_sources() if fn == "WorkerFunction"}
 
     for name, policy in policies.items():
@@ -326,7 +348,7 @@ def test_every_triggering_queue_has_a_dead_letter_queue() -> None:
         if "RedrivePolicy" in queue["Properties"]
     }
     triggering = {queue for _, queue, _ in sqs_sources()} - dead_letter_queues
-    assert triggering == {"JobsQueue", "IngestQueue"}
+    assert triggering == {"JobsQueue", "IngestQueue", "OutboxFailureQueue"}
 
     # Then each sends poison messages to a dead-letter queue
     for queue in triggering:
@@ -610,12 +632,14 @@ def test_a_message_in_any_dead_letter_queue_raises_an_alarm() -> None:
     }
     alarms = alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible")
 
-    # Then one visible message is enough
-    assert (
-        set(alarms)
-        == dead_letter_queues
-        == {"JobsDeadLetterQueue", "IngestDeadLetterQueue"}
-    )
+    # Then one visible message is enough (and on the outbox's failure queue too: a message there
+    # is a batch of jobs waiting for their messages)
+    assert dead_letter_queues == {
+        "JobsDeadLetterQueue",
+        "IngestDeadLetterQueue",
+        "OutboxFailureDeadLetterQueue",
+    }
+    assert set(alarms) == dead_letter_queues | {"OutboxFailureQueue"}
     for props in alarms.values():
         assert props["Dimensions"][0]["Name"] == "QueueName"
         assert props["Dimensions"][0]["Value"]["Fn::GetAtt"][1] == "QueueName"

@@ -17,6 +17,7 @@ from jobline.errors import (
     PayloadTooLarge,
     QueueUnavailable,
     StorageUnavailable,
+    SubmitOutcomeUnknown,
     Unauthenticated,
     UnknownJobType,
 )
@@ -62,7 +63,14 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         path=request.url.path,
     )
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"detail": _detail(exc)}, status_code=status, headers=headers)
+    body: dict[str, Any] = {"detail": _detail(exc)}
+    if isinstance(exc, SubmitOutcomeUnknown):
+        # The job may be stored (and then it runs): say under which id, so the caller can look.
+        body["job_id"] = exc.job_id
+        stage = request.scope.get("aws.event", {}).get("requestContext", {}).get("stage")
+        prefix = f"/{stage}" if stage and stage != "$default" else ""
+        headers = {"Location": f"{prefix}/jobs/{exc.job_id}", "Retry-After": "1"}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:

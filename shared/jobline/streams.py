@@ -1,0 +1,66 @@
+"""DynamoDB Streams adapter, for the outbox's recovery: read again the stream records of a batch
+the dispatcher gave up on (Lambda's on-failure destination names the shard and the sequence range,
+not the records; the stream keeps them 24 hours)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jobline.errors import JoblineError, StorageUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
+
+_GONE = frozenset({"TrimmedDataAccessException", "ResourceNotFoundException"})
+MAX_READS = 100
+"""GetRecords calls one range may take (a range holds at most a batch: a few calls)."""
+
+
+class StreamRecordsGone(JoblineError):
+    """The stream no longer holds the records (older than its 24 h retention, or disabled)."""
+
+    def __init__(self, shard_id: str, start: str) -> None:
+        super().__init__(f"stream records from {start} in shard {shard_id} are gone")
+        self.shard_id = shard_id
+
+
+class DynamoStreamReader:
+    """Reads ranges of a table's stream through a boto3 client created once per environment."""
+
+    def __init__(self, client: DynamoDBStreamsClient) -> None:
+        self._client = client
+
+    def read(
+        self, stream_arn: str, shard_id: str, first: str, last: str
+    ) -> Iterator[dict[str, Any]]:
+        """The stream records from sequence number `first` to `last` (both included), in the
+        shape Lambda gives them (`eventName`, `dynamodb` with `NewImage`...)."""
+        try:
+            iterator: str | None = self._client.get_shard_iterator(
+                StreamArn=stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AT_SEQUENCE_NUMBER",
+                SequenceNumber=first,
+            )["ShardIterator"]
+            for _ in range(MAX_READS):
+                if iterator is None:
+                    return
+                response = self._client.get_records(ShardIterator=iterator, Limit=1000)
+                records: list[Any] = response.get("Records", [])
+                for record in records:
+                    if int(record["dynamodb"]["SequenceNumber"]) > int(last):
+                        return
+                    yield record
+                if not records:
+                    return
+                iterator = response.get("NextShardIterator")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _GONE:
+                raise StreamRecordsGone(shard_id, first) from exc
+            raise StorageUnavailable(f"stream: {code}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"stream: {type(exc).__name__}") from exc
