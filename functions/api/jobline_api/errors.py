@@ -67,7 +67,9 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, SubmitOutcomeUnknown):
         # The job may be stored (and then it runs): say under which id, so the caller can look.
         body["job_id"] = exc.job_id
-        stage = request.scope.get("aws.event", {}).get("requestContext", {}).get("stage")
+        stage = (
+            request.scope.get("aws.event", {}).get("requestContext", {}).get("stage")
+        )
         prefix = f"/{stage}" if stage and stage != "$default" else ""
         headers = {"Location": f"{prefix}/jobs/{exc.job_id}", "Retry-After": "1"}
     return JSONResponse(body, status_code=status, headers=headers)
