@@ -57,6 +57,8 @@ class MotoStack:
     provisioned: Provisioned
     dynamodb: Any
     sqs: Any
+    streams: Any
+    """A DynamoDB Streams client."""
     outbox: StreamPoller
     """The jobs table's stream feeding the outbox dispatcher, as its event source mapping."""
 
@@ -108,19 +110,24 @@ def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
         monkeypatch.setenv("JOBLINE_QUEUE_URL", provisioned.queue_urls["JobsQueue"])
         bootstrap.reset()
         [trigger] = stream_triggers(template)
+        streams = boto3.client(
+            "dynamodbstreams",
+            region_name=REGION,
+            config=Config(account_id_endpoint_mode="disabled"),
+        )
         outbox = StreamPoller(
             trigger,
             import_handler(trigger.handler),
-            boto3.client(
-                "dynamodbstreams",
-                region_name=REGION,
-                config=Config(account_id_endpoint_mode="disabled"),
-            ),
+            streams,
             provisioned.stream_arns[trigger.table],
             region=REGION,
         )
         yield MotoStack(
-            provisioned=provisioned, dynamodb=dynamodb, sqs=sqs, outbox=outbox
+            provisioned=provisioned,
+            dynamodb=dynamodb,
+            sqs=sqs,
+            streams=streams,
+            outbox=outbox,
         )
         bootstrap.reset()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
+from jobline.config import Settings
 from jobline.items import job_to_item
 from jobline.models import MAX_ATTEMPTS, Job, JobFilter, JobStatus
 from jobline.repository import (
@@ -753,3 +754,103 @@ def test_cfn_lint_finds_nothing() -> None:
 
     # Then it has no findings
     assert [str(match) for match in matches] == []
+
+
+# ----------------------------------------------------------------- never lose a job
+def _settings_of(function: str) -> Settings:
+    """The settings a function runs with: the template's variables over the defaults."""
+    variables = {
+        **TEMPLATE["Globals"]["Function"]["Environment"]["Variables"],
+        **FUNCTIONS[function]["Properties"].get("Environment", {}).get("Variables", {}),
+    }
+    plain = {
+        name.removeprefix("JOBLINE_").lower(): value
+        for name, value in variables.items()
+        if name.startswith("JOBLINE_AWS_") or name == "JOBLINE_DEADLINE_MARGIN_MS"
+    }
+    return Settings.model_validate(
+        {"table_name": "jobs", "queue_url": "https://q", **plain}
+    )
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_aws_call_with_all_its_retries_fits_in_the_function_timeout(
+    function: str,
+) -> None:
+    # Given the function's timeout and its clients' timeouts and tries
+    settings = _settings_of(function)
+    timeout = FUNCTIONS[function]["Properties"]["Timeout"]
+
+    # Then one AWS call that needs every try still ends before Lambda stops the function,
+    # with time left for the rest of the request
+    assert settings.aws_call_budget_s + 2 <= timeout, (
+        settings.aws_call_budget_s,
+        timeout,
+    )
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_records_stop_starting_early_enough_for_their_last_write(function: str) -> None:
+    # Given the margin before the deadline at which handlers are stopped and records no longer
+    # start: the outcome write that follows must fit in it, whatever its retries
+    settings = _settings_of(function)
+    assert settings.deadline_margin_ms / 1000 >= settings.aws_call_budget_s
+    assert (
+        settings.deadline_margin_ms / 1000
+        < FUNCTIONS[function]["Properties"]["Timeout"]
+    )
+
+
+def test_the_table_streams_every_write_to_the_outbox_dispatcher() -> None:
+    # Given the jobs table and the function triggered by its stream
+    assert TABLE["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    [(name, source)] = [
+        (name, event["Properties"])
+        for name, function in FUNCTIONS.items()
+        for event in function["Properties"].get("Events", {}).values()
+        if event["Type"] == "DynamoDB"
+    ]
+
+    # Then it reads the table's stream from its start, one shard invocation at a time,
+    # reporting the records to hand over again, and bisecting a failing batch
+    assert name == "OutboxFunction"
+    assert source["Stream"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
+    assert source["StartingPosition"] == "TRIM_HORIZON"
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["BisectBatchOnFunctionError"] is True
+    assert source.get("ParallelizationFactor", 1) == 1
+    # And it retries a failing batch until its records are hours old, well inside the 24 h the
+    # stream keeps them, then hands the batch's place to a queue a function consumes
+    assert source["MaximumRetryAttempts"] == -1
+    assert 3600 <= source["MaximumRecordAgeInSeconds"] <= 12 * 3600
+    destination = source["DestinationConfig"]["OnFailure"]
+    assert destination["Type"] == "SQS"
+    queue = destination["Destination"]["Fn::GetAtt"][0]
+    consumers = [
+        function for function, consumed, _ in sqs_sources() if consumed == queue
+    ]
+    assert consumers == ["OutboxRecoveryFunction"]
+    assert (
+        FUNCTIONS["OutboxRecoveryFunction"]["Properties"]["Handler"]
+        == "jobline_outbox.recover.lambda_handler"
+    )
+    # And what the recovery cannot dispatch within an hour of receives goes to a DLQ (alarmed)
+    policy = QUEUES[queue]["Properties"]["RedrivePolicy"]
+    retention_s = QUEUES[queue]["Properties"]["MessageRetentionPeriod"]
+    visibility_s = QUEUES[queue]["Properties"]["VisibilityTimeout"]
+    window_s = (
+        source["MaximumRecordAgeInSeconds"] + policy["maxReceiveCount"] * visibility_s
+    )
+    assert window_s < 24 * 3600 < retention_s
+
+
+def test_only_the_outbox_sends_job_messages() -> None:
+    # Given every role's grants
+    senders = {
+        function
+        for function in FUNCTIONS
+        if ("sqs:SendMessage", "JobsQueue") in granted(function)
+    }
+
+    # Then the API and the ingest function store rows; the outbox's functions send
+    assert senders == {"OutboxFunction", "OutboxRecoveryFunction"}
