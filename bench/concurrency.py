@@ -71,6 +71,7 @@ def measure(functions: Functions) -> BatchRun:
                 {"type": "http.request", "payload": {"url": server.url + path}}
             )
             jobs[job["id"]] = path
+        functions.dispatch()
         messages = functions.receive(OK + FAILING)
         started = time.perf_counter()
         response = functions.worker(

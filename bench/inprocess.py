@@ -1,5 +1,6 @@
-"""Both handlers in this process against the moto server, driven as API Gateway and the SQS event
-source mapping drive them: the harness of the call-count, batch and throughput benches."""
+"""The handlers in this process against the moto server, driven as API Gateway and the event source
+mappings drive them (the SQS ones, and the jobs table's stream feeding the outbox dispatcher): the
+harness of the call-count, batch and throughput benches."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from jobline_local.poller import lambda_record
+from jobline_local.streams import StreamPoller
+from jobline_local.template import load_template, stream_triggers
 
 from bench.coldstart import EVENTS, handler_of
 from bench.motoserver import MotoServer
@@ -55,6 +58,7 @@ class Functions:
     def __init__(self, server: MotoServer) -> None:
         self.server = server
         env = server.function_env("WorkerFunction", [])
+        env.update(server.function_env("OutboxFunction", []))
         env.update(server.function_env("ApiFunction", []))
         for name in ("PATH", "PYTHONPATH", "AWS_LAMBDA_INITIALIZATION_TYPE"):
             env.pop(name, None)
@@ -65,6 +69,15 @@ class Functions:
         bootstrap.reset()
         self.api = _import(handler_of("ApiFunction"))
         self.worker = _import(handler_of("WorkerFunction"))
+        [trigger] = stream_triggers(load_template())
+        assert server.provisioned is not None
+        self.outbox = StreamPoller(
+            trigger,
+            _import(trigger.handler),
+            server.client("dynamodbstreams"),
+            server.provisioned.stream_arns[trigger.table],
+            region="us-east-1",
+        )
         self.sqs = server.client("sqs", max_pool_connections=20)
         self.dynamodb = server.client("dynamodb", max_pool_connections=20)
         self._submit_event = json.loads((EVENTS / "api_submit_job.json").read_text())
@@ -90,6 +103,14 @@ class Functions:
             raise RuntimeError(f"submit answered {response!r}")
         job: dict[str, Any] = json.loads(response["body"])
         return job
+
+    def dispatch(self) -> int:
+        """Hand the table's new writes to the outbox dispatcher, as the stream's event source
+        mapping does (a fraction of a second after each write); how many records it took."""
+        done = 0
+        while taken := self.outbox.poll_once():
+            done += taken
+        return done
 
     def receive(self, count: int) -> list[dict[str, Any]]:
         """`count` messages from the jobs queue, as the event source mapping receives them."""

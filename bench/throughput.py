@@ -115,6 +115,7 @@ def raw_round(functions: Functions, pool: ThreadPoolExecutor) -> None:
 def jobline_round(functions: Functions) -> None:
     for _ in range(BATCH):
         functions.submit({"type": "echo", "payload": PAYLOAD})
+    functions.dispatch()
     messages = functions.receive(BATCH)
     response = functions.run_batch(messages)
     if response != {"batchItemFailures": []}:
