@@ -26,12 +26,20 @@ PUBLIC_FIELDS = (
     *TIMESTAMPS,
     "progress",
     "history",
+    "correlation_id",
 )
 """What the API shows of a job."""
 TIMELESS_FIELDS = tuple(
     name
     for name in PUBLIC_FIELDS
     if name
-    not in ("id", "created_at", "updated_at", "run_after", "cancel_requested_at")
+    not in (
+        "id",
+        "created_at",
+        "updated_at",
+        "run_after",
+        "cancel_requested_at",
+        "correlation_id",
+    )
 )
 """What a job shows that does not depend on when or by whom it was made."""

@@ -53,7 +53,12 @@ class Dispatch:
             chunk = pending[start : start + MAX_BATCH]
             messages = [
                 (
-                    JobMessage(job_id=job.id, owner=job.owner, job_type=job.type),
+                    JobMessage(
+                        job_id=job.id,
+                        owner=job.owner,
+                        job_type=job.type,
+                        correlation_id=job.correlation_id,
+                    ),
                     delay_of(job, now),
                 )
                 for _, job in chunk
@@ -72,6 +77,7 @@ class Dispatch:
                         "job.dispatched",
                         job_id=job.id,
                         job_type=job.type,
+                        correlation_id=job.correlation_id,
                         delay_seconds=delay,
                     )
                 else:

@@ -91,7 +91,7 @@ class Execution:
                 previous_attempt=current.attempts,
                 previous_request_id=current.attempt_request_id,
             )
-        bind(job_type=job.type)
+        bind(job_type=job.type, correlation_id=job.correlation_id)
         log.info(
             "job.claimed",
             attempt=job.attempts,

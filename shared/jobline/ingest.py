@@ -47,7 +47,12 @@ class Ingest:
     retention: timedelta
 
     def ingest(
-        self, submission: Any, *, message_id: str, default_owner: str
+        self,
+        submission: Any,
+        *,
+        message_id: str,
+        default_owner: str,
+        correlation_id: str | None = None,
     ) -> Submitted:
         """Submit `submission` (decoded JSON, or the raw text that was not JSON). Its job id
         comes from its `idempotency_key`, else from `message_id`, so a redelivery is a replay."""
@@ -58,12 +63,19 @@ class Ingest:
             parsed = IngestSubmission.model_validate(submission)
             owner = parsed.owner or default_owner
             key = parsed.idempotency_key or f"sqs-message:{message_id}"
-            return self.submission.submit(owner, parsed.to_request(), key)
+            return self.submission.submit(
+                owner, parsed.to_request(), key, correlation_id
+            )
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_input=False)
             reason = _locations(list(errors), empty="submission")
             return self._reject(
-                submission, owner, message_id, "InvalidSubmission", reason
+                submission,
+                owner,
+                message_id,
+                "InvalidSubmission",
+                reason,
+                correlation_id,
             )
         except (
             UnknownJobType,
@@ -75,11 +87,22 @@ class Ingest:
             if isinstance(exc, InvalidPayload):
                 reason += ": " + _locations(exc.errors)
             return self._reject(
-                submission, owner, message_id, type(exc).__name__, reason
+                submission,
+                owner,
+                message_id,
+                type(exc).__name__,
+                reason,
+                correlation_id,
             )
 
     def _reject(
-        self, submission: Any, owner: str, message_id: str, error_type: str, reason: str
+        self,
+        submission: Any,
+        owner: str,
+        message_id: str,
+        error_type: str,
+        reason: str,
+        correlation_id: str | None,
     ) -> Submitted:
         now = self.clock()
         raw = submission if isinstance(submission, dict) else {"body": submission}
@@ -101,7 +124,7 @@ class Ingest:
             JobError(type=error_type, message=reason[:MAX_REASON_CHARS]),
             now,
             self.retention,
-        )
+        ).model_copy(update={"correlation_id": correlation_id})
         try:
             self.repository.create(job, now)
         except ConditionFailed as lost:

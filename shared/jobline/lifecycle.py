@@ -286,7 +286,12 @@ def dead_letter(
 
 # ---------------------------------------------------------------------------------- creation
 def submitted(
-    job_id: str, owner: str, request: SubmitRequest, request_hash: str, now: datetime
+    job_id: str,
+    owner: str,
+    request: SubmitRequest,
+    request_hash: str,
+    now: datetime,
+    correlation_id: str | None = None,
 ) -> Job:
     """A new job, queued, due `request.delay_seconds` after `now`."""
     return Job(
@@ -302,6 +307,7 @@ def submitted(
         run_after=now + timedelta(seconds=request.delay_seconds),
         request_hash=request_hash,
         dispatch=dispatch_mark(now),
+        correlation_id=correlation_id,
     )
 
 

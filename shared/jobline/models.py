@@ -115,6 +115,9 @@ class Job(BaseModel):
     history: tuple[Attempt, ...] = ()
     progress: Progress | None = None
     cancel_requested_at: datetime | None = None
+    correlation_id: str | None = None
+    """The id the submitter's request carried (`X-Correlation-Id`, an ingest message's), bound
+    to every log line about the job and carried by its messages."""
     lease_until: datetime | None = None
     """While `running`: when the claiming invocation's Lambda deadline passes."""
     attempt_request_id: str | None = None
@@ -152,6 +155,7 @@ class JobMessage(BaseModel):
     job_id: str = Field(min_length=1, max_length=64)
     owner: str = Field(min_length=1, max_length=256)
     job_type: str | None = None
+    correlation_id: str | None = Field(default=None, max_length=256)
 
 
 class Delivery(BaseModel):

@@ -31,21 +31,33 @@ def build_send(
     }
 
 
+CORRELATION_ATTRIBUTE = "correlation_id"
+"""The message attribute carrying a job's correlation id (for consumers that read attributes)."""
+
+
 def build_send_batch(
     queue_url: str, messages: Sequence[tuple[JobMessage, int]]
 ) -> dict[str, Any]:
-    """SendMessageBatch request: entry ids are the messages' positions."""
-    return {
-        "QueueUrl": queue_url,
-        "Entries": [
-            {
-                "Id": str(index),
-                "MessageBody": message.model_dump_json(exclude_none=True),
-                "DelaySeconds": delay_seconds,
+    """SendMessageBatch request: entry ids are the messages' positions; the body holds the ids,
+    a message's correlation id goes in a message attribute."""
+    entries = []
+    for index, (message, delay_seconds) in enumerate(messages):
+        entry: dict[str, Any] = {
+            "Id": str(index),
+            "MessageBody": message.model_dump_json(
+                exclude_none=True, exclude={"correlation_id"}
+            ),
+            "DelaySeconds": delay_seconds,
+        }
+        if message.correlation_id:
+            entry["MessageAttributes"] = {
+                CORRELATION_ATTRIBUTE: {
+                    "DataType": "String",
+                    "StringValue": message.correlation_id,
+                }
             }
-            for index, (message, delay_seconds) in enumerate(messages)
-        ],
-    }
+        entries.append(entry)
+    return {"QueueUrl": queue_url, "Entries": entries}
 
 
 def _call(operation: Callable[[], T]) -> T:

@@ -62,6 +62,12 @@ class SqsRecord:
     message_attributes: Mapping[str, Any]
     raw: Mapping[str, Any]
 
+    def string_attribute(self, name: str) -> str | None:
+        """The value of a String message attribute (Lambda's `stringValue`), or None."""
+        attribute = self.message_attributes.get(name)
+        value = attribute.get("stringValue") if isinstance(attribute, Mapping) else None
+        return value if isinstance(value, str) else None
+
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> SqsRecord:
         """Read a record as Lambda delivers it (camelCase keys)."""

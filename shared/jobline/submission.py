@@ -64,7 +64,11 @@ class Submission:
     max_payload_bytes: int
 
     def submit(
-        self, owner: str, request: SubmitRequest, idempotency_key: str | None = None
+        self,
+        owner: str,
+        request: SubmitRequest,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
     ) -> Submitted:
         """Validate and store a job (see the module docstring). `SubmitOutcomeUnknown` when the
         store did not answer: the job may be stored (and then runs); a replay with the same key
@@ -87,7 +91,9 @@ class Submission:
         else:
             job_id = derived_id(owner, idempotency_key)
         now = self.clock()
-        job = lifecycle.submitted(job_id, owner, request, request_hash, now)
+        job = lifecycle.submitted(
+            job_id, owner, request, request_hash, now, correlation_id
+        )
         try:
             self.repository.create(job, now)
         except ConditionFailed as lost:

@@ -320,12 +320,18 @@ def test_submit_is_accepted_and_its_replay_returns_the_same_job(
         "cancel_requested_at": None,
         "progress": None,
         "history": [],
+        "correlation_id": "req-7f3c2a91-checkout",
     }
-    # And one message naming the job is on the queue
+    assert first["headers"]["x-correlation-id"] == "req-7f3c2a91-checkout"
+    # And one message naming the job is on the queue, its correlation id an attribute
     messages = moto_stack.receive()
     assert [json.loads(message["Body"]) for message in messages] == [
         {"job_id": job_id, "owner": OWNER, "job_type": "echo"}
     ]
+    assert [
+        message["MessageAttributes"]["correlation_id"]["StringValue"]
+        for message in messages
+    ] == ["req-7f3c2a91-checkout"]
 
     # When the same event is delivered again
     replay = invoke(load_event("api_submit_job"))
@@ -386,6 +392,7 @@ def test_get_returns_the_callers_job(moto_stack: MotoStack) -> None:
         "cancel_requested_at": None,
         "progress": None,
         "history": [],
+        "correlation_id": None,
     }
     assert body_of(response) == public(job)
 

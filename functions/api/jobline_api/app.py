@@ -11,6 +11,7 @@ from jobline.config import get_settings
 from jobline.service import JobService
 
 from jobline_api import errors
+from jobline_api.correlation import CorrelationIds
 from jobline_api.routes import router
 
 
@@ -30,6 +31,7 @@ def create_app(
     app.state.dev_identity = allow_dev_identity
     errors.install(app)
     app.include_router(router)
+    app.add_middleware(CorrelationIds)
     return app
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from jobline.models import JobFilter, JobStatus, SubmitRequest
 from jobline.service import JobService
 
+from jobline_api.correlation import correlation_id
 from jobline_api.dependencies import base_path, current_owner, get_job_service
 from jobline_api.schemas import Health, JobOut, JobPageOut, JobTypeOut
 
@@ -39,9 +40,12 @@ async def submit_job(
     service: Service,
     owner: Owner,
     prefix: Annotated[str, Depends(base_path)],
+    correlation: Annotated[str, Depends(correlation_id)],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JobOut:
-    submitted = await to_thread(service.submit, owner, request, idempotency_key)
+    submitted = await to_thread(
+        service.submit, owner, request, idempotency_key, correlation
+    )
     response.status_code = 202 if submitted.created else 200
     response.headers["Location"] = f"{prefix}/jobs/{submitted.job.id}"
     return JobOut.of(submitted.job)

@@ -29,6 +29,7 @@ class JobOut(BaseModel):
     progress: Progress | None
     cancel_requested_at: datetime | None
     history: list[Attempt]
+    correlation_id: str | None
 
     @classmethod
     def of(cls, job: Job) -> JobOut:

@@ -17,7 +17,9 @@ def run_record(service: JobService, record: SqsRecord, invocation: Invocation) -
     message = parse_job_message(record, "record.malformed")
     if message is None:
         return False
-    bind(job_id=message.job_id)
+    bind(
+        job_id=message.job_id, correlation_id=record.string_attribute("correlation_id")
+    )
     delivery = Delivery(
         message=message,
         handle=record.receipt_handle,
