@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline import lifecycle
+from jobline import lifecycle, metrics
 from jobline.checkpoints import AttemptChannel, HandlerOutcome, run_until_deadline
 from jobline.errors import (
     ConditionFailed,
@@ -30,6 +30,11 @@ from jobline.transition import Ending, Transition, finished_attempt
 
 log = get_logger(__name__)
 
+OUTCOME_COUNTS = {
+    JobStatus.SUCCEEDED: "JobsSucceeded",
+    JobStatus.FAILED: "JobsFailed",
+    JobStatus.CANCELLED: "JobsCancelled",
+}
 OUTCOME_RETRY_PAUSES_S = (0.5, 1.0, 2.0)
 """Pauses before the outcome write is tried again (each try is itself retried by botocore)."""
 
@@ -224,13 +229,18 @@ class RunningAttempt:
         }
         if error is not None:
             fields.update(error_type=error.type, error=error.message)
+        job_type, job_id = self.job.type, self.job.id
+        metrics.duration("AttemptDuration", duration_ms, job_type, job_id=job_id)
         if retry_in_s is not None:
             self.postpone(retry_in_s)
             log.warning("job.attempt_failed", retry_in_s=retry_in_s, **fields)
+            metrics.count("JobsRetried", job_type, job_id=job_id)
             return RunOutcome.RETRY
         status = write.update.status
         if status is JobStatus.FAILED:
             log.error("job.failed", retryable=retryable, **fields)
         elif isinstance(status, JobStatus):
             log.info(f"job.{status.value}", **fields)
+        if isinstance(status, JobStatus) and status in OUTCOME_COUNTS:
+            metrics.count(OUTCOME_COUNTS[status], job_type, job_id=job_id)
         return RunOutcome.DONE

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jobline import lifecycle
+from jobline import lifecycle, metrics
 from jobline.errors import (
     ConditionFailed,
     InvalidJobState,
@@ -51,6 +51,7 @@ class Control:
                 return self._request_cancel(current, now)
             raise InvalidJobState(job_id, current.status.value, "cancel") from None
         log.info("job.cancelled", job_id=job.id, job_type=job.type)
+        metrics.count("JobsCancelled", job.type, job_id=job.id)
         return job
 
     def _request_cancel(self, job: Job, now: datetime) -> Job:
@@ -85,4 +86,5 @@ class Control:
         log.info(
             "job.retried", job_id=job_id, job_type=job.type, previous=job.status.value
         )
+        metrics.count("JobsRetried", job.type, job_id=job_id)
         return queued

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from jobline import lifecycle
+from jobline import lifecycle, metrics
 from jobline.attempt import AttemptPolicy, RunningAttempt
 from jobline.backoff import Backoff
 from jobline.errors import (
@@ -98,6 +98,10 @@ class Execution:
             max_attempts=job.max_attempts,
             lease_until=delivery.lease_until.isoformat(),
         )
+        metrics.count("JobsClaimed", job.type, job_id=job.id)
+        if job.run_after is not None:
+            late = (now - job.run_after).total_seconds() * 1000
+            metrics.duration("QueueDelay", late, job.type, job_id=job.id)
         return job
 
     def _not_claimed(
@@ -148,6 +152,7 @@ class Execution:
         except ConditionFailed:
             log.info("job.exhausted_already_handled")
             return
+        metrics.count("JobsFailed", job.type, job_id=job.id)
         error = exhausted.update.error
         if isinstance(error, JobError):
             log.error(

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobline import lifecycle
+from jobline import lifecycle, metrics
 from jobline.errors import (
     ConditionFailed,
     IdempotencyConflict,
@@ -132,6 +132,7 @@ class Ingest:
                 log.info("job.rejection_replayed", job_id=job.id)
                 return Submitted(job=lost.current, created=False)
             raise
+        metrics.count("JobsRejected", job.type, job_id=job.id)
         log.warning(
             "job.rejected",
             job_id=job.id,

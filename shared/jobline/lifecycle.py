@@ -105,7 +105,6 @@ def _claimed(now: datetime, lease: Lease) -> JobUpdate:
         lease_until=lease.until,
         attempt_request_id=lease.request_id,
         progress=None,
-        run_after=None,
         dispatch=None,
         increment_attempts=True,
     )
@@ -145,6 +144,7 @@ def _ended(end: Ending) -> JobUpdate:
         updated_at=end.now,
         lease_until=None,
         attempt_request_id=None,
+        run_after=None,
         progress=KEEP if end.progress is None else end.progress,
         append_history=(end.attempt,),
     )

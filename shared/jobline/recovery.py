@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jobline import lifecycle
+from jobline import lifecycle, metrics
 from jobline.control import Control
 from jobline.errors import ConditionFailed, InvalidJobState, JobNotFound
 from jobline.logging import get_logger
@@ -48,6 +48,7 @@ class Recovery:
         except ConditionFailed:
             log.info("job.dead_letter_raced", job_id=current.id)
             return None
+        metrics.count("JobsDeadLettered", job.type, job_id=job.id)
         log.error(
             "job.dead_lettered",
             job_id=job.id,

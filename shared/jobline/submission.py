@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobline import lifecycle
+from jobline import lifecycle, metrics
 from jobline.errors import (
     ConditionFailed,
     IdempotencyConflict,
@@ -107,6 +107,7 @@ class Submission:
             job_type=job.type,
             delay_seconds=request.delay_seconds,
         )
+        metrics.count("JobsSubmitted", job.type, job_id=job.id)
         return Submitted(job=job, created=True)
 
 

@@ -104,12 +104,13 @@ def test_a_claim_records_the_lease_and_the_request_of_the_invocation() -> None:
     clock.advance(timedelta(seconds=30))
     service.run(delivery_of(job, lease_until=lease, request_id="req-7"))
 
-    # Then while running, the job carried the invocation's lease and request id, no run_after
+    # Then while running, the job carried the invocation's lease and request id, and the
+    # time the attempt was due (its queue delay is measured from it)
     [running] = seen
     assert running is not None
     assert (running.status, running.attempts) == (JobStatus.RUNNING, 1)
     assert (running.lease_until, running.attempt_request_id) == (lease, "req-7")
-    assert running.run_after is None
+    assert running.run_after == START + timedelta(seconds=30)
 
 
 def test_run_passes_the_attempt_to_the_handler() -> None:

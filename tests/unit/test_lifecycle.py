@@ -148,7 +148,7 @@ def test_claim_starts_the_next_attempt_under_the_lease() -> None:
     _, after = _after(Event.CLAIM, JobStatus.QUEUED, run_after=NOW, progress=PROGRESS)
     assert (after.attempts, after.started_at, after.updated_at) == (2, NOW, NOW)
     assert (after.lease_until, after.attempt_request_id) == (LEASE.until, "req-new")
-    assert (after.progress, after.run_after, after.history) == (None, None, ())
+    assert (after.progress, after.run_after, after.history) == (None, NOW, ())
 
 
 def test_claim_refuses_a_job_without_attempts_left() -> None:

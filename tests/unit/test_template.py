@@ -12,6 +12,7 @@ import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
 from jobline.config import Settings
 from jobline.items import job_to_item
+from jobline.metrics import COUNTS, DURATIONS
 from jobline.models import MAX_ATTEMPTS, Job, JobFilter, JobStatus
 from jobline.repository import (
     INDEX_BY_OWNER,
@@ -854,3 +855,21 @@ def test_only_the_outbox_sends_job_messages() -> None:
 
     # Then the API and the ingest function store rows; the outbox's functions send
     assert senders == {"OutboxFunction", "OutboxRecoveryFunction"}
+
+
+def test_the_dashboard_shows_the_jobs_metrics_queues_functions_and_api() -> None:
+    # Given the dashboard's body, its placeholders filled in
+    body, names = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    text = re.sub(r"\$\{([^}]+)\}", r"<\1>", body)
+    widgets = json.loads(text)["widgets"]
+    shown = json.dumps(widgets)
+
+    # Then every metric the functions emit is on it, by job type ...
+    for metric in sorted(COUNTS | DURATIONS):
+        assert f'MetricName=\\"{metric}\\"' in shown, metric
+    # ... every function's errors, every queue the functions read or fail to, and the API
+    for function in FUNCTIONS:
+        assert f"<{function}>" in shown, function
+    placeholders = {name: value["Fn::GetAtt"][0] for name, value in names.items()}
+    assert set(placeholders.values()) == set(QUEUES) - {"OutboxFailureDeadLetterQueue"}
+    assert "<HttpApi>" in shown and '"5xx"' in shown and '"4xx"' in shown
