@@ -4,6 +4,7 @@ dimension, and lines CloudWatch reads as metrics."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import MutableMapping
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from tests.fakes import (
 )
 
 
-def _metrics(logs: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
+def _metrics(logs: list[MutableMapping[str, Any]]) -> Counter[tuple[str, str]]:
     found: Counter[tuple[str, str]] = Counter()
     for line in logs:
         if line["event"] != "metric":
