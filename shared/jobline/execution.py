@@ -17,6 +17,7 @@ from jobline.errors import (
     ConditionFailed,
     JobNotFound,
     QueueUnavailable,
+    StorageUnavailable,
     UnknownJobType,
 )
 from jobline.logging import bind, bound, get_logger
@@ -26,6 +27,9 @@ from jobline.registry import JobTypeRegistry
 from jobline.transition import Event, Lease
 
 log = get_logger(__name__)
+
+STORAGE_RETRY_S = 5
+"""How soon a delivery whose claim met an unavailable store comes back."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,18 @@ class Execution:
         """Claim the job the delivery names, run one attempt and record its outcome."""
         message = delivery.message
         with bound(job_id=message.job_id, job_type=message.job_type):
-            job = self._claim(delivery)
+            try:
+                job = self._claim(delivery)
+            except StorageUnavailable as exc:
+                # Nothing changed (or a write token will recognise what did): look again soon,
+                # not after the queue's whole visibility timeout.
+                log.warning(
+                    "job.claim_unavailable",
+                    error=exc.message,
+                    retry_in_s=STORAGE_RETRY_S,
+                )
+                self._postpone(delivery, STORAGE_RETRY_S)
+                return RunOutcome.RETRY
             if isinstance(job, RunOutcome):
                 return job
             attempt = RunningAttempt(
