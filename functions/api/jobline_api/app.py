@@ -12,6 +12,7 @@ from jobline.service import JobService
 
 from jobline_api import errors
 from jobline_api.routes import router
+from jobline_api.ui import router as ui_router
 
 
 def create_app(
@@ -30,6 +31,7 @@ def create_app(
     app.state.dev_identity = allow_dev_identity
     errors.install(app)
     app.include_router(router)
+    app.include_router(ui_router)
     return app
 
 
