@@ -21,7 +21,8 @@ import uvicorn
 from jobline_local.settings import LocalSettings
 from jobline_local.stack import LocalStack
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("JOBLINE_BROWSER_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's chromium (`apt-get install -y chromium`); Playwright cannot download its own here."""
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
