@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,10 @@ from jobline_local.template import (
 from moto import mock_aws
 
 REGION = "us-east-1"
+
+# Tests read log lines as JSON, even under `pytest -s` on a terminal (where `auto` would pick the
+# console renderer); handler modules configure logging when they are imported, during collection.
+os.environ["JOBLINE_LOG_FORMAT"] = "json"
 
 
 @pytest.fixture(autouse=True)

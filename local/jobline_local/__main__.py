@@ -8,8 +8,9 @@ import sys
 import threading
 from types import FrameType
 
-from jobline.logging import get_logger
+from jobline.logging import current_format, get_logger
 
+from jobline_local.banner import render_banner
 from jobline_local.settings import LocalSettings
 from jobline_local.stack import LocalStack, LocalStackError
 
@@ -17,7 +18,8 @@ log = get_logger("jobline_local")
 
 
 def main() -> int:
-    """Start the stack, log where everything is, wait for a signal, stop; 0 on a clean stop."""
+    """Start the stack, say where everything is (a banner on a terminal, a JSON line otherwise),
+    wait for a signal, stop; 0 on a clean stop."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -32,7 +34,20 @@ def main() -> int:
         log.error("local.failed", error=str(exc))
         return 1
     try:
-        log.info("local.ready", **stack.describe())
+        if current_format() == "console":  # a person at a terminal
+            sys.stdout.write(
+                render_banner(
+                    stack.api_url,
+                    stack.aws_endpoint,
+                    stack.provisioned.queue_urls,
+                    stack.table_name,
+                    region=stack.settings.aws_region,
+                    color=sys.stdout.isatty(),
+                )
+            )
+            sys.stdout.flush()
+        else:
+            log.info("local.ready", **stack.describe())
         while not stop.wait(0.5):
             pass
         log.info("local.stopping")

@@ -182,7 +182,7 @@ def build_service(
         dynamodb_client(), configured().table_name
     )
     queue = queue or SqsJobQueue(sqs_client(), configured().queue_url)
-    configure(resolved.log_level if resolved is not None else "INFO")
+    configure(resolved.log_level if resolved is not None else None)
     registry = registry or default_registry()
     submission = Submission(repository, registry, clock, options.max_payload_bytes)
     control = Control(repository, clock, options.retention)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -132,3 +133,43 @@ def lambda_initialization_type() -> str | None:
     service while it is imported (the init phase), which tests and local runs do not want.
     """
     return _LambdaRuntime().aws_lambda_initialization_type or None
+
+
+class LogSettings(BaseSettings):
+    """How log lines are rendered, read on its own: `jobline.logging.configure()` runs while every
+    function is imported, before the other settings are (and without their required variables)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JOBLINE_", extra="ignore", frozen=True
+    )
+
+    log_format: Literal["json", "console", "auto"] = Field(
+        default="auto",
+        description="json, console (human-readable) or auto: console on a terminal, else JSON",
+    )
+    function_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_LAMBDA_FUNCTION_NAME")
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="the lowest level logged (JOBLINE_LOG_LEVEL)"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def in_lambda(self) -> bool:
+        """Whether this process is a Lambda function (the runtime sets AWS_LAMBDA_FUNCTION_NAME)."""
+        return bool(self.function_name)
+
+
+def log_settings() -> LogSettings:
+    """The log settings, read from the environment now (not cached: `configure` reads them once)."""
+    return LogSettings()

@@ -501,18 +501,19 @@ def test_http_api_uses_a_jwt_authorizer_configured_from_parameters() -> None:
     assert {"JwtIssuer", "JwtAudience"} <= set(TEMPLATE["Parameters"])
 
 
-def test_only_the_health_route_skips_the_authorizer() -> None:
+def test_only_the_health_check_and_the_dashboard_page_skip_the_authorizer() -> None:
     # Given every HTTP API route of the template
     routes = dict(http_routes())
 
-    # Then each is on the HTTP API, and only the health check opts out of the authorizer
+    # Then each is on the HTTP API, and only the health check and the dashboard's page and
+    # static files (whose data calls are authenticated as usual) opt out of the authorizer
     assert all(props["ApiId"] == {"Ref": "HttpApi"} for props in routes.values())
     public = {
         route
         for route, props in routes.items()
         if props.get("Auth", {}).get("Authorizer") == "NONE"
     }
-    assert public == {"GET /health"}
+    assert public == {"GET /health", "GET /ui", "GET /ui/{proxy+}"}
 
 
 # ---------------------------------------------------------------------------- layer

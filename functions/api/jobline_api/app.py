@@ -13,6 +13,7 @@ from jobline.service import JobService
 from jobline_api import errors
 from jobline_api.correlation import CorrelationIds
 from jobline_api.routes import router
+from jobline_api.ui import router as ui_router
 
 
 def create_app(
@@ -31,6 +32,7 @@ def create_app(
     app.state.dev_identity = allow_dev_identity
     errors.install(app)
     app.include_router(router)
+    app.include_router(ui_router)
     app.add_middleware(CorrelationIds)
     return app
 
