@@ -33,8 +33,8 @@ Random decisions are seeded: each call kind (`service.Operation`) draws from its
 run with the same seed, whatever other kinds do in between. Every decision is recorded
 (`decisions`, `injected`, `report()`), and counted per call kind and fault (`table()`).
 
-`SerializedMotoServer` is moto's threaded server with every request behind one lock (see its
-docstring for why).
+`SerializedMotoServer` (from `jobline_local.endpoint`, which `make run` uses too) is moto's
+threaded server answering one DynamoDB request at a time (see its docstring for why).
 """
 
 from __future__ import annotations
@@ -58,16 +58,9 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.exceptions import ReadTimeoutError
 from botocore.httpsession import URLLib3Session
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from moto.server import ThreadedMotoServer
-from werkzeug.serving import make_server
+from jobline_local.endpoint import SerializedMotoServer as SerializedMotoServer
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from botocore.client import BaseClient
 
 
@@ -727,92 +720,3 @@ class FaultInjector:
             HTTPHeaders.from_dict(headers),
             _Body(json.dumps(payload).encode()),
         )
-
-
-_TARGET_SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs"}
-
-
-def request_kind(environ: WSGIEnvironment) -> str:
-    """`service.Operation` of an AWS JSON request from its `X-Amz-Target` header (e.g.
-    `DynamoDB_20120810.PutItem` -> `dynamodb.PutItem`), else `METHOD /path`."""
-    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
-    prefix, _, operation = target.partition(".")
-    if operation:
-        return f"{_TARGET_SERVICES.get(prefix, prefix)}.{operation}"
-    return f"{environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')}"
-
-
-class _QuietRequestHandler(MotoRequestHandler):
-    """moto's request handler without werkzeug's line per request on stderr."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Log nothing."""
-
-
-class SerializedMotoServer(ThreadedMotoServer):
-    """moto's threaded server on loopback, handling one request at a time, and counting them.
-
-    Why: moto evaluates a write's condition and applies the write in separate Python steps, so two
-    server threads can both pass the condition of one conditional UpdateItem (two workers both
-    claim a job), which real DynamoDB never allows: it serializes the writes to one item. One
-    lock around the whole application restores that guarantee (and more: every request is
-    serialized, which is stricter than per item but changes no outcome a test may rely on).
-    Fault injection needs a real server rather than `mock_aws`: "applied, then the response was
-    lost" means a request that reached the server while its caller saw a failure.
-
-    `requests` counts the requests that reached the server, per `request_kind`. Unless `verbose`,
-    werkzeug logs no line per request.
-    """
-
-    def __init__(
-        self, ip_address: str = "127.0.0.1", port: int = 0, verbose: bool = False
-    ) -> None:
-        """Port 0 picks a free port (`endpoint` tells which)."""
-        super().__init__(ip_address=ip_address, port=port, verbose=verbose)
-        self._serial = threading.Lock()
-        self._count_lock = threading.Lock()
-        self.requests: Counter[str] = Counter()
-
-    @property
-    def endpoint(self) -> str:
-        """The server's URL, for `endpoint_url` (after `start()`)."""
-        host, port = self.get_host_and_port()
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-    def _serialized(self, app: WSGIApplication) -> WSGIApplication:
-        def serialized(
-            environ: WSGIEnvironment, start_response: StartResponse
-        ) -> Iterable[bytes]:
-            with self._count_lock:
-                self.requests[request_kind(environ)] += 1
-            with self._serial:
-                result = app(environ, start_response)
-                try:
-                    return list(result)  # the whole body, produced under the lock
-                finally:
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-
-        return serialized
-
-    def _server_entry(self) -> None:
-        app = DomainDispatcherApplication(create_backend_app)
-        self._server = make_server(
-            self._ip_address,
-            self._port,
-            self._serialized(app),
-            threaded=True,
-            request_handler=MotoRequestHandler
-            if self._verbose
-            else _QuietRequestHandler,
-        )
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-    def __enter__(self) -> SerializedMotoServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()

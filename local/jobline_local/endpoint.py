@@ -5,6 +5,7 @@ environment that points a function at it."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,40 +54,89 @@ def endpoint_environment(endpoint: str, region: str) -> dict[str, str]:
     }
 
 
-class _OneAtATime:
-    """A WSGI app that serves one DynamoDB request at a time (the others, e.g. SQS long polls
-    that wait for messages, run alongside)."""
+_TARGET_SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs"}
 
-    def __init__(self, app: Any) -> None:
-        self._app = app
-        self._lock = threading.Lock()
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
-            return list(self._app(environ, start_response))
-        with self._lock:
-            # Read the whole answer inside the lock: the write happens while it is produced.
-            return list(self._app(environ, start_response))
+def request_kind(environ: dict[str, Any]) -> str:
+    """`service.Operation` of an AWS JSON request from its `X-Amz-Target` header (e.g.
+    `DynamoDB_20120810.PutItem` -> `dynamodb.PutItem`), else `METHOD /path`."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    prefix, _, operation = target.partition(".")
+    if operation:
+        return f"{_TARGET_SERVICES.get(prefix, prefix)}.{operation}"
+    return f"{environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')}"
+
+
+class _QuietRequestHandler(MotoRequestHandler):
+    """moto's request handler without werkzeug's line per request on stderr."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Log nothing."""
 
 
 class SerializedMotoServer(ThreadedMotoServer):
-    """moto's threaded server, answering one request at a time.
+    """moto's threaded server on loopback, answering one DynamoDB request at a time, and counting
+    the requests that reach it.
 
     moto evaluates a condition and applies a write in separate Python steps, so two concurrent
-    conditional writes to one item can both win under a threaded server (measured: about a third
-    of two-thread claim races). DynamoDB serializes the writes to an item; this server serializes
-    every DynamoDB request, so what a local run or a test finds about conditions is Jobline's,
-    not moto's.
+    conditional writes to one item can both win under a threaded server. DynamoDB serializes the
+    writes to an item; this server serializes every DynamoDB request (stricter than per item, and
+    no outcome depends on it), so what a local run or a test finds about conditions is Jobline's,
+    not moto's. Other requests (SQS long polls that wait for messages) run alongside.
+
+    `requests` counts the requests that reached the server, per `request_kind`. Unless `verbose`,
+    werkzeug logs no line per request. Port 0 picks a free port (`endpoint` tells which).
     """
 
+    def __init__(
+        self, ip_address: str = "127.0.0.1", port: int = 0, verbose: bool = False
+    ) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=verbose)
+        self._serial = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+
+    @property
+    def endpoint(self) -> str:
+        """The server's URL, for `endpoint_url` (after `start()`)."""
+        host, port = self.get_host_and_port()
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def _serialized(self, app: Any) -> Any:
+        def serialized(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            kind = request_kind(environ)
+            with self._count_lock:
+                self.requests[kind] += 1
+            if not kind.startswith("dynamodb."):
+                return list(app(environ, start_response))
+            with self._serial:
+                result = app(environ, start_response)
+                try:
+                    return list(result)  # the whole body, produced under the lock
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+
+        return serialized
+
     def _server_entry(self) -> None:
-        app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
             self._ip_address,
             self._port,
-            app,
-            True,
-            request_handler=MotoRequestHandler,
+            self._serialized(app),
+            threaded=True,
+            request_handler=MotoRequestHandler
+            if self._verbose
+            else _QuietRequestHandler,
         )
         self._server_ready_event.set()
         self._server.serve_forever()
+
+    def __enter__(self) -> SerializedMotoServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -51,7 +51,8 @@ def _client_config(settings: Settings) -> Config:
     account-id endpoints off (DynamoDB Streams has none, and emulators route by service)."""
     return Config(
         region_name=settings.aws_region,
-        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        # `total_max_attempts`: every try (botocore reads "max_attempts" as retries after the first).
+        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
         connect_timeout=settings.aws_connect_timeout_s,
         read_timeout=settings.aws_read_timeout_s,
         max_pool_connections=max(10, settings.worker_concurrency + 2),
