@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,11 @@ import boto3
 import pytest
 from botocore.config import Config
 from jobline import bootstrap
+from jobline_local.endpoint import (
+    SerializedMotoServer,
+    endpoint_environment,
+    local_client,
+)
 from jobline_local.poller import import_handler, lambda_record
 from jobline_local.streams import StreamPoller
 from jobline_local.template import (
@@ -22,6 +28,8 @@ from jobline_local.template import (
     stream_triggers,
 )
 from moto import mock_aws
+
+from tests.faults import FaultInjector
 
 REGION = "us-east-1"
 
@@ -162,3 +170,92 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     return {
         "Records": [lambda_record(message, queue_arn, REGION) for message in messages]
     }
+
+
+@dataclass
+class ServerStack:
+    """The template's resources on a real (serialized) moto server, the functions' environment
+    pointing at it, the outbox's stream mapping, and a fault injector on the functions' own
+    clients: what "applied, then the answer was lost" needs (`mock_aws` cannot model it)."""
+
+    server: SerializedMotoServer
+    provisioned: Provisioned
+    dynamodb: Any
+    sqs: Any
+    outbox: StreamPoller
+    faults: FaultInjector
+
+    @property
+    def table(self) -> str:
+        return self.provisioned.tables["JobsTable"]
+
+    @property
+    def queue_url(self) -> str:
+        return self.provisioned.queue_urls["JobsQueue"]
+
+    @property
+    def queue_arn(self) -> str:
+        return self.provisioned.queue_arns["JobsQueue"]
+
+    def dispatch(self) -> int:
+        """Hand the table's new writes to the outbox dispatcher; how many records it took."""
+        done = 0
+        while taken := self.outbox.poll_once():
+            done += taken
+        return done
+
+    def receive(self, max_messages: int = 10) -> list[dict[str, Any]]:
+        """The jobs queue's visible messages (after the outbox has sent what it must)."""
+        self.dispatch()
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max_messages,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
+
+    def item(self, job_id: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.dynamodb.get_item(
+            TableName=self.table, Key={"id": {"S": job_id}}, ConsistentRead=True
+        ).get("Item")
+        return found
+
+
+@pytest.fixture
+def server_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerStack]:
+    """A ServerStack; the injector is attached to the functions' clients, injecting nothing until
+    a test scripts a fault."""
+    with SerializedMotoServer() as server:
+        endpoint = server.endpoint
+        # moto's backends are this process's: forget what earlier tests' servers stored
+        urllib.request.urlopen(
+            urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"),
+            timeout=10,
+        ).close()
+        dynamodb = local_client("dynamodb", endpoint, REGION)
+        sqs = local_client("sqs", endpoint, REGION)
+        template = load_template()
+        prefix = f"jobline-srv-{uuid.uuid4().hex[:8]}"
+        provisioned = provision(dynamodb, sqs, prefix=prefix, template=template)
+        for name, value in endpoint_environment(endpoint, REGION).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("JOBLINE_TABLE_NAME", provisioned.tables["JobsTable"])
+        monkeypatch.setenv("JOBLINE_QUEUE_URL", provisioned.queue_urls["JobsQueue"])
+        bootstrap.reset()
+        [trigger] = stream_triggers(template)
+        outbox = StreamPoller(
+            trigger,
+            import_handler(trigger.handler),
+            local_client("dynamodbstreams", endpoint, REGION),
+            provisioned.stream_arns[trigger.table],
+            region=REGION,
+        )
+        faults = FaultInjector(seed=0)
+        faults.attach(bootstrap.dynamodb_client(), bootstrap.sqs_client())
+        try:
+            yield ServerStack(server, provisioned, dynamodb, sqs, outbox, faults)
+        finally:
+            faults.detach()
+            bootstrap.reset()
