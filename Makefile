@@ -15,7 +15,7 @@ export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest unit integration contract bench build validate checkov lock clean redrive
+.PHONY: run test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive
 
 # The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project
 # and the client, editable, without dependencies of their own (`make lock` rewrites the lock).
@@ -62,6 +62,14 @@ pytest: $(STAMP)
 
 unit integration contract: $(STAMP)
 	$(BIN)/python -m pytest tests/$@
+
+## soak: the fault-injection soak (tests/soak, part of `make test` too) once per seed, with its
+##   invariant and fault tables.  make soak SEEDS="1 2 3"
+SEEDS ?= 20261201 7 42
+soak: $(STAMP)
+	@for seed in $(SEEDS); do \
+		JOBLINE_SOAK_SEED=$$seed $(BIN)/python -m pytest -s -q -p no:cacheprovider tests/soak || exit 1; \
+	done
 
 ## bench: every performance figure of issue 4 next to its target and baseline (cold starts, AWS
 ##   calls per job, batch concurrency, throughput, build size); fails when a target is missed.
