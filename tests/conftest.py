@@ -111,6 +111,20 @@ class MotoStack:
         return messages
 
 
+def outbox_of(
+    template: dict[str, Any], provisioned: Provisioned, streams: Any
+) -> StreamPoller:
+    """The template's stream mapping onto the outbox dispatcher, read with `streams`."""
+    [trigger] = stream_triggers(template)
+    return StreamPoller(
+        trigger,
+        import_handler(trigger.handler),
+        streams,
+        provisioned.stream_arns[trigger.table],
+        region=REGION,
+    )
+
+
 @pytest.fixture
 def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
     """moto in-process with the template's table and queues; settings point at them."""
@@ -122,19 +136,12 @@ def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
         monkeypatch.setenv("JOBLINE_TABLE_NAME", provisioned.tables["JobsTable"])
         monkeypatch.setenv("JOBLINE_QUEUE_URL", provisioned.queue_urls["JobsQueue"])
         bootstrap.reset()
-        [trigger] = stream_triggers(template)
         streams = boto3.client(
             "dynamodbstreams",
             region_name=REGION,
             config=Config(account_id_endpoint_mode="disabled"),
         )
-        outbox = StreamPoller(
-            trigger,
-            import_handler(trigger.handler),
-            streams,
-            provisioned.stream_arns[trigger.table],
-            region=REGION,
-        )
+        outbox = outbox_of(template, provisioned, streams)
         yield MotoStack(
             provisioned=provisioned,
             dynamodb=dynamodb,
@@ -173,48 +180,17 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
 
 
 @dataclass
-class ServerStack:
+class ServerStack(MotoStack):
     """The template's resources on a real (serialized) moto server, the functions' environment
     pointing at it, the outbox's stream mapping, and a fault injector on the functions' own
     clients: what "applied, then the answer was lost" needs (`mock_aws` cannot model it)."""
 
     server: SerializedMotoServer
-    provisioned: Provisioned
-    dynamodb: Any
-    sqs: Any
-    outbox: StreamPoller
-    faults: FaultInjector
-
-    @property
-    def table(self) -> str:
-        return self.provisioned.tables["JobsTable"]
-
-    @property
-    def queue_url(self) -> str:
-        return self.provisioned.queue_urls["JobsQueue"]
+    faults: FaultInjector = field(default_factory=FaultInjector)
 
     @property
     def queue_arn(self) -> str:
         return self.provisioned.queue_arns["JobsQueue"]
-
-    def dispatch(self) -> int:
-        """Hand the table's new writes to the outbox dispatcher; how many records it took."""
-        done = 0
-        while taken := self.outbox.poll_once():
-            done += taken
-        return done
-
-    def receive(self, max_messages: int = 10) -> list[dict[str, Any]]:
-        """The jobs queue's visible messages (after the outbox has sent what it must)."""
-        self.dispatch()
-        response = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max_messages,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages: list[dict[str, Any]] = response.get("Messages", [])
-        return messages
 
     def item(self, job_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self.dynamodb.get_item(
@@ -244,18 +220,19 @@ def server_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerStack]:
         monkeypatch.setenv("JOBLINE_TABLE_NAME", provisioned.tables["JobsTable"])
         monkeypatch.setenv("JOBLINE_QUEUE_URL", provisioned.queue_urls["JobsQueue"])
         bootstrap.reset()
-        [trigger] = stream_triggers(template)
-        outbox = StreamPoller(
-            trigger,
-            import_handler(trigger.handler),
-            local_client("dynamodbstreams", endpoint, REGION),
-            provisioned.stream_arns[trigger.table],
-            region=REGION,
-        )
+        streams = local_client("dynamodbstreams", endpoint, REGION)
         faults = FaultInjector(seed=0)
         faults.attach(bootstrap.dynamodb_client(), bootstrap.sqs_client())
         try:
-            yield ServerStack(server, provisioned, dynamodb, sqs, outbox, faults)
+            yield ServerStack(
+                provisioned,
+                dynamodb,
+                sqs,
+                streams,
+                outbox_of(template, provisioned, streams),
+                server,
+                faults,
+            )
         finally:
             faults.detach()
             bootstrap.reset()

@@ -168,7 +168,69 @@ class BatchOutcome:
     error: str | None = None
 
 
-class SqsPoller:
+class MappingThread:
+    """An event source mapping's thread: `poll_once` until stopped, pausing after an unreachable
+    endpoint (as Lambda retries) or a bug (never silently ending the mapping)."""
+
+    function_name: str
+    _stop: threading.Event
+    _thread: threading.Thread | None = None
+
+    def poll_once(self) -> object:
+        """One round; something falsy when there was nothing to do (the loop pauses)."""
+        raise NotImplementedError
+
+    def started(self) -> None:
+        """Log the mapping's start."""
+
+    def _lost_endpoint(self) -> None:
+        """Forget what a lost endpoint invalidates (a stream's iterator)."""
+
+    def idle_s(self) -> float:
+        """How long to pause after a round with nothing to do (0: the round itself waited)."""
+        return 0.0
+
+    def run(self) -> None:
+        """Poll until the stop event is set."""
+        self.started()
+        while not self._stop.is_set():
+            try:
+                if not self.poll_once() and self.idle_s():
+                    self._stop.wait(self.idle_s())
+            except (
+                BotoCoreError,
+                ClientError,
+            ) as exc:  # endpoint down: retry, as Lambda does
+                log.warning(
+                    "poller.poll_failed",
+                    function=self.function_name,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                )
+                self._lost_endpoint()
+                self._stop.wait(1.0)
+            except Exception:  # a bug here must not silently end the mapping
+                log.exception("poller.crashed", function=self.function_name)
+                self._stop.wait(1.0)
+        log.info("poller.stopped", function=self.function_name)
+
+    def start(self) -> None:
+        """Run the poller in a daemon thread of its own."""
+        self._thread = threading.Thread(
+            target=self.run, name=f"poller-{self.function_name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """Ask the poller to stop and wait for it; False when a batch is still running."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
+class SqsPoller(MappingThread):
     """Feeds one queue's batches to one handler, the way an SQS event source mapping does."""
 
     def __init__(
@@ -193,7 +255,6 @@ class SqsPoller:
         self._region = region
         self._wait_time_s = wait_time_s
         self._stop = stop_event or threading.Event()
-        self._thread: threading.Thread | None = None
 
     def poll_once(self) -> BatchOutcome:
         """Receive one batch (long polling), invoke the handler, delete what succeeded."""
@@ -284,8 +345,7 @@ class SqsPoller:
                 )
         return deleted
 
-    def run(self) -> None:
-        """Poll until the stop event is set; an unreachable endpoint is retried after a pause."""
+    def started(self) -> None:
         log.info(
             "poller.started",
             function=self.function_name,
@@ -293,36 +353,3 @@ class SqsPoller:
             batch_size=self.trigger.batch_size,
             report_batch_item_failures=self.trigger.report_batch_item_failures,
         )
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except (
-                BotoCoreError,
-                ClientError,
-            ) as exc:  # endpoint down: retry, as Lambda does
-                log.warning(
-                    "poller.poll_failed",
-                    function=self.function_name,
-                    error_type=type(exc).__name__,
-                    error=str(exc),
-                )
-                self._stop.wait(1.0)
-            except Exception:  # a bug here must not silently end the worker
-                log.exception("poller.crashed", function=self.function_name)
-                self._stop.wait(1.0)
-        log.info("poller.stopped", function=self.function_name)
-
-    def start(self) -> None:
-        """Run the poller in a daemon thread of its own."""
-        self._thread = threading.Thread(
-            target=self.run, name=f"poller-{self.function_name}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> bool:
-        """Ask the poller to stop and wait for it; False when a batch is still running."""
-        self._stop.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from jobline.logging import bind_invocation, get_logger
 
 from jobline_local.poller import (
@@ -30,6 +29,7 @@ from jobline_local.poller import (
     InvocationKilled,
     LambdaContext,
     LambdaHandler,
+    MappingThread,
 )
 from jobline_local.template import StreamTrigger
 
@@ -77,7 +77,7 @@ def failed_sequence_numbers(response: Any, numbers: Sequence[str]) -> list[str]:
     return failed
 
 
-class StreamPoller:
+class StreamPoller(MappingThread):
     """Feeds one table's stream to one handler, the way a stream event source mapping does."""
 
     def __init__(
@@ -102,7 +102,6 @@ class StreamPoller:
         self._send_failure = send_failure
         self._poll_interval_s = poll_interval_s
         self._stop = stop_event or threading.Event()
-        self._thread: threading.Thread | None = None
         self._shard_id = ""
         self._iterator: str | None = None
         self._last_read: str | None = None
@@ -251,45 +250,16 @@ class StreamPoller:
         return failed_sequence_numbers(response, numbers)
 
     # ---------------------------------------------------------------- threads
-    def run(self) -> None:
-        """Poll until the stop event is set; an unreachable endpoint is retried after a pause."""
+    def started(self) -> None:
         log.info(
             "poller.started",
             function=self.function_name,
             stream_arn=self.stream_arn,
             batch_size=self.trigger.batch_size,
         )
-        while not self._stop.is_set():
-            try:
-                if not self.poll_once():
-                    self._stop.wait(self._poll_interval_s)
-            except (
-                BotoCoreError,
-                ClientError,
-            ) as exc:  # endpoint down: retry, as Lambda does
-                log.warning(
-                    "poller.poll_failed",
-                    function=self.function_name,
-                    error_type=type(exc).__name__,
-                )
-                self._iterator = None
-                self._stop.wait(1.0)
-            except Exception:  # a bug here must not silently end the mapping
-                log.exception("poller.crashed", function=self.function_name)
-                self._stop.wait(1.0)
-        log.info("poller.stopped", function=self.function_name)
 
-    def start(self) -> None:
-        """Run the poller in a daemon thread of its own."""
-        self._thread = threading.Thread(
-            target=self.run, name=f"poller-{self.function_name}", daemon=True
-        )
-        self._thread.start()
+    def idle_s(self) -> float:
+        return self._poll_interval_s
 
-    def stop(self, timeout_s: float = 5.0) -> bool:
-        """Ask the poller to stop and wait for it; False when a batch is still running."""
-        self._stop.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+    def _lost_endpoint(self) -> None:
+        self._iterator = None

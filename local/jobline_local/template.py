@@ -7,6 +7,7 @@ from what `sam deploy` creates.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,31 +69,37 @@ class SqsTrigger:
     report_batch_item_failures: bool
 
 
-def sqs_triggers(template: dict[str, Any]) -> list[SqsTrigger]:
-    """Every SQS-triggered function in the template."""
+def _events(
+    template: dict[str, Any], event_type: str
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], int]]:
+    """(function, its properties, the event's properties, its timeout) of every event of
+    `event_type` (SQS, DynamoDB...) of every function in the template."""
     globals_fn = template.get("Globals", {}).get("Function", {})
-    triggers = []
     for name, resource in resources_of_type(
         template, "AWS::Serverless::Function"
     ).items():
         props = resource["Properties"]
+        timeout = int(props.get("Timeout", globals_fn.get("Timeout", 3)))
         for event in props.get("Events", {}).values():
-            if event["Type"] != "SQS":
-                continue
-            queue_ref = event["Properties"]["Queue"]["Fn::GetAtt"][0]
-            triggers.append(
-                SqsTrigger(
-                    function=name,
-                    handler=props["Handler"],
-                    code_uri=props["CodeUri"],
-                    timeout_s=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
-                    queue=queue_ref,
-                    batch_size=int(event["Properties"].get("BatchSize", 10)),
-                    report_batch_item_failures="ReportBatchItemFailures"
-                    in event["Properties"].get("FunctionResponseTypes", []),
-                )
-            )
-    return triggers
+            if event["Type"] == event_type:
+                yield name, props, event["Properties"], timeout
+
+
+def sqs_triggers(template: dict[str, Any]) -> list[SqsTrigger]:
+    """Every SQS-triggered function in the template."""
+    return [
+        SqsTrigger(
+            function=name,
+            handler=props["Handler"],
+            code_uri=props["CodeUri"],
+            timeout_s=timeout,
+            queue=source["Queue"]["Fn::GetAtt"][0],
+            batch_size=int(source.get("BatchSize", 10)),
+            report_batch_item_failures="ReportBatchItemFailures"
+            in source.get("FunctionResponseTypes", []),
+        )
+        for name, props, source, timeout in _events(template, "SQS")
+    ]
 
 
 @dataclass(frozen=True)
@@ -116,40 +123,26 @@ class StreamTrigger:
 
 def stream_triggers(template: dict[str, Any]) -> list[StreamTrigger]:
     """Every DynamoDB-stream-triggered function in the template."""
-    globals_fn = template.get("Globals", {}).get("Function", {})
     triggers = []
-    for name, resource in resources_of_type(
-        template, "AWS::Serverless::Function"
-    ).items():
-        props = resource["Properties"]
-        for event in props.get("Events", {}).values():
-            if event["Type"] != "DynamoDB":
-                continue
-            source = event["Properties"]
-            destination = (
-                source.get("DestinationConfig", {})
-                .get("OnFailure", {})
-                .get("Destination")
+    for name, props, source, timeout in _events(template, "DynamoDB"):
+        destination = (
+            source.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        )
+        triggers.append(
+            StreamTrigger(
+                function=name,
+                handler=props["Handler"],
+                timeout_s=timeout,
+                table=source["Stream"]["Fn::GetAtt"][0],
+                batch_size=int(source.get("BatchSize", 100)),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in source.get("FunctionResponseTypes", []),
+                bisect_on_error=bool(source.get("BisectBatchOnFunctionError", False)),
+                max_retry_attempts=int(source.get("MaximumRetryAttempts", -1)),
+                max_record_age_s=int(source.get("MaximumRecordAgeInSeconds", -1)),
+                on_failure_queue=destination["Fn::GetAtt"][0] if destination else None,
             )
-            triggers.append(
-                StreamTrigger(
-                    function=name,
-                    handler=props["Handler"],
-                    timeout_s=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
-                    table=source["Stream"]["Fn::GetAtt"][0],
-                    batch_size=int(source.get("BatchSize", 100)),
-                    report_batch_item_failures="ReportBatchItemFailures"
-                    in source.get("FunctionResponseTypes", []),
-                    bisect_on_error=bool(
-                        source.get("BisectBatchOnFunctionError", False)
-                    ),
-                    max_retry_attempts=int(source.get("MaximumRetryAttempts", -1)),
-                    max_record_age_s=int(source.get("MaximumRecordAgeInSeconds", -1)),
-                    on_failure_queue=destination["Fn::GetAtt"][0]
-                    if destination
-                    else None,
-                )
-            )
+        )
     return triggers
 
 
