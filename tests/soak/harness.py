@@ -10,6 +10,7 @@ import json
 import random
 import threading
 import time
+from concurrent.futures import CancelledError
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
