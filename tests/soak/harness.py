@@ -10,8 +10,8 @@ import json
 import random
 import threading
 import time
-from concurrent.futures import CancelledError
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,9 +261,9 @@ class Api:
             status: int | None = response.status_code
         except InvocationKilled:
             body, status = {}, None
-        except (
-            RuntimeError
-        ) as exc:  # the kill took the request's event loop down with it
+        except CancelledError:  # the kill took the request's event loop down with it
+            body, status = {}, None
+        except RuntimeError as exc:  # ... or the portal it ran in
             if "portal" not in str(exc):
                 raise
             body, status = {}, None
