@@ -15,7 +15,7 @@ export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive
+.PHONY: run test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive sweep
 
 # The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project
 # and the client, editable, without dependencies of their own (`make lock` rewrites the lock).
@@ -46,6 +46,13 @@ redrive: $(STAMP)
 	$(BIN)/python -m jobline_ops.redrive $(if $(filter 1,$(LOCAL)),--local) \
 		$(if $(SOURCE),--source '$(SOURCE)') $(if $(TARGET),--target '$(TARGET)') \
 		$(if $(MAX),--max $(MAX)) $(if $(RATE),--rate $(RATE))
+
+## sweep: send the message of every queued job the outbox never dispatched (after an outage of the
+##   jobs queue longer than the stream's 24 h). make sweep [MIN_AGE=900] [MAX=1000] [DRY_RUN=1] [LOCAL=0]
+sweep: $(STAMP)
+	$(BIN)/python -m jobline_ops.sweep $(if $(filter 1,$(LOCAL)),--local) \
+		$(if $(MIN_AGE),--min-age $(MIN_AGE)) $(if $(MAX),--max $(MAX)) \
+		$(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 ## test: linters, type checks and every test. unit / integration / contract: one suite each.
 test: lint pytest

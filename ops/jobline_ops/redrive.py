@@ -45,19 +45,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from jobline.bootstrap import build_service
-from jobline.config import Settings, get_settings
 from jobline.errors import JoblineError
 from jobline.logging import configure
 from jobline.models import JobMessage
 from jobline.queue import SqsJobQueue
 from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
-from jobline_local.endpoint import local_client
 from jobline_local.settings import LocalSettings
 from pydantic import ValidationError
+
+from jobline_ops.environment import Environment, aws_environment, local_environment
 
 MAX_BATCH = 10
 """ReceiveMessage, SendMessageBatch and DeleteMessageBatch take at most ten messages."""
@@ -338,44 +337,6 @@ def source_queue_of(sqs: Any, dlq_url: str) -> str:
 
 
 # ------------------------------------------------------------------------------ CLI
-@dataclass(frozen=True)
-class Environment:
-    """Clients and settings the command runs with."""
-
-    sqs: Any
-    settings: Settings | None
-    dynamodb: Any
-
-
-def local_environment(local: LocalSettings) -> Environment:
-    """`make run`'s moto server and the resources it created."""
-    host = f"[{local.host}]" if ":" in local.host else local.host
-    endpoint = f"http://{host}:{local.moto_port}"
-    sqs = local_client("sqs", endpoint, local.aws_region)
-    dynamodb = local_client("dynamodb", endpoint, local.aws_region)
-    jobs_queue = sqs.get_queue_url(QueueName=f"{local.prefix}-JobsQueue")["QueueUrl"]
-    settings = Settings.model_validate(
-        {
-            "table_name": f"{local.prefix}-JobsTable",
-            "queue_url": jobs_queue,
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_REGION": local.aws_region,
-        }
-    )
-    return Environment(sqs=sqs, settings=settings, dynamodb=dynamodb)
-
-
-def aws_environment() -> Environment:
-    """The `JOBLINE_*` settings when they are set, and clients from the standard AWS variables."""
-    try:
-        settings: Settings | None = get_settings()
-    except ValidationError:
-        settings = None  # fine when both queues are given and no job needs re-queueing
-    return Environment(
-        sqs=boto3.client("sqs"), settings=settings, dynamodb=boto3.client("dynamodb")
-    )
-
-
 def build_redrive(
     env: Environment, source: str | None, target: str | None, **options: Any
 ) -> Redrive:

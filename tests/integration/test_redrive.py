@@ -17,8 +17,8 @@ from jobline.config import get_settings
 from jobline.models import Job, JobError, JobStatus
 from jobline.repository import DynamoJobRepository
 from jobline_api.app import create_app
+from jobline_ops.environment import Environment
 from jobline_ops.redrive import (
-    Environment,
     Redrive,
     RedriveError,
     RedriveReport,
