@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
 
 _GONE = frozenset({"TrimmedDataAccessException", "ResourceNotFoundException"})
-MAX_READS = 100
-"""GetRecords calls one range may take (a range holds at most a batch: a few calls)."""
+MAX_READS = 30
+"""GetRecords calls one range may take: a range is one batch of at most 100 records, which a page
+(1 MB) holds unless the jobs are large (payloads up to the submit limit: then up to ~25 pages)."""
 
 
 class StreamRecordsGone(JoblineError):
@@ -37,7 +38,14 @@ class DynamoStreamReader:
         self, stream_arn: str, shard_id: str, first: str, last: str
     ) -> Iterator[dict[str, Any]]:
         """The stream records from sequence number `first` to `last` (both included), in the
-        shape Lambda gives them (`eventName`, `dynamodb` with `NewImage`...)."""
+        shape Lambda gives them (`eventName`, `dynamodb` with `NewImage`...).
+
+        GetRecords may answer an empty page before the records it has (DynamoDB Streams' API
+        reference: "it might take multiple calls to get to a portion of the shard that contains
+        stream records"), so an empty page does not end the read; reaching `last` does. A read
+        that ends before `last` (the shard closed, or `MAX_READS` calls) is StorageUnavailable:
+        the records not reached may be jobs without a message, so the caller must try again."""
+        end = int(last)
         try:
             iterator: str | None = self._client.get_shard_iterator(
                 StreamArn=stream_arn,
@@ -47,15 +55,16 @@ class DynamoStreamReader:
             )["ShardIterator"]
             for _ in range(MAX_READS):
                 if iterator is None:
-                    return
+                    break
                 response = self._client.get_records(ShardIterator=iterator, Limit=1000)
                 records: list[Any] = response.get("Records", [])
                 for record in records:
-                    if int(record["dynamodb"]["SequenceNumber"]) > int(last):
+                    sequence = int(record["dynamodb"]["SequenceNumber"])
+                    if sequence > end:
                         return
                     yield record
-                if not records:
-                    return
+                    if sequence == end:
+                        return
                 iterator = response.get("NextShardIterator")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -64,3 +73,6 @@ class DynamoStreamReader:
             raise StorageUnavailable(f"stream: {code}") from exc
         except BotoCoreError as exc:
             raise StorageUnavailable(f"stream: {type(exc).__name__}") from exc
+        raise StorageUnavailable(
+            f"stream: shard {shard_id} read {MAX_READS} pages or closed before {last}"
+        )

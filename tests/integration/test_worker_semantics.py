@@ -384,12 +384,12 @@ def test_a_handler_running_at_the_deadline_is_stopped_and_unstarted_records_retu
     by_job = {JobMessage.model_validate_json(m["Body"]).job_id: m for m in messages}
     records = event_of(moto_stack, by_job[spinning.id], by_job[waiting.id])["Records"]
 
-    # When one worker thread runs the batch with 0.5 s left before the deadline
+    # When one worker thread runs the batch with 1.5 s left before the deadline
     with ThreadPoolExecutor(max_workers=1) as one_at_a_time:
         failures = process_batch(
             service,
             records,
-            invocation("req-deadline", lease_s=2.5, deadline_s=0.5),
+            invocation("req-deadline", lease_s=6.0, deadline_s=1.5),
             one_at_a_time,
         )
 

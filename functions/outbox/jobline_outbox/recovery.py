@@ -51,7 +51,7 @@ def recover_record(
         failed = dispatch_records(service, records)
     except StreamRecordsGone:
         # Past the stream's retention: the jobs of this range may be queued without a message.
-        # Loud on purpose (an alarm); docs/architecture.md says how to find them.
+        # Loud on purpose (the recovery DLQ's alarm tells an operator); `make sweep` sends them.
         log.error("outbox.records_gone")
         return True
     except StorageUnavailable as exc:
