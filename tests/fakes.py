@@ -87,6 +87,15 @@ def _partition(owner: str, job_filter: JobFilter) -> tuple[str, str]:
     return "owner", owner
 
 
+def _index_keys(job: Job) -> dict[str, str]:
+    """The index partition keys `jobline.items.job_to_item` stores for `job`."""
+    return {
+        "owner": job.owner,
+        "owner_status": status_key(job.owner, job.status),
+        "owner_type": type_key(job.owner, job.type),
+    }
+
+
 @dataclass(frozen=True)
 class Write:
     """One applied update, as the fake recorded it."""
@@ -166,17 +175,19 @@ class InMemoryJobRepository:
         start: StartKey | None,
         now: datetime,
     ) -> tuple[list[Job], StartKey | None]:
-        """Up to `limit` live jobs of `owner`, newest first, and where to resume."""
+        """Up to `limit` live jobs of `owner`, newest first, and where to resume. Like DynamoDB,
+        it selects by the index partition key (what `build_query` would ask for), not by the owner
+        field: an ambiguous key would leak here as it would in the table."""
         key_name, key_value = _partition(owner, job_filter)
+        within_status = job_filter.type if job_filter.status is not None else None
         now_epoch = int(now.timestamp())
         with self._lock:
             candidates = sorted(
                 (
                     job
                     for job in self._jobs.values()
-                    if job.owner == owner
-                    and (job_filter.status is None or job.status == job_filter.status)
-                    and (job_filter.type is None or job.type == job_filter.type)
+                    if _index_keys(job)[key_name] == key_value
+                    and (within_status is None or job.type == within_status)
                 ),
                 key=_sort_key,
                 reverse=True,
