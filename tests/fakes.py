@@ -20,7 +20,7 @@ from typing import Any
 
 from jobline.backoff import Backoff
 from jobline.bootstrap import ServiceOptions, build_service, default_registry
-from jobline.errors import ConditionFailed, QueueUnavailable
+from jobline.errors import ConditionFailed, InvalidCursor, QueueUnavailable
 from jobline.items import sort_key, status_key, type_key
 from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
 from jobline.ports import StartKey
@@ -193,6 +193,8 @@ class InMemoryJobRepository:
                 reverse=True,
             )
         if start is not None:
+            if set(start) != {"id", "sk", key_name} or start[key_name] != key_value:
+                raise InvalidCursor()  # DynamoDB's ValidationException, as the adapter maps it
             candidates = [job for job in candidates if _sort_key(job) < start["sk"]]
         page = [job for job in candidates if not job.is_expired(now_epoch)][:limit]
         if len(page) < limit:

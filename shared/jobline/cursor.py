@@ -55,8 +55,12 @@ class CursorCodec:
             key = json.loads(base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4)))
         except (binascii.Error, ValueError) as exc:
             raise InvalidCursor() from exc
-        if not isinstance(key, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in key.items()
+        if (
+            not isinstance(key, dict)
+            or not key
+            or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in key.items()
+            )
         ):
             raise InvalidCursor()
         return key

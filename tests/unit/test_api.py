@@ -11,7 +11,8 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from httpx import Response
-from jobline.models import Attempt, JobError, JobStatus, Progress
+from jobline.cursor import CursorCodec
+from jobline.models import Attempt, JobError, JobFilter, JobStatus, Progress
 from jobline.service import JobService
 from jobline_api.app import create_app
 from jobline_api.dependencies import get_job_service
@@ -21,6 +22,7 @@ from jobline_api.stage import strip_stage
 
 from tests.conftest import FakeLambdaContext
 from tests.fakes import (
+    CURSOR_SECRET,
     START,
     FakeClock,
     InMemoryJobQueue,
@@ -287,6 +289,50 @@ def test_non_finite_numbers_are_422(
     assert _nothing_stored(fakes)
 
 
+def _nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            '{"type": "echo", "payload": ' + _nested(300) + "}",
+            "nests arrays and objects deeper than 64 levels",
+        ),
+        (
+            '{"type": "echo", "payload": {"a": ' + "[" * 80 + "]" * 80 + "}}",
+            "nests arrays and objects deeper than 64 levels",
+        ),
+        ('{"type": "echo", "payload": {"x": "\\ud800"}}', "not valid Unicode"),
+        ('{"type": "echo", "payload": {"\\udfff": 1}}', "not valid Unicode"),
+    ],
+    ids=["nested-300", "arrays-80", "lone-surrogate-value", "lone-surrogate-key"],
+)
+def test_payloads_that_cannot_be_stored_as_json_are_422(
+    client: TestClient, fakes: Fakes, raw: str, message: str
+) -> None:
+    # Given a body that is valid JSON but whose payload no serializer takes back
+    response = client.post(
+        "/jobs", content=raw, headers={**ANN, "Content-Type": "application/json"}
+    )
+
+    # Then it is refused on the payload field, before the service stores anything
+    assert response.status_code == 422
+    [error] = _detail(response)
+    assert error["loc"] == ["body", "payload"]
+    assert message in error["msg"]
+    assert _nothing_stored(fakes)
+
+
+def test_a_payload_64_levels_deep_is_accepted(client: TestClient) -> None:
+    raw = '{"type": "echo", "payload": ' + _nested(63) + "}"
+    response = client.post(
+        "/jobs", content=raw, headers={**ANN, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 202
+
+
 @pytest.mark.parametrize(
     "raw",
     [b"{not json", b"", b"[1, 2]", b'"echo"', b"\xff\xfe\x00", b'{"type": "echo",}'],
@@ -412,6 +458,25 @@ def test_a_tampered_cursor_is_400(client: TestClient) -> None:
     assert other_filter.status_code == 400
     other_owner = client.get("/jobs", params={"cursor": cursor}, headers=BOB)
     assert other_owner.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "start",
+    [{"id": "x"}, {}, {"bogus": "1"}, {"id": "0" * 32, "sk": "s", "owner": "bob"}],
+    ids=["id-only", "empty", "unknown-attribute", "another-partition"],
+)
+def test_a_signed_cursor_with_a_start_key_storage_refuses_is_400(
+    client: TestClient, start: dict[str, str]
+) -> None:
+    # Given a cursor signed with the deployment's key (leaked, or the public default) around a
+    # resume key that is not one the table would give
+    cursor = CursorCodec(CURSOR_SECRET).encode(start, "ann", JobFilter())
+
+    # When it is used
+    response = client.get("/jobs", params={"cursor": cursor}, headers=ANN)
+
+    # Then it is an invalid cursor, not a server error
+    assert (response.status_code, _detail(response)) == (400, "invalid cursor")
 
 
 @pytest.mark.parametrize(
