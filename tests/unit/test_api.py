@@ -83,7 +83,7 @@ def test_health(client: TestClient) -> None:
 
 
 def test_job_types_lists_name_description_and_input_schema(client: TestClient) -> None:
-    response = client.get("/job-types")
+    response = client.get("/job-types", headers=ANN)
 
     assert response.status_code == 200
     types = response.json()
@@ -701,18 +701,82 @@ def test_unknown_route_and_wrong_method_are_json(client: TestClient) -> None:
         ("GET", f"/jobs/{UNKNOWN_ID}"),
         ("POST", f"/jobs/{UNKNOWN_ID}/cancel"),
         ("POST", f"/jobs/{UNKNOWN_ID}/retry"),
+        ("GET", "/job-types"),
     ],
 )
 def test_no_identity_is_401(
     client: TestClient, fakes: Fakes, method: str, path: str
 ) -> None:
     body = {"type": "echo"} if method == "POST" else None
-    for headers in ({}, {"X-Dev-User": ""}, {"X-Dev-User": "   "}):
+    for headers in ({}, {"X-Dev-User": ""}):
         response = client.request(method, path, json=body, headers=headers)
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == "Bearer"
         assert _detail(response) == "authentication required"
     assert _nothing_stored(fakes)
+
+
+@pytest.mark.parametrize(
+    ("identity", "reason"),
+    [
+        ("a" * 257, "is longer than 256 characters"),
+        ("b" * 300, "is longer than 256 characters"),
+        (" bob", "has leading or trailing whitespace"),
+        ("bob\t", "has leading or trailing whitespace"),
+        ("   ", "has leading or trailing whitespace"),
+    ],
+    ids=["257-chars", "300-chars", "leading-space", "trailing-tab", "blank"],
+)
+def test_a_development_identity_is_used_as_sent_or_refused(
+    client: TestClient, fakes: Fakes, identity: str, reason: str
+) -> None:
+    # Given an identity that trimming or cutting would turn into another (bob, or a's prefix)
+    _submit(client, headers={"X-Dev-User": identity[:256].strip() or "x"})
+
+    # When it is used
+    response = client.get("/jobs", headers={"X-Dev-User": identity})
+    submit = _submit(client, headers={"X-Dev-User": identity})
+
+    # Then it is refused, saying why, and nobody else's jobs are read or written
+    for refused in (response, submit):
+        assert refused.status_code == 401
+        assert _detail(refused) == (
+            f"authentication required: the X-Dev-User identity {reason}"
+        )
+    assert len(fakes[1].jobs) == 1
+
+
+def test_a_256_character_identity_is_used_whole(
+    client: TestClient, fakes: Fakes
+) -> None:
+    identity = "a" * 255 + "z"
+
+    response = _submit(client, headers={"X-Dev-User": identity})
+
+    assert response.status_code == 202
+    assert [job.owner for job in fakes[1].jobs] == [identity]
+
+
+def test_a_404_echoes_at_most_a_short_prefix_of_the_id(client: TestClient) -> None:
+    long_id = "x" * 10_000
+
+    for response in (
+        client.get(f"/jobs/{long_id}", headers=ANN),
+        client.post(f"/jobs/{long_id}/cancel", headers=ANN),
+        client.post(f"/jobs/{long_id}/retry", headers=ANN),
+    ):
+        assert response.status_code == 404
+        assert _detail(response) == f"job '{'x' * 64}...' not found"
+
+
+def test_a_422_echoes_at_most_a_short_prefix_of_a_field_name(
+    client: TestClient,
+) -> None:
+    response = client.post("/jobs", json={"type": "echo", "k" * 10_000: 1}, headers=ANN)
+
+    assert response.status_code == 422
+    assert _detail(response)[0]["loc"] == ["body", "k" * 64 + "..."]
+    assert len(response.content) < 1024
 
 
 def test_dev_identity_is_ignored_unless_enabled(fakes: Fakes) -> None:
@@ -775,6 +839,23 @@ def test_without_claims_the_handler_answers_401(lambda_service: Fakes) -> None:
     )
     assert (status, body) == (401, {"detail": "authentication required"})
     assert headers["www-authenticate"] == "Bearer"
+    assert lambda_service[1].jobs == []
+
+
+def test_a_token_subject_that_is_no_identity_is_401(lambda_service: Fakes) -> None:
+    # Given a JWT (any issuer's) whose `sub` is longer than any identity may be
+    status, _, body = _invoke(
+        http_api_event("POST", "/jobs", body='{"type": "echo"}', sub="s" * 300)
+    )
+
+    # Then it is refused, not stored under it or a cut of it
+    assert (status, body) == (
+        401,
+        {
+            "detail": "authentication required: the token's subject is longer than "
+            "256 characters"
+        },
+    )
     assert lambda_service[1].jobs == []
 
 

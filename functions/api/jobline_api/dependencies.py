@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Request
 from jobline.errors import Unauthenticated
+from jobline.models import identity_problem
 from jobline.service import JobService
 
 DEV_USER_HEADER = "x-dev-user"
@@ -25,8 +26,18 @@ def _event(request: Request) -> dict[str, Any]:
     return event if isinstance(event, dict) else {}
 
 
+def _identity(identity: str, source: str) -> str:
+    """`identity` exactly as sent, or 401 saying why it is not one (`identity_problem`)."""
+    problem = identity_problem(identity)
+    if problem is not None:
+        raise Unauthenticated(f"the {source} {problem}")
+    return identity
+
+
 async def current_owner(request: Request) -> str:
-    """The caller: the JWT authorizer's `sub` claim, or (when enabled) the development header."""
+    """The caller: the JWT authorizer's `sub` claim, or (when enabled) the development header,
+    used as given: an identity that is too long, padded with whitespace or not valid text is 401,
+    never trimmed or cut into someone else's."""
     claims = (
         _event(request)
         .get("requestContext", {})
@@ -36,11 +47,11 @@ async def current_owner(request: Request) -> str:
     )
     subject = claims.get("sub") if isinstance(claims, dict) else None
     if isinstance(subject, str) and subject:
-        return subject
+        return _identity(subject, "token's subject")
     if request.app.state.allow_dev_identity:
-        dev_user = request.headers.get(DEV_USER_HEADER, "").strip()
+        dev_user = request.headers.get(DEV_USER_HEADER)
         if dev_user:
-            return dev_user[:256]
+            return _identity(dev_user, "X-Dev-User identity")
     raise Unauthenticated()
 
 

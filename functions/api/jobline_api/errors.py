@@ -19,6 +19,7 @@ from jobline.errors import (
     StorageUnavailable,
     Unauthenticated,
     UnknownJobType,
+    echoed,
 )
 from jobline.logging import get_logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -59,7 +60,7 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         "http.domain_error",
         error_type=type(exc).__name__,
         status_code=status,
-        path=request.url.path,
+        path=echoed(request.url.path),
     )
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"detail": _detail(exc)}, status_code=status, headers=headers)
@@ -69,7 +70,13 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 with field-level details (location, message, type), without echoing the input."""
     assert isinstance(exc, RequestValidationError)
     detail = [
-        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+        {
+            "loc": [
+                echoed(part) if isinstance(part, str) else part for part in err["loc"]
+            ],
+            "msg": err["msg"],
+            "type": err["type"],
+        }
         for err in exc.errors()
     ]
     return JSONResponse({"detail": detail}, status_code=422)
@@ -86,7 +93,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback, answered without internals."""
     log.exception(
-        "http.unhandled_error", error_type=type(exc).__name__, path=request.url.path
+        "http.unhandled_error",
+        error_type=type(exc).__name__,
+        path=echoed(request.url.path),
     )
     return JSONResponse({"detail": "internal error"}, status_code=500)
 

@@ -23,7 +23,7 @@ async def health() -> Health:
     return Health()
 
 
-@router.get("/job-types")
+@router.get("/job-types", dependencies=[Depends(current_owner)])
 async def list_job_types(service: Service) -> list[JobTypeOut]:
     return [JobTypeOut.of(job_type) for job_type in service.job_types()]
 
