@@ -18,7 +18,6 @@ from jobline_api.app import create_app
 from jobline_api.dependencies import get_job_service
 from jobline_api.handler import app as handler_app
 from jobline_api.handler import lambda_handler
-from jobline_api.stage import strip_stage
 
 from tests.conftest import FakeLambdaContext
 from tests.fakes import (
@@ -808,9 +807,14 @@ def lambda_service(fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fa
         structlog.contextvars.clear_contextvars()  # the handler bound its invocation here
 
 
-def _invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+def _invoke_raw(event: dict[str, Any]) -> tuple[int, dict[str, str], str]:
     response = lambda_handler(event, FakeLambdaContext())
-    return response["statusCode"], response["headers"], json.loads(response["body"])
+    return response["statusCode"], response["headers"], response.get("body", "")
+
+
+def _invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+    status, headers, body = _invoke_raw(event)
+    return status, headers, json.loads(body)
 
 
 def test_the_jwt_subject_owns_the_job(lambda_service: Fakes) -> None:
@@ -877,32 +881,48 @@ def test_behind_a_named_stage_routes_and_locations_carry_the_stage(
     assert [item["id"] for item in listing[2]["items"]] == [job["id"]]
 
 
-def test_strip_stage_removes_a_named_stage_prefix() -> None:
-    event = http_api_event("GET", "/jobs/abc", stage="v1")
-    assert (event["rawPath"], event["requestContext"]["http"]["path"]) == (
-        "/v1/jobs/abc",
-        "/v1/jobs/abc",
+def test_behind_a_named_stage_a_trailing_slash_redirect_keeps_the_stage(
+    lambda_service: Fakes,
+) -> None:
+    # When a caller asks for /prod/jobs/ (trailing slash)
+    status, headers, _ = _invoke_raw(
+        http_api_event("GET", "/jobs/", sub="user-123", stage="prod")
     )
 
-    stripped = strip_stage(event)
-
-    assert stripped["rawPath"] == "/jobs/abc"
-    assert stripped["requestContext"]["http"]["path"] == "/jobs/abc"
-    assert event["rawPath"] == "/v1/jobs/abc"  # the input is not modified
-
-
-def test_strip_stage_of_the_stage_root_is_slash() -> None:
-    event = http_api_event("GET", "", stage="v1")
-    assert strip_stage(event)["rawPath"] == "/"
+    # Then the redirect goes to /prod/jobs, not to /jobs outside the stage
+    assert status == 307
+    assert headers["location"] == (
+        "https://api1234567.execute-api.us-east-1.amazonaws.com/prod/jobs"
+    )
 
 
-def test_strip_stage_leaves_the_default_stage_alone() -> None:
-    event = http_api_event("GET", "/v1/jobs")
-    assert strip_stage(event) == event
+def test_behind_a_named_stage_the_docs_load_the_spec_from_the_stage(
+    lambda_service: Fakes,
+) -> None:
+    status, _, page = _invoke_raw(http_api_event("GET", "/docs", stage="prod"))
+
+    assert status == 200
+    assert "'/prod/openapi.json'" in page or '"/prod/openapi.json"' in page
+    status, _, spec = _invoke_raw(http_api_event("GET", "/openapi.json", stage="prod"))
+    assert status == 200
+    assert json.loads(spec)["servers"] == [{"url": "/prod"}]
 
 
-@pytest.mark.parametrize("path", ["/v10/jobs", "/jobs", "/api/v1/jobs"])
-def test_strip_stage_leaves_paths_outside_the_stage_alone(path: str) -> None:
-    event = http_api_event("GET", path)
-    event["requestContext"]["stage"] = "v1"
-    assert strip_stage(event) == event
+def test_behind_a_named_stage_the_stage_root_and_other_prefixes_do_not_route(
+    lambda_service: Fakes,
+) -> None:
+    # A path outside the stage (API Gateway never sends one) and the bare stage route nowhere
+    for event in (
+        http_api_event("GET", "/health", stage="prod") | {"rawPath": "/prod10/health"},
+        http_api_event("GET", "", stage="prod"),
+    ):
+        event["requestContext"]["http"]["path"] = event["rawPath"]
+        assert _invoke_raw(event)[0] == 404
+    assert _invoke_raw(http_api_event("GET", "/health", stage="prod"))[0] == 200
+
+
+def test_on_the_default_stage_nothing_is_prefixed(lambda_service: Fakes) -> None:
+    status, headers, _ = _invoke_raw(http_api_event("GET", "/jobs/", sub="user-123"))
+
+    assert status == 307
+    assert headers["location"].endswith(".amazonaws.com/jobs")

@@ -1,4 +1,4 @@
-"""Request-scoped inputs: the service, the caller's identity, the stage prefix.
+"""Request-scoped inputs: the service, the caller's identity, the root path (a named stage).
 
 `async def` although none of them awaits: FastAPI runs a plain `def` dependency in its thread
 pool, one hop per dependency per request (see docs/benchmarks.md)."""
@@ -56,8 +56,7 @@ async def current_owner(request: Request) -> str:
 
 
 async def base_path(request: Request) -> str:
-    """`/{stage}` behind a named HTTP API stage, empty on `$default` and locally."""
-    stage = _event(request).get("requestContext", {}).get("stage")
-    return (
-        f"/{stage}" if isinstance(stage, str) and stage and stage != "$default" else ""
-    )
+    """Where the app is mounted: the ASGI root path (`/{stage}` behind a named HTTP API stage,
+    `jobline_api.stage`), empty on `$default` and locally."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")
