@@ -25,9 +25,11 @@ from jobline.clock import utcnow
 from jobline.config import Settings, get_settings, lambda_initialization_type
 from jobline.control import Control
 from jobline.cursor import CursorCodec
+from jobline.egress import EgressPolicy
 from jobline.execution import Execution
 from jobline.ingest import Ingest
-from jobline.job_types import BUILTIN_JOB_TYPES
+from jobline.job_types import BUILTIN_JOB_TYPES, http_request
+from jobline.job_types.http_request import HttpRequestOptions
 from jobline.logging import configure
 from jobline.ports import JobQueue, JobRepository
 from jobline.queries import Queries
@@ -106,9 +108,23 @@ def sqs_client() -> SQSClient:
     return cast("SQSClient", client)
 
 
-def default_registry() -> JobTypeRegistry:
-    """The built-in job types."""
-    return JobTypeRegistry(BUILTIN_JOB_TYPES)
+def default_registry(settings: Settings | None = None) -> JobTypeRegistry:
+    """The built-in job types; with `settings`, `http.request` runs under the deployment's
+    egress policy (without, under the default one: public addresses only)."""
+    if settings is None:
+        return JobTypeRegistry(BUILTIN_JOB_TYPES)
+    options = HttpRequestOptions(
+        egress=EgressPolicy(
+            allow=settings.http_allow_networks,
+            runtime_api=settings.lambda_runtime_api,
+        )
+    )
+    return JobTypeRegistry(
+        http_request.job_type(options)
+        if job_type.name == http_request.NAME
+        else job_type
+        for job_type in BUILTIN_JOB_TYPES
+    )
 
 
 @dataclass(frozen=True)
@@ -160,7 +176,7 @@ def build_service(
     )
     queue = queue or SqsJobQueue(sqs_client(), configured().queue_url)
     configure(resolved.log_level if resolved is not None else "INFO")
-    registry = registry or default_registry()
+    registry = registry or default_registry(configured())
     submission = Submission(
         repository, queue, registry, clock, options.max_payload_bytes
     )

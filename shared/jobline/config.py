@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -60,6 +61,11 @@ class Settings(BaseSettings):
         description="owner of ingest submissions that name none",
     )
     log_level: str = Field(default="INFO")
+    http_allow_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
+        default=(),
+        description="CIDRs (comma-separated) http.request may reach although they are "
+        "private, loopback or link-local",
+    )
 
     aws_region: str = Field(
         default="us-east-1",
@@ -73,6 +79,19 @@ class Settings(BaseSettings):
     function_name: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_LAMBDA_FUNCTION_NAME")
     )
+    lambda_runtime_api: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_LAMBDA_RUNTIME_API"),
+        description="host:port of the Lambda runtime API, which handlers never reach",
+    )
+
+    @field_validator("http_allow_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """`10.1.0.0/16, fd00:1::/64` (commas or spaces) as a list of CIDRs."""
+        if isinstance(value, str):
+            return value.replace(",", " ").split()
+        return value
 
     @field_validator("aws_endpoint_url")
     @classmethod

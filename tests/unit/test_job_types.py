@@ -1,7 +1,9 @@
-"""The built-in job types: echo, sleep, and http.request against a loopback server."""
+"""The built-in job types: echo, sleep, and http.request against a loopback server (allow-listed:
+by default http.request reaches public addresses only, see test_egress.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import threading
@@ -13,16 +15,24 @@ from typing import Any
 
 import pytest
 from jobline.bootstrap import default_registry
+from jobline.egress import EgressPolicy
 from jobline.errors import InvalidPayload
+from jobline.job_types import http_request
 from jobline.job_types.http_request import (
     MAX_BODY_BYTES,
     HttpNetworkError,
+    HttpRequestOptions,
     HttpStatusError,
 )
 from jobline.registry import DeadlineExceeded, JobCancelled, JobContext, JobType
 
+LOOPBACK = EgressPolicy(allow=(ipaddress.ip_network("127.0.0.0/8"),))
+"""The egress policy of a deployment that allow-lists loopback (the test servers)."""
+
 
 def _job_type(name: str) -> JobType[Any]:
+    if name == http_request.NAME:
+        return http_request.job_type(HttpRequestOptions(egress=LOOPBACK))
     return default_registry().get(name)
 
 
