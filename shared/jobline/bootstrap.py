@@ -35,6 +35,7 @@ from jobline.ports import JobQueue, JobRepository
 from jobline.queries import Queries
 from jobline.queue import SqsJobQueue
 from jobline.recovery import Recovery
+from jobline.redaction import Redaction, use_for_logs
 from jobline.registry import JobTypeRegistry
 from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
@@ -110,14 +111,16 @@ def sqs_client() -> SQSClient:
 
 def default_registry(settings: Settings | None = None) -> JobTypeRegistry:
     """The built-in job types; with `settings`, `http.request` runs under the deployment's
-    egress policy (without, under the default one: public addresses only)."""
+    egress policy and redaction (without, under the defaults: public addresses only, the
+    standard secret headers)."""
     if settings is None:
         return JobTypeRegistry(BUILTIN_JOB_TYPES)
     options = HttpRequestOptions(
         egress=EgressPolicy(
             allow=settings.http_allow_networks,
             runtime_api=settings.lambda_runtime_api,
-        )
+        ),
+        redaction=Redaction.of(settings.redact_headers),
     )
     return JobTypeRegistry(
         http_request.job_type(options)
@@ -176,6 +179,8 @@ def build_service(
     )
     queue = queue or SqsJobQueue(sqs_client(), configured().queue_url)
     configure(resolved.log_level if resolved is not None else "INFO")
+    if resolved is not None:
+        use_for_logs(Redaction.of(resolved.redact_headers))
     registry = registry or default_registry(configured())
     submission = Submission(
         repository, queue, registry, clock, options.max_payload_bytes

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="CIDRs (comma-separated) http.request may reach although they are "
         "private, loopback or link-local",
     )
+    redact_headers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="header names (comma-separated) redacted like Authorization, Cookie "
+        "and X-Api-Key in logs, job errors and http.request results",
+    )
 
     aws_region: str = Field(
         default="us-east-1",
@@ -85,10 +90,10 @@ class Settings(BaseSettings):
         description="host:port of the Lambda runtime API, which handlers never reach",
     )
 
-    @field_validator("http_allow_networks", mode="before")
+    @field_validator("http_allow_networks", "redact_headers", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        """`10.1.0.0/16, fd00:1::/64` (commas or spaces) as a list of CIDRs."""
+        """`10.1.0.0/16, fd00:1::/64` or `X-Token, X-Secret` (commas or spaces) as a list."""
         if isinstance(value, str):
             return value.replace(",", " ").split()
         return value

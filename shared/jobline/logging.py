@@ -10,6 +10,8 @@ from typing import Any, TextIO, cast
 
 import structlog
 
+from jobline.redaction import redact_log_event
+
 _configured = False
 
 
@@ -35,6 +37,7 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_log_event,  # no credentials, payloads or results in any line
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

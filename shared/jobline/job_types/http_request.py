@@ -2,20 +2,25 @@
 
 Connections obey the deployment's egress policy (`jobline.egress`: public addresses only unless
 allow-listed, checked on the address actually connected to); a refused address and a redirect
-(never followed) fail the job at once.
+(never followed) fail the job at once. Errors name the URL without its credentials (userinfo and
+query string redacted) and never quote the remote body; secret response headers are redacted in
+the result (`jobline.redaction`).
 """
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from base64 import b64encode
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from jobline.egress import EgressPolicy, guarded_opener
+from jobline.redaction import Redaction, redact_text, redact_url
 from jobline.registry import (
     DeadlineExceeded,
     JobContext,
@@ -57,12 +62,28 @@ class HttpRequestOptions:
     """How a deployment runs `http.request`."""
 
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    redaction: Redaction = field(default_factory=Redaction)
 
 
 def _read_capped(response: Any) -> tuple[str, bool]:
     data: bytes = response.read(MAX_BODY_BYTES + 1)
     truncated = len(data) > MAX_BODY_BYTES
     return data[:MAX_BODY_BYTES].decode("utf-8", errors="replace"), truncated
+
+
+def _without_userinfo(payload: HttpRequestInput) -> tuple[str, dict[str, str]]:
+    """The URL without `user:password@`, which becomes Basic authorization (unless the request
+    has an Authorization header of its own)."""
+    url = payload.url
+    headers = dict(payload.headers)
+    if url.username is None and url.password is None:
+        return str(url), headers
+    credentials = f"{unquote(url.username or '')}:{unquote(url.password or '')}"
+    if not any(name.lower() == "authorization" for name in headers):
+        headers["Authorization"] = "Basic " + b64encode(credentials.encode()).decode()
+    parts = urlsplit(str(url))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc)), headers
 
 
 def run_http_request(
@@ -77,35 +98,37 @@ def run_http_request(
         raise DeadlineExceeded("no time left before the deadline to make the request")
     timeout = min(payload.timeout_s, remaining)
     data = payload.body.encode("utf-8") if payload.body is not None else None
+    url, headers = _without_userinfo(payload)
     request = urllib.request.Request(
-        str(payload.url), data=data, headers=payload.headers, method=payload.method
+        url, data=data, headers=headers, method=payload.method
     )
     opener = guarded_opener(options.egress)
+    shown = f"{payload.method} {redact_url(str(payload.url))}"
     try:
         with opener.open(request, timeout=timeout) as response:
             body, truncated = _read_capped(response)
             return {
                 "status": response.status,
-                "headers": dict(response.headers.items()),
+                "headers": options.redaction.headers(dict(response.headers.items())),
                 "body": body,
                 "truncated": truncated,
             }
     except urllib.error.HTTPError as exc:
         if 300 <= exc.code < 400:
+            location = exc.headers.get("Location")
+            target = f", to {redact_url(location)}" if location else ""
             raise HttpRedirectNotFollowed(
-                f"{payload.method} {payload.url} answered {exc.code} (a redirect, to "
-                f"{exc.headers.get('Location')}); redirects are not followed"
+                f"{shown} answered {exc.code} (a redirect{target}); redirects are not "
+                "followed"
             ) from exc
-        body, _ = _read_capped(exc)
-        raise HttpStatusError(
-            f"{payload.method} {payload.url} answered {exc.code}: {body[:200]}"
-        ) from exc
+        raise HttpStatusError(f"{shown} answered {exc.code}") from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-        raise HttpNetworkError(f"{payload.method} {payload.url} failed: {exc}") from exc
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise HttpNetworkError(f"{shown} failed: {redact_text(str(reason))}") from exc
 
 
 def job_type(options: HttpRequestOptions | None = None) -> JobType[HttpRequestInput]:
-    """`http.request` as a deployment runs it (`options`: its egress policy)."""
+    """`http.request` as a deployment runs it (`options`: its egress policy and redaction)."""
     return JobType(
         name=NAME,
         description="Makes one HTTP request; the result is {status, headers, body} "
