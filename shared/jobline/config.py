@@ -25,9 +25,25 @@ class Settings(BaseSettings):
         default=False,
         description="accept the X-Dev-User header as the caller (local runs only)",
     )
-    cursor_secret: SecretStr = Field(
-        default=SecretStr("jobline-local-cursor-key-change-me"),
-        description="HMAC key that signs list cursors",
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs list cursors (local runs; in AWS the key comes "
+        "from cursor_secret_parameter). Unset: a public development key, refused on Lambda",
+    )
+    cursor_secret_previous: SecretStr | None = Field(
+        default=None,
+        description="a previous key still accepted when reading cursors (rotation)",
+    )
+    cursor_secret_parameter: str | None = Field(
+        default=None,
+        description="name of the SSM SecureString parameter holding the cursor key",
+    )
+    cursor_rotation_grace_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="after the parameter is overwritten, its previous version is accepted "
+        "for reading this long",
     )
     max_payload_bytes: int = Field(default=64 * 1024, ge=1, le=256 * 1024)
     max_result_bytes: int = Field(default=128 * 1024, ge=1, le=300 * 1024)
@@ -98,11 +114,18 @@ class Settings(BaseSettings):
             return value.replace(",", " ").split()
         return value
 
-    @field_validator("aws_endpoint_url")
+    @field_validator("aws_endpoint_url", "cursor_secret_parameter")
     @classmethod
     def _blank_endpoint_is_unset(cls, value: str | None) -> str | None:
-        """An empty AWS_ENDPOINT_URL (as the template declares it) means "the real AWS"."""
+        """An empty AWS_ENDPOINT_URL (as the template declares it) means "the real AWS"; an
+        empty parameter name, none."""
         return value or None
+
+    @field_validator("cursor_secret", "cursor_secret_previous")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty key (the template declares JOBLINE_CURSOR_SECRET empty) is no key."""
+        return value if value is not None and value.get_secret_value() else None
 
 
 @lru_cache(maxsize=1)

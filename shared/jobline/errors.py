@@ -115,6 +115,10 @@ class StorageUnavailable(JoblineError):
         super().__init__(f"the job store is unavailable: {reason}")
 
 
+class ConfigurationError(JoblineError):
+    """The deployment's configuration cannot be used safely: the function refuses to start."""
+
+
 class ConditionFailed(JoblineError):
     """A conditional write lost: the item was not in the expected state.
 

@@ -411,3 +411,25 @@ def test_cfn_lint_finds_nothing() -> None:
 
     # Then it has no findings
     assert [str(match) for match in matches] == []
+
+
+def test_the_api_reads_its_cursor_key_from_its_own_ssm_parameter() -> None:
+    # Given the API function's environment and inline IAM statements
+    props = TEMPLATE["Resources"]["ApiFunction"]["Properties"]
+    variables = props["Environment"]["Variables"]
+    statements = [s for r, s in iam_statements() if r == "ApiFunction"]
+    ssm = [s for s in statements if "ssm" in str(s["Action"])]
+
+    # Then the key is named, not passed: no key sits in the environment or the parameters
+    parameter = variables["JOBLINE_CURSOR_SECRET_PARAMETER"]["Fn::Sub"]
+    assert variables["JOBLINE_CURSOR_SECRET"] == ""
+    assert not any(
+        "NoEcho" in spec and "Cursor" in name
+        for name, spec in TEMPLATE["Parameters"].items()
+    )
+    # And the function may read exactly that parameter, and nothing else from SSM
+    assert [s["Action"] for s in ssm] == ["ssm:GetParameter"]
+    assert ssm[0]["Resource"]["Fn::Sub"].endswith(f":parameter{parameter}")
+    # And no other function may read it
+    others = [s for r, s in iam_statements() if r != "ApiFunction"]
+    assert not any("ssm" in str(s["Action"]) for s in others)
