@@ -12,7 +12,7 @@ export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest unit integration contract bench build validate requirements clean redrive
+.PHONY: run test lint format pytest unit integration contract bench build validate requirements clean redrive openapi
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ redrive: $(STAMP)
 	$(BIN)/python -m jobline_tools.redrive $(if $(filter 1,$(LOCAL)),--local) \
 		$(if $(SOURCE),--source '$(SOURCE)') $(if $(TARGET),--target '$(TARGET)') \
 		$(if $(MAX),--max $(MAX)) $(if $(RATE),--rate $(RATE))
+
+## openapi: write docs/openapi.json, the API's OpenAPI document (a test fails when it is stale).
+openapi: $(STAMP)
+	$(BIN)/python -m jobline_api.openapi docs/openapi.json
 
 ## test: linters, type checks and every test. unit / integration / contract: one suite each.
 test: lint pytest

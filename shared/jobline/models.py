@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+)
 
 MIN_ATTEMPTS = 1
 MAX_ATTEMPTS = 20
@@ -67,6 +74,18 @@ def identity_problem(identity: str) -> str | None:
     if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in identity):
         return "contains a control character"
     return None
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer: `5` or `5.0`, never `"5"` or `true` (the strict check refuses
+    those); a whole float becomes its int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInteger = Annotated[int, BeforeValidator(_whole_number), Strict()]
+"""An integer field of a request: a JSON number that is a whole number; no text, no booleans."""
 
 
 def _storable_payload(payload: Any) -> Any:
@@ -196,10 +215,10 @@ class SubmitRequest(BaseModel):
 
     type: str = Field(min_length=1, max_length=128)
     payload: Any = Field(default_factory=dict)
-    max_attempts: int = Field(
+    max_attempts: JsonInteger = Field(
         default=DEFAULT_MAX_ATTEMPTS, ge=MIN_ATTEMPTS, le=MAX_ATTEMPTS
     )
-    delay_seconds: int = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
+    delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
 
     _payload_is_storable = field_validator("payload")(_storable_payload)
 
@@ -238,10 +257,10 @@ class IngestSubmission(BaseModel):
     payload: Any = Field(default_factory=dict)
     owner: str | None = Field(default=None, min_length=1, max_length=256)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
-    max_attempts: int = Field(
+    max_attempts: JsonInteger = Field(
         default=DEFAULT_MAX_ATTEMPTS, ge=MIN_ATTEMPTS, le=MAX_ATTEMPTS
     )
-    delay_seconds: int = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
+    delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
 
     _payload_is_storable = field_validator("payload")(_storable_payload)
 

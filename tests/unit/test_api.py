@@ -128,6 +128,14 @@ def test_submit_is_accepted_with_location(client: TestClient, fakes: Fakes) -> N
     assert [(s.message.job_id, s.delay_seconds) for s in queue.sent] == [(job["id"], 5)]
 
 
+def test_whole_numbers_written_as_floats_are_integers(client: TestClient) -> None:
+    # JSON Schema's integer (what the spec says) includes 5.0; text and booleans are not numbers
+    response = _submit(client, max_attempts=5.0, delay_seconds=0.0)
+
+    assert response.status_code == 202
+    assert response.json()["max_attempts"] == 5
+
+
 def test_submit_defaults(client: TestClient) -> None:
     response = client.post("/jobs", json={"type": "echo"}, headers=ANN)
     assert response.status_code == 202
@@ -236,6 +244,9 @@ def test_http_request_payload_errors_name_each_field(
         ({"type": "echo", "delay_seconds": 901}, "delay_seconds"),
         ({"type": "echo", "delay_seconds": None}, "delay_seconds"),
         ({"type": "echo", "delay_seconds": 10**400}, "delay_seconds"),
+        ({"type": "echo", "delay_seconds": False}, "delay_seconds"),
+        ({"type": "echo", "max_attempts": "5"}, "max_attempts"),
+        ({"type": "echo", "max_attempts": True}, "max_attempts"),
     ],
     ids=[
         "unknown-field",
@@ -252,6 +263,9 @@ def test_http_request_payload_errors_name_each_field(
         "delay-901",
         "delay-null",
         "delay-huge-int",
+        "delay-false",
+        "attempts-numeric-text",
+        "attempts-true",
     ],
 )
 def test_invalid_request_fields_are_422(
@@ -457,6 +471,26 @@ def test_a_tampered_cursor_is_400(client: TestClient) -> None:
     assert other_filter.status_code == 400
     other_owner = client.get("/jobs", params={"cursor": cursor}, headers=BOB)
     assert other_owner.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/jobs?stauts=failed"),
+        ("GET", f"/jobs/{UNKNOWN_ID}?verbose=1"),
+        ("POST", f"/jobs/{UNKNOWN_ID}/cancel?force=true"),
+        ("GET", "/job-types?all=1"),
+    ],
+)
+def test_an_unknown_query_parameter_is_422(
+    client: TestClient, method: str, path: str
+) -> None:
+    # A misspelt filter is an error, not a listing of every job
+    response = client.request(method, path, headers=ANN)
+
+    assert response.status_code == 422
+    [error] = _detail(response)
+    assert (error["loc"][0], error["type"]) == ("query", "extra_forbidden")
 
 
 @pytest.mark.parametrize(

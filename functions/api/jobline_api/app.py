@@ -10,7 +10,7 @@ from jobline.bootstrap import get_service
 from jobline.config import get_settings
 from jobline.service import JobService
 
-from jobline_api import errors
+from jobline_api import errors, openapi
 from jobline_api.routes import router
 
 
@@ -30,6 +30,7 @@ def create_app(
     app.state.dev_identity = allow_dev_identity
     errors.install(app)
     app.include_router(router)
+    openapi.install(app)
     return app
 
 

@@ -5,9 +5,11 @@ pool, one hop per dependency per request (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from jobline.errors import Unauthenticated
 from jobline.models import identity_problem
 from jobline.service import JobService
@@ -60,3 +62,25 @@ async def base_path(request: Request) -> str:
     `jobline_api.stage`), empty on `$default` and locally."""
     root: str = request.scope.get("root_path", "")
     return root.rstrip("/")
+
+
+def only_query(*names: str) -> Callable[[Request], Awaitable[None]]:
+    """A dependency refusing (422) query parameters other than `names`: a misspelt filter
+    (`?stauts=failed`) is an error, not a listing of everything."""
+    known = frozenset(names)
+
+    async def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", name),
+                        "msg": "Unknown query parameter",
+                        "type": "extra_forbidden",
+                    }
+                    for name in unknown
+                ]
+            )
+
+    return check
