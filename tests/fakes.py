@@ -30,6 +30,7 @@ from jobline.sqs_batch import Invocation, run_records
 from jobline.transition import JobUpdate, Precondition, apply
 from jobline_worker.record import run_record
 from pydantic import RootModel
+from starlette.responses import JSONResponse
 
 from tests.jobfields import STORED_TIMESTAMPS
 
@@ -404,6 +405,51 @@ def http_api_event(
     if body is not None:
         event["body"] = body
     return event
+
+
+class JwtAuthorizerStandIn:
+    """ASGI middleware standing in for the HTTP API's JWT authorizer, for in-process tests of the
+    deployed app: a request with `Authorization: Bearer <token>` of a known token reaches the
+    app with the token's `sub` in the Lambda event, where Mangum puts it (`scope["aws.event"]`);
+    any other request is answered the way API Gateway answers it, 401 `{"message":
+    "Unauthorized"}`. Routes the template leaves open (`/health`) pass as they are."""
+
+    def __init__(
+        self,
+        app: Any,
+        subjects: dict[str, str],
+        open_paths: frozenset[str] = frozenset({"/health"}),
+    ) -> None:
+        self.app = app
+        self.subjects = subjects
+        """token -> the `sub` claim of the JWT it stands for."""
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        scheme, _, token = (
+            headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        )
+        subject = self.subjects.get(token) if scheme.lower() == "bearer" else None
+        if subject is None:
+            refusal = JSONResponse(
+                {"message": "Unauthorized"},
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+            await refusal(scope, receive, send)
+            return
+        claims = {"sub": subject, "aud": "jobline-api"}
+        event = {
+            "requestContext": {
+                "stage": "$default",
+                "authorizer": {"jwt": {"claims": claims, "scopes": None}},
+            }
+        }
+        await self.app({**scope, "aws.event": event}, receive, send)
 
 
 def process_batch(
