@@ -15,7 +15,7 @@ export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive sweep
+.PHONY: run test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive sweep openapi
 
 # The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project
 # and the client, editable, without dependencies of their own (`make lock` rewrites the lock).
@@ -53,6 +53,10 @@ sweep: $(STAMP)
 	$(BIN)/python -m jobline_ops.sweep $(if $(filter 1,$(LOCAL)),--local) \
 		$(if $(MIN_AGE),--min-age $(MIN_AGE)) $(if $(MAX),--max $(MAX)) \
 		$(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+## openapi: write docs/openapi.json, the API's OpenAPI document (a test fails when it is stale).
+openapi: $(STAMP)
+	$(BIN)/python -m jobline_api.openapi docs/openapi.json
 
 ## test: linters, type checks and every test. unit / integration / contract: one suite each.
 test: lint pytest

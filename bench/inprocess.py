@@ -62,6 +62,9 @@ class Functions:
         env.update(server.function_env("ApiFunction", []))
         for name in ("PATH", "PYTHONPATH", "AWS_LAMBDA_INITIALIZATION_TYPE"):
             env.pop(name, None)
+        # The concurrency bench's http.request jobs call a loopback server: allow-list it, as a
+        # deployment with internal targets would (by default only public addresses are reachable).
+        env["JOBLINE_HTTP_ALLOW_NETWORKS"] = "127.0.0.0/8"
         os.environ.update(env)
         from jobline import bootstrap
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -23,6 +24,9 @@ from jobline_local.template import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
+
+
+CURSOR_PARAMETER = "/jobline-bench/cursor-secret"
 
 
 def free_port() -> int:
@@ -92,6 +96,13 @@ class MotoServer:
         self.provisioned = provision(
             self.client("dynamodb"), self.client("sqs"), prefix=self.prefix
         )
+        # The API function's cursor key, as deployed: a SecureString it reads at init.
+        self.client("ssm").put_parameter(
+            Name=CURSOR_PARAMETER,
+            Value=secrets.token_urlsafe(32),
+            Type="SecureString",
+            Overwrite=True,
+        )
 
     def client(self, service: str, max_pool_connections: int = 10) -> Any:
         """A plain boto3 client on the server (the bench's own, not the functions')."""
@@ -121,6 +132,8 @@ class MotoServer:
         env = function_environment(load_template(), self.provisioned, function)
         env.update(endpoint_environment(self.endpoint, REGION))
         env["AWS_LAMBDA_FUNCTION_NAME"] = function
+        if function == "ApiFunction":  # the template names the stack's parameter (!Sub)
+            env["JOBLINE_CURSOR_SECRET_PARAMETER"] = CURSOR_PARAMETER
         env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "on-demand"
         env["PYTHONPATH"] = os.pathsep.join(str(path) for path in code_paths)
         env["PATH"] = os.environ.get("PATH", "")

@@ -46,6 +46,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_PROFILE",
         "AWS_SESSION_TOKEN",
         "JOBLINE_ALLOW_DEV_IDENTITY",
+        "JOBLINE_HTTP_ALLOW_NETWORKS",
         "JOBLINE_LOG_LEVEL",
     ):
         monkeypatch.delenv(name, raising=False)
@@ -60,6 +61,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("JOBLINE_CURSOR_SECRET", "test-cursor-secret-0123456789abcdef")
     bootstrap.reset()
     yield
+    bootstrap.reset()
+
+
+@pytest.fixture
+def loopback_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let http.request reach loopback (the tests' servers and closed ports), as a deployment with
+    internal targets would allow-list them. Request it before fixtures that build the service."""
+    monkeypatch.setenv("JOBLINE_HTTP_ALLOW_NETWORKS", "127.0.0.0/8")
     bootstrap.reset()
 
 

@@ -23,7 +23,12 @@ from typing import Any
 from jobline.backoff import Backoff
 from jobline.bootstrap import ServiceOptions, build_service, default_registry
 from jobline.dispatch import Dispatch
-from jobline.errors import ConditionFailed, QueueUnavailable, StorageUnavailable
+from jobline.errors import (
+    ConditionFailed,
+    InvalidCursor,
+    QueueUnavailable,
+    StorageUnavailable,
+)
 from jobline.items import sort_key, status_key, type_key
 from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
 from jobline.ports import StartKey
@@ -33,6 +38,7 @@ from jobline.sqs_batch import Invocation, run_records
 from jobline.transition import JobUpdate, Precondition, apply
 from jobline_worker.record import run_record
 from pydantic import RootModel
+from starlette.responses import JSONResponse
 
 from tests.jobfields import STORED_TIMESTAMPS
 
@@ -88,6 +94,15 @@ def _partition(owner: str, job_filter: JobFilter) -> tuple[str, str]:
     if job_filter.type is not None:
         return "owner_type", type_key(owner, job_filter.type)
     return "owner", owner
+
+
+def _index_keys(job: Job) -> dict[str, str]:
+    """The index partition keys `jobline.items.job_to_item` stores for `job`."""
+    return {
+        "owner": job.owner,
+        "owner_status": status_key(job.owner, job.status),
+        "owner_type": type_key(job.owner, job.type),
+    }
 
 
 @dataclass(frozen=True)
@@ -220,22 +235,26 @@ class InMemoryJobRepository:
         start: StartKey | None,
         now: datetime,
     ) -> tuple[list[Job], StartKey | None]:
-        """Up to `limit` live jobs of `owner`, newest first, and where to resume."""
+        """Up to `limit` live jobs of `owner`, newest first, and where to resume. Like DynamoDB,
+        it selects by the index partition key (what `build_query` would ask for), not by the owner
+        field: an ambiguous key would leak here as it would in the table."""
         key_name, key_value = _partition(owner, job_filter)
+        within_status = job_filter.type if job_filter.status is not None else None
         now_epoch = int(now.timestamp())
         with self._lock:
             candidates = sorted(
                 (
                     job
                     for job in self._jobs.values()
-                    if job.owner == owner
-                    and (job_filter.status is None or job.status == job_filter.status)
-                    and (job_filter.type is None or job.type == job_filter.type)
+                    if _index_keys(job)[key_name] == key_value
+                    and (within_status is None or job.type == within_status)
                 ),
                 key=_sort_key,
                 reverse=True,
             )
         if start is not None:
+            if set(start) != {"id", "sk", key_name} or start[key_name] != key_value:
+                raise InvalidCursor()  # DynamoDB's ValidationException, as the adapter maps it
             candidates = [job for job in candidates if _sort_key(job) < start["sk"]]
         page = [job for job in candidates if not job.is_expired(now_epoch)][:limit]
         if len(page) < limit:
@@ -457,6 +476,51 @@ def http_api_event(
     if body is not None:
         event["body"] = body
     return event
+
+
+class JwtAuthorizerStandIn:
+    """ASGI middleware standing in for the HTTP API's JWT authorizer, for in-process tests of the
+    deployed app: a request with `Authorization: Bearer <token>` of a known token reaches the
+    app with the token's `sub` in the Lambda event, where Mangum puts it (`scope["aws.event"]`);
+    any other request is answered the way API Gateway answers it, 401 `{"message":
+    "Unauthorized"}`. Routes the template leaves open (`/health`) pass as they are."""
+
+    def __init__(
+        self,
+        app: Any,
+        subjects: dict[str, str],
+        open_paths: frozenset[str] = frozenset({"/health"}),
+    ) -> None:
+        self.app = app
+        self.subjects = subjects
+        """token -> the `sub` claim of the JWT it stands for."""
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        scheme, _, token = (
+            headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        )
+        subject = self.subjects.get(token) if scheme.lower() == "bearer" else None
+        if subject is None:
+            refusal = JSONResponse(
+                {"message": "Unauthorized"},
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+            await refusal(scope, receive, send)
+            return
+        claims = {"sub": subject, "aud": "jobline-api"}
+        event = {
+            "requestContext": {
+                "stage": "$default",
+                "authorizer": {"jwt": {"claims": claims, "scopes": None}},
+            }
+        }
+        await self.app({**scope, "aws.event": event}, receive, send)
 
 
 def process_batch(

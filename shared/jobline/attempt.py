@@ -22,7 +22,15 @@ from jobline.errors import (
     UnknownJobType,
 )
 from jobline.logging import get_logger
-from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
+from jobline.models import (
+    MAX_RESULT_DEPTH,
+    Delivery,
+    Job,
+    JobError,
+    JobStatus,
+    RunOutcome,
+    json_problem,
+)
 from jobline.ports import JobRepository
 from jobline.registry import JobContext, JobTypeRegistry
 from jobline.submission import canonical_json
@@ -119,7 +127,12 @@ class RunningAttempt:
         return self.fail(error, retryable=True)
 
     def succeed(self, result: Any) -> RunOutcome:
-        """End the attempt with the handler's result, if it can be stored."""
+        """End the attempt with the handler's result, if it can be stored and served back (a
+        result nested too deep, or holding text that is not valid Unicode, fails the job)."""
+        problem = json_problem(result, MAX_RESULT_DEPTH)
+        if problem is not None:
+            error = JobError(type="InvalidResult", message=f"the result {problem}")
+            return self.fail(error)
         try:
             size = len(canonical_json(result).encode())
         except (TypeError, ValueError) as exc:

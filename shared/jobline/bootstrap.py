@@ -24,16 +24,26 @@ from jobline.backoff import Backoff
 from jobline.clock import utcnow
 from jobline.config import Settings, get_settings, lambda_initialization_type
 from jobline.control import Control
-from jobline.cursor import CursorCodec
+from jobline.cursor import (
+    DEVELOPMENT_KEY,
+    CursorCodec,
+    CursorKeys,
+    weak_key_problem,
+)
 from jobline.dispatch import Dispatch
+from jobline.egress import EgressPolicy
+from jobline.errors import ConfigurationError
 from jobline.execution import Execution
 from jobline.ingest import Ingest
-from jobline.job_types import BUILTIN_JOB_TYPES
+from jobline.job_types import BUILTIN_JOB_TYPES, http_request
+from jobline.job_types.http_request import HttpRequestOptions
 from jobline.logging import configure
+from jobline.parameters import read_cursor_keys
 from jobline.ports import JobQueue, JobRepository
 from jobline.queries import Queries
 from jobline.queue import SqsJobQueue
 from jobline.recovery import Recovery
+from jobline.redaction import Redaction, use_for_logs
 from jobline.registry import JobTypeRegistry
 from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
@@ -44,6 +54,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
     from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_ssm.client import SSMClient
 
 
 def _client_config(settings: Settings) -> Config:
@@ -130,16 +141,94 @@ def stream_reader() -> DynamoStreamReader:
     return DynamoStreamReader(dynamodbstreams_client())
 
 
-def default_registry() -> JobTypeRegistry:
-    """The built-in job types."""
-    return JobTypeRegistry(BUILTIN_JOB_TYPES)
+@lru_cache(maxsize=1)
+def ssm_client() -> SSMClient:
+    """The SSM client of this execution environment (the API's cursor key, read at init)."""
+    settings = get_settings()
+    client = aws_session().create_client(
+        "ssm", endpoint_url=settings.aws_endpoint_url, config=_client_config(settings)
+    )
+    return cast("SSMClient", client)
+
+
+def load_cursor_keys(
+    settings: Settings,
+    ssm: Callable[[], SSMClient] = ssm_client,
+    clock: Callable[[], datetime] = utcnow,
+) -> CursorKeys:
+    """The cursor keys a deployment's settings name: from SSM Parameter Store when
+    `cursor_secret_parameter` is set (current, and previous within the rotation's grace period),
+    else `cursor_secret` (`cursor_secret_previous` is accepted for reading either way), else the
+    public development key. On Lambda, a weak key (`weak_key_problem`) is a ConfigurationError:
+    the function refuses to start."""
+    previous = tuple(
+        secret.get_secret_value().encode()
+        for secret in (settings.cursor_secret_previous,)
+        if secret is not None
+    )
+    if settings.cursor_secret_parameter is not None:
+        stored = read_cursor_keys(
+            ssm(),
+            settings.cursor_secret_parameter,
+            timedelta(seconds=settings.cursor_rotation_grace_s),
+            clock(),
+        )
+        keys = CursorKeys(stored.current, stored.previous + previous)
+    elif settings.cursor_secret is not None:
+        keys = CursorKeys(settings.cursor_secret.get_secret_value().encode(), previous)
+    else:
+        keys = CursorKeys(DEVELOPMENT_KEY, previous)
+    if settings.function_name is not None:
+        for role, key in [("cursor key", keys.current)] + [
+            ("previous cursor key", key) for key in keys.previous
+        ]:
+            problem = weak_key_problem(key)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"refusing to start on Lambda: the {role} {problem} (store a random key "
+                    "of 32+ bytes as an SSM SecureString named by "
+                    "JOBLINE_CURSOR_SECRET_PARAMETER)"
+                )
+    return keys
+
+
+@lru_cache(maxsize=1)
+def cursor_keys() -> CursorKeys:
+    """This execution environment's cursor keys, loaded once (`load_cursor_keys`): the API
+    function loads them during its init phase, so a weak key stops it before any request."""
+    return load_cursor_keys(get_settings())
+
+
+def default_registry(settings: Settings | None = None) -> JobTypeRegistry:
+    """The built-in job types; with `settings`, `http.request` runs under the deployment's
+    egress policy and redaction (without, under the defaults: public addresses only, the
+    standard secret headers)."""
+    if settings is None:
+        return JobTypeRegistry(BUILTIN_JOB_TYPES)
+    options = HttpRequestOptions(
+        egress=EgressPolicy(
+            allow=settings.http_allow_networks,
+            runtime_api=settings.lambda_runtime_api,
+        ),
+        redaction=Redaction.of(settings.redact_headers),
+    )
+    return JobTypeRegistry(
+        http_request.job_type(options)
+        if job_type.name == http_request.NAME
+        else job_type
+        for job_type in BUILTIN_JOB_TYPES
+    )
 
 
 @dataclass(frozen=True)
 class ServiceOptions:
     """The deployment's limits and policies, as the use cases take them."""
 
-    cursor_secret: bytes
+    cursor_secret: bytes | None = None
+    """The key that signs list cursors; None: this environment's keys (`cursor_keys`, loaded
+    when a cursor is first signed or read)."""
+    cursor_previous_secrets: tuple[bytes, ...] = ()
+    """Keys still accepted when reading a cursor (with `cursor_secret` only)."""
     retention: timedelta = timedelta(days=30)
     max_payload_bytes: int = 64 * 1024
     max_result_bytes: int = 128 * 1024
@@ -150,7 +239,6 @@ class ServiceOptions:
     def of(cls, settings: Settings) -> ServiceOptions:
         """The options a deployment's settings give."""
         return cls(
-            cursor_secret=settings.cursor_secret.get_secret_value().encode(),
             retention=timedelta(days=settings.retention_days),
             max_payload_bytes=settings.max_payload_bytes,
             max_result_bytes=settings.max_result_bytes,
@@ -184,7 +272,9 @@ def build_service(
     )
     queue = queue or SqsJobQueue(sqs_client(), configured().queue_url)
     configure(resolved.log_level if resolved is not None else None)
-    registry = registry or default_registry()
+    if resolved is not None:
+        use_for_logs(Redaction.of(resolved.redact_headers))
+    registry = registry or default_registry(configured())
     submission = Submission(repository, registry, clock, options.max_payload_bytes)
     control = Control(repository, clock, options.retention)
     policy = AttemptPolicy(
@@ -193,7 +283,14 @@ def build_service(
     return JobService(
         submission=submission,
         queries=Queries(
-            repository, registry, CursorCodec(options.cursor_secret), clock
+            repository,
+            registry,
+            CursorCodec(
+                cursor_keys
+                if options.cursor_secret is None
+                else CursorKeys(options.cursor_secret, options.cursor_previous_secrets)
+            ),
+            clock,
         ),
         control=control,
         execution=Execution(
@@ -229,11 +326,13 @@ def build_during_lambda_init() -> None:
 
 
 def reset() -> None:
-    """Forget cached clients (their connections), the session (its credentials), settings and
-    service (tests, and SnapStart restore)."""
+    """Forget cached clients (their connections), the session (its credentials), settings,
+    cursor keys and service (tests, and SnapStart restore)."""
     get_service.cache_clear()
+    cursor_keys.cache_clear()
     dynamodb_client.cache_clear()
     dynamodbstreams_client.cache_clear()
     sqs_client.cache_clear()
+    ssm_client.cache_clear()
     aws_session.cache_clear()
     get_settings.cache_clear()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -25,9 +25,25 @@ class Settings(BaseSettings):
         default=False,
         description="accept the X-Dev-User header as the caller (local runs only)",
     )
-    cursor_secret: SecretStr = Field(
-        default=SecretStr("jobline-local-cursor-key-change-me"),
-        description="HMAC key that signs list cursors",
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs list cursors (local runs; in AWS the key comes "
+        "from cursor_secret_parameter). Unset: a public development key, refused on Lambda",
+    )
+    cursor_secret_previous: SecretStr | None = Field(
+        default=None,
+        description="a previous key still accepted when reading cursors (rotation)",
+    )
+    cursor_secret_parameter: str | None = Field(
+        default=None,
+        description="name of the SSM SecureString parameter holding the cursor key",
+    )
+    cursor_rotation_grace_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="after the parameter is overwritten, its previous version is accepted "
+        "for reading this long",
     )
     max_payload_bytes: int = Field(default=64 * 1024, ge=1, le=256 * 1024)
     max_result_bytes: int = Field(default=128 * 1024, ge=1, le=300 * 1024)
@@ -77,6 +93,16 @@ class Settings(BaseSettings):
         description="owner of ingest submissions that name none",
     )
     log_level: str = Field(default="INFO")
+    http_allow_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
+        default=(),
+        description="CIDRs (comma-separated) http.request may reach although they are "
+        "private, loopback or link-local",
+    )
+    redact_headers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="header names (comma-separated) redacted like Authorization, Cookie "
+        "and X-Api-Key in logs, job errors and http.request results",
+    )
 
     aws_region: str = Field(
         default="us-east-1",
@@ -90,6 +116,11 @@ class Settings(BaseSettings):
     function_name: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_LAMBDA_FUNCTION_NAME")
     )
+    lambda_runtime_api: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_LAMBDA_RUNTIME_API"),
+        description="host:port of the Lambda runtime API, which handlers never reach",
+    )
 
     @property
     def aws_call_budget_s(self) -> float:
@@ -100,11 +131,26 @@ class Settings(BaseSettings):
         backoff = sum(min(2.0**attempt, 20.0) for attempt in range(tries - 1))
         return tries * (self.aws_connect_timeout_s + self.aws_read_timeout_s) + backoff
 
-    @field_validator("aws_endpoint_url")
+    @field_validator("http_allow_networks", "redact_headers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """`10.1.0.0/16, fd00:1::/64` or `X-Token, X-Secret` (commas or spaces) as a list."""
+        if isinstance(value, str):
+            return value.replace(",", " ").split()
+        return value
+
+    @field_validator("aws_endpoint_url", "cursor_secret_parameter")
     @classmethod
     def _blank_endpoint_is_unset(cls, value: str | None) -> str | None:
-        """An empty AWS_ENDPOINT_URL (as the template declares it) means "the real AWS"."""
+        """An empty AWS_ENDPOINT_URL (as the template declares it) means "the real AWS"; an
+        empty parameter name, none."""
         return value or None
+
+    @field_validator("cursor_secret", "cursor_secret_previous")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty key (the template declares JOBLINE_CURSOR_SECRET empty) is no key."""
+        return value if value is not None and value.get_secret_value() else None
 
 
 @lru_cache(maxsize=1)

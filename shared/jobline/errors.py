@@ -19,11 +19,20 @@ class JoblineError(Exception):
         self.message = message
 
 
+MAX_ECHOED_CHARS = 64
+"""An error message quotes at most this much of what the caller sent."""
+
+
+def echoed(value: str) -> str:
+    """`value` as an error message may quote it: cut to `MAX_ECHOED_CHARS`, marked when cut."""
+    return value if len(value) <= MAX_ECHOED_CHARS else value[:MAX_ECHOED_CHARS] + "..."
+
+
 class JobNotFound(JoblineError):
     """No job with this id is visible to the caller (unknown, malformed, another owner's, or expired)."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"job {job_id!r} not found")
+        super().__init__(f"job {echoed(job_id)!r} not found")
         self.job_id = job_id
 
 
@@ -84,10 +93,12 @@ class InvalidCursor(JoblineError):
 
 
 class Unauthenticated(JoblineError):
-    """The request carries no caller identity."""
+    """The request carries no caller identity, or one that is not a valid identity (`reason`)."""
 
-    def __init__(self) -> None:
-        super().__init__("authentication required")
+    def __init__(self, reason: str | None = None) -> None:
+        message = "authentication required"
+        super().__init__(message if reason is None else f"{message}: {reason}")
+        self.reason = reason
 
 
 class QueueUnavailable(JoblineError):
@@ -115,6 +126,10 @@ class SubmitOutcomeUnknown(StorageUnavailable):
             "repeat the request with the same Idempotency-Key, or GET the job, to know"
         )
         self.job_id = job_id
+
+
+class ConfigurationError(JoblineError):
+    """The deployment's configuration cannot be used safely: the function refuses to start."""
 
 
 class ConditionFailed(JoblineError):

@@ -20,13 +20,18 @@ from jobline.errors import (
     UnknownJobType,
 )
 from jobline.logging import get_logger
-from jobline.models import IngestSubmission, JobError
+from jobline.models import IngestSubmission, JobError, identity_problem, json_problem
 from jobline.ports import JobRepository
 from jobline.submission import Submission, Submitted, canonical_json, derived_id
 
 log = get_logger(__name__)
 
 MAX_REASON_CHARS = 4096
+
+
+def _text(value: str) -> str:
+    """`value` as valid Unicode (a lone surrogate becomes `?`), fit to store."""
+    return value.encode("utf-8", "replace").decode()
 
 
 def _locations(errors: list[Any], empty: str = "") -> str:
@@ -57,8 +62,9 @@ class Ingest:
         """Submit `submission` (decoded JSON, or the raw text that was not JSON). Its job id
         comes from its `idempotency_key`, else from `message_id`, so a redelivery is a replay."""
         owner = default_owner
-        if isinstance(submission, dict) and isinstance(submission.get("owner"), str):
-            owner = submission["owner"] or default_owner
+        named = submission.get("owner") if isinstance(submission, dict) else None
+        if isinstance(named, str) and identity_problem(named) is None:
+            owner = named
         try:
             parsed = IngestSubmission.model_validate(submission)
             owner = parsed.owner or default_owner
@@ -107,21 +113,28 @@ class Ingest:
         now = self.clock()
         raw = submission if isinstance(submission, dict) else {"body": submission}
         payload = raw.get("payload", raw)
-        try:
-            if len(canonical_json(payload).encode()) > self.max_payload_bytes:
-                payload = None
-                reason += f" (payload not kept: over {self.max_payload_bytes} bytes)"
-        except (TypeError, ValueError):
+        problem = json_problem(payload)
+        if problem is not None:
             payload = None
+            reason += f" (payload not kept: it {problem})"
+        else:
+            try:
+                if len(canonical_json(payload).encode()) > self.max_payload_bytes:
+                    payload = None
+                    reason += (
+                        f" (payload not kept: over {self.max_payload_bytes} bytes)"
+                    )
+            except (TypeError, ValueError):
+                payload = None
         job_type = raw.get("type")
         job = lifecycle.rejected(
-            derived_id(owner, f"rejected:{message_id}"),
+            derived_id(owner, f"rejected:{_text(message_id)}"),
             owner,
-            job_type
+            _text(job_type)
             if isinstance(job_type, str) and 0 < len(job_type) <= 128
             else "unknown",
             payload,
-            JobError(type=error_type, message=reason[:MAX_REASON_CHARS]),
+            JobError(type=error_type, message=_text(reason[:MAX_REASON_CHARS])),
             now,
             self.retention,
         ).model_copy(update={"correlation_id": correlation_id})

@@ -2,7 +2,8 @@
 payload/result are JSON text (exact round trip of floats and big ints, no Decimal);
 timestamps are fixed-width ISO 8601 UTC text (`jobline.clock`), so they sort as text;
 `sk` = created_at#id sorts newest first inside each index partition;
-`owner_status` = owner#status and `owner_type` = owner#type partition the filter indexes;
+`owner_status` = owner#status and `owner_type` = owner#type partition the filter indexes, each
+component escaped (`key_part`) so that no two (owner, filter) pairs share a partition;
 `expires_at` (epoch seconds, the table's TTL attribute) is set when a job finishes.
 """
 
@@ -21,14 +22,22 @@ def sort_key(job: Job) -> str:
     return f"{format_ts(job.created_at)}#{job.id}"
 
 
+def key_part(value: str) -> str:
+    """One component of a composite index key, with the separator escaped out of it: `%` becomes
+    `%25` and `#` becomes `%23`. The escape is injective and leaves no `#`, so `key_part(a) + "#" +
+    key_part(b)` splits back into (a, b) one way only, whatever identity string `a` is (owners are
+    any OIDC issuer's `sub`); usual identities, without `%` or `#`, are unchanged."""
+    return value.replace("%", "%25").replace("#", "%23")
+
+
 def status_key(owner: str, status: JobStatus) -> str:
     """`owner_status`: the partition of the owner's jobs in one status."""
-    return f"{owner}#{status.value}"
+    return f"{key_part(owner)}#{key_part(status.value)}"
 
 
 def type_key(owner: str, job_type: str) -> str:
     """`owner_type`: the partition of the owner's jobs of one type."""
-    return f"{owner}#{job_type}"
+    return f"{key_part(owner)}#{key_part(job_type)}"
 
 
 def _fields_of(*annotations: Any) -> frozenset[str]:

@@ -14,6 +14,8 @@ from typing import Any, Literal, TextIO, cast
 
 import structlog
 
+from jobline.redaction import redact_log_event
+
 _configured = False
 
 LogFormat = Literal["json", "console"]
@@ -74,6 +76,7 @@ def processors_for(log_format: LogFormat, *, colors: bool = False) -> list[Any]:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            redact_log_event,  # no credentials, payloads or results in any line
             structlog.dev.ConsoleRenderer(colors=colors),
         ]
     return [
@@ -81,6 +84,7 @@ def processors_for(log_format: LogFormat, *, colors: bool = False) -> list[Any]:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
+        redact_log_event,  # no credentials, payloads or results in any line
         structlog.processors.JSONRenderer(),
     ]
 

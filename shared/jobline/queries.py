@@ -10,9 +10,12 @@ from typing import Any
 
 from jobline.cursor import CursorCodec
 from jobline.errors import JobNotFound
+from jobline.logging import get_logger
 from jobline.models import Job, JobFilter, JobPage
 from jobline.ports import JobRepository
 from jobline.registry import JobType, JobTypeRegistry
+
+log = get_logger(__name__)
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 """What every job id looks like; anything else is unknown without a read."""
@@ -23,6 +26,16 @@ def is_visible(job: Job | None, owner: str, now: datetime) -> bool:
     """Whether `job` is one `owner` may see: theirs, and not expired (TTL deletes late)."""
     return (
         job is not None and job.owner == owner and not job.is_expired(now.timestamp())
+    )
+
+
+def matches(job: Job, owner: str, job_filter: JobFilter, now: datetime) -> bool:
+    """Whether a listing of `owner`'s jobs under `job_filter` may return `job`: it is visible to
+    them and has the filter's status and type. Index keys are only where to look, not proof."""
+    return (
+        is_visible(job, owner, now)
+        and (job_filter.status is None or job.status == job_filter.status)
+        and (job_filter.type is None or job.type == job_filter.type)
     )
 
 
@@ -56,17 +69,21 @@ class Queries:
         limit: int = 20,
         cursor: str | None = None,
     ) -> JobPage:
-        """The caller's jobs, newest first, one page at a time."""
+        """The caller's jobs, newest first, one page at a time. Every job the index returns is
+        checked against the caller and the filter (`matches`); one that fails is dropped, never
+        shown."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ValueError(f"limit must be within 1..{MAX_LIST_LIMIT}")
         start = self.cursor_codec.decode(cursor, owner, job_filter) if cursor else None
-        jobs, next_key = self.repository.query(
-            owner, job_filter, limit, start, self.clock()
-        )
+        now = self.clock()
+        jobs, next_key = self.repository.query(owner, job_filter, limit, start, now)
+        owned = [job for job in jobs if matches(job, owner, job_filter, now)]
+        if len(owned) != len(jobs):
+            log.error("jobs.foreign_items_dropped", dropped=len(jobs) - len(owned))
         next_cursor = (
             self.cursor_codec.encode(next_key, owner, job_filter) if next_key else None
         )
-        return JobPage(items=jobs, next_cursor=next_cursor)
+        return JobPage(items=owned, next_cursor=next_cursor)
 
     def job_types(self) -> list[JobType[Any]]:
         """Registered job types, sorted by name."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobline.clock import format_ts
-from jobline.errors import ConditionFailed, StorageUnavailable
+from jobline.errors import ConditionFailed, InvalidCursor, StorageUnavailable
 from jobline.items import (
     attempt_attribute,
     item_to_job,
@@ -326,6 +326,15 @@ class DynamoJobRepository:
             try:
                 response = self._client.query(**request)
             except (ClientError, BotoCoreError) as exc:
+                if (
+                    key is start
+                    and start is not None
+                    and isinstance(exc, ClientError)
+                    and exc.response.get("Error", {}).get("Code")
+                    == "ValidationException"
+                ):
+                    # DynamoDB refused the caller's resume key: their cursor, not our bug.
+                    raise InvalidCursor() from exc
                 raise _translate(exc, "query") from exc
             jobs.extend(item_to_job(item) for item in response.get("Items", []))
             last = response.get("LastEvaluatedKey")

@@ -108,6 +108,7 @@ def log_lines(output: str) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- queued
 def test_a_queued_job_keeps_its_last_error_when_dead_lettered(
+    loopback_targets: None,
     moto_stack: MotoStack,
     api: TestClient,
     monkeypatch: pytest.MonkeyPatch,

@@ -115,7 +115,10 @@ def test_echo_job_goes_from_queued_to_succeeded(
 
 
 def test_failing_http_job_is_retried_then_fails_and_is_acknowledged(
-    moto_stack: MotoStack, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    loopback_targets: None,
+    moto_stack: MotoStack,
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given an http.request job aimed at a closed loopback port, allowed two attempts
     for name in ("no_proxy", "NO_PROXY"):

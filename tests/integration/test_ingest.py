@@ -321,6 +321,9 @@ def test_the_default_owner_is_a_setting(
 
 # -------------------------------------------------------------------------- rejected
 KNOWN = ", ".join(job_type.name for job_type in default_registry())
+DEEP: Any = {}
+for _ in range(300):
+    DEEP = {"a": DEEP}
 INVALID = {
     "unknown type": (
         raw({"type": "resize", "payload": {"key": "a.jpg"}, "owner": "ann"}),
@@ -374,6 +377,56 @@ INVALID = {
         {
             "type": "InvalidSubmission",
             "message": "priority: Extra inputs are not permitted",
+        },
+    ),
+    "payload nested too deep": (
+        raw({"type": "echo", "payload": DEEP, "owner": "ann"}),
+        "ann",
+        None,
+        "echo",
+        None,
+        {
+            "type": "InvalidSubmission",
+            "message": "payload: Value error, the payload nests arrays and objects "
+            "deeper than 64 levels (payload not kept: it nests arrays and objects "
+            "deeper than 64 levels)",
+        },
+    ),
+    "lone surrogate in the payload": (
+        raw({"type": "echo", "payload": {"note": "\ud800"}, "owner": "ann"}),
+        "ann",
+        None,
+        "echo",
+        None,
+        {
+            "type": "InvalidSubmission",
+            "message": "payload: Value error, the payload contains a string that is "
+            "not valid Unicode (a lone surrogate) (payload not kept: it contains a "
+            "string that is not valid Unicode (a lone surrogate))",
+        },
+    ),
+    "lone surrogate in the owner": (
+        raw({"type": "echo", "payload": {}, "owner": "ann\ud800"}),
+        "ingest",
+        None,
+        "echo",
+        {},
+        {
+            "type": "InvalidSubmission",
+            "message": "owner: Input should be a valid string, unable to parse raw data "
+            "as a unicode string",
+        },
+    ),
+    "body nested too deep to parse": (
+        "[" * 100_000 + "]" * 100_000,
+        "ingest",
+        None,
+        "unknown",
+        None,
+        {
+            "type": "InvalidSubmission",
+            "message": "submission: Input should be a valid dictionary or instance of "
+            "IngestSubmission (payload not kept: over 65536 bytes)",
         },
     ),
 }

@@ -453,13 +453,15 @@ def test_function_environment_resolves_the_template_to_local_resources() -> None
     # When the API function's environment is resolved
     environment = function_environment(load_template(), provisioned, "ApiFunction")
 
-    # Then refs become the local names, parameters their defaults, and the secret without a
-    # default is left to the setting's own default
+    # Then refs become the local names, parameters their defaults, and the cursor key's SSM
+    # parameter name (a !Sub of the stack name) is left out: locally the key is the setting's
+    # own (empty here, so the development key off Lambda)
     assert environment == {
         "JOBLINE_TABLE_NAME": "local-table",
         "JOBLINE_QUEUE_URL": "http://127.0.0.1:1/q",
         "JOBLINE_RETENTION_DAYS": "30",
         "JOBLINE_LOG_LEVEL": "INFO",
         "AWS_ENDPOINT_URL": "",
+        "JOBLINE_CURSOR_SECRET": "",
         "JOBLINE_ALLOW_DEV_IDENTITY": "false",
     }

@@ -153,7 +153,7 @@ def test_a_claim_whose_answer_was_lost_runs_the_handler(
 
 
 def test_a_requeue_whose_answer_was_lost_returns_the_message_for_the_retry(
-    server_stack: ServerStack, api: TestClient
+    loopback_targets: None, server_stack: ServerStack, api: TestClient
 ) -> None:
     # Given a job whose attempt fails retryably (a closed port), and whose requeue write is
     # applied but answered with a 500
@@ -241,7 +241,7 @@ def test_an_outcome_whose_answer_was_lost_is_recorded_once(
 
 
 def test_a_duplicate_delivery_inside_the_backoff_does_not_start_an_attempt(
-    server_stack: ServerStack, api: TestClient
+    loopback_targets: None, server_stack: ServerStack, api: TestClient
 ) -> None:
     # Given a job whose first attempt failed retryably (queued, due after its backoff)
     url = "http://127.0.0.1:9/"

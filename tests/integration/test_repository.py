@@ -544,3 +544,21 @@ def test_a_page_of_filtered_out_items_still_returns_a_resume_key(
             break
     assert start is None
     assert ids(found) == newest_first(wanted)
+
+
+def test_owners_whose_identity_holds_the_separator_get_partitions_of_their_own(
+    repo: DynamoJobRepository,
+) -> None:
+    # Given a job of "alice#x" (an OIDC `sub` may contain `#`) and one of "alice"
+    theirs = new_job(owner="alice#x", job_type="echo")
+    mine = new_job(owner="alice", job_type="echo", age_s=1)
+    create_all(repo, [theirs, mine])
+
+    # When alice lists type "x#echo" (the old partition of alice#x's echo jobs), and echo
+    spelled, _ = list_all(repo, "alice", JobFilter(type="x#echo"), 10)
+    echo, _ = list_all(repo, "alice", JobFilter(type="echo"), 10)
+
+    # Then the table itself returns only her own
+    assert spelled == []
+    assert ids(echo) == [mine.id]
+    assert ids(list_all(repo, "alice#x", JobFilter(type="echo"), 10)[0]) == [theirs.id]

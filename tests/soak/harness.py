@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.testclient import TestClient
-from jobline.job_types import BUILTIN_JOB_TYPES
+from jobline.bootstrap import default_registry
+from jobline.config import Settings
 from jobline.registry import JobContext, JobType, JobTypeRegistry
 from jobline_api.app import attach_environment, create_app
 from jobline_local.poller import InvocationKilled
@@ -111,9 +112,11 @@ class RunLog:
             backoff=job_type.backoff,
         )
 
-    def registry(self) -> JobTypeRegistry:
-        """The built-in job types, recorded."""
-        return JobTypeRegistry(self.wrap(job_type) for job_type in BUILTIN_JOB_TYPES)
+    def registry(self, settings: Settings | None = None) -> JobTypeRegistry:
+        """The deployment's built-in job types (`bootstrap.default_registry`), recorded."""
+        return JobTypeRegistry(
+            self.wrap(job_type) for job_type in default_registry(settings)
+        )
 
     def of(self, job_id: str) -> list[Run]:
         with self._lock:

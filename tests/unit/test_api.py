@@ -11,17 +11,18 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from httpx import Response
+from jobline.cursor import CursorCodec
 from jobline.errors import StorageUnavailable
-from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progress
 from jobline.service import JobService
 from jobline_api.app import create_app
 from jobline_api.dependencies import get_job_service
 from jobline_api.handler import app as handler_app
 from jobline_api.handler import lambda_handler
-from jobline_api.stage import strip_stage
 
 from tests.conftest import FakeLambdaContext
 from tests.fakes import (
+    CURSOR_SECRET,
     START,
     FakeClock,
     InMemoryJobQueue,
@@ -82,7 +83,7 @@ def test_health(client: TestClient) -> None:
 
 
 def test_job_types_lists_name_description_and_input_schema(client: TestClient) -> None:
-    response = client.get("/job-types")
+    response = client.get("/job-types", headers=ANN)
 
     assert response.status_code == 200
     types = response.json()
@@ -126,6 +127,14 @@ def test_submit_is_accepted_with_location(client: TestClient, fakes: Fakes) -> N
     )
     assert [j.id for j in repo.jobs] == [job["id"]]
     assert [(s.message.job_id, s.delay_seconds) for s in queue.sent] == [(job["id"], 5)]
+
+
+def test_whole_numbers_written_as_floats_are_integers(client: TestClient) -> None:
+    # JSON Schema's integer (what the spec says) includes 5.0; text and booleans are not numbers
+    response = _submit(client, max_attempts=5.0, delay_seconds=0.0)
+
+    assert response.status_code == 202
+    assert response.json()["max_attempts"] == 5
 
 
 def test_submit_defaults(client: TestClient) -> None:
@@ -236,6 +245,9 @@ def test_http_request_payload_errors_name_each_field(
         ({"type": "echo", "delay_seconds": 901}, "delay_seconds"),
         ({"type": "echo", "delay_seconds": None}, "delay_seconds"),
         ({"type": "echo", "delay_seconds": 10**400}, "delay_seconds"),
+        ({"type": "echo", "delay_seconds": False}, "delay_seconds"),
+        ({"type": "echo", "max_attempts": "5"}, "max_attempts"),
+        ({"type": "echo", "max_attempts": True}, "max_attempts"),
     ],
     ids=[
         "unknown-field",
@@ -252,6 +264,9 @@ def test_http_request_payload_errors_name_each_field(
         "delay-901",
         "delay-null",
         "delay-huge-int",
+        "delay-false",
+        "attempts-numeric-text",
+        "attempts-true",
     ],
 )
 def test_invalid_request_fields_are_422(
@@ -286,6 +301,50 @@ def test_non_finite_numbers_are_422(
     assert response.status_code == 422
     assert all(d["loc"][:2] == ["body", field] for d in _detail(response))
     assert _nothing_stored(fakes)
+
+
+def _nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            '{"type": "echo", "payload": ' + _nested(300) + "}",
+            "nests arrays and objects deeper than 64 levels",
+        ),
+        (
+            '{"type": "echo", "payload": {"a": ' + "[" * 80 + "]" * 80 + "}}",
+            "nests arrays and objects deeper than 64 levels",
+        ),
+        ('{"type": "echo", "payload": {"x": "\\ud800"}}', "not valid Unicode"),
+        ('{"type": "echo", "payload": {"\\udfff": 1}}', "not valid Unicode"),
+    ],
+    ids=["nested-300", "arrays-80", "lone-surrogate-value", "lone-surrogate-key"],
+)
+def test_payloads_that_cannot_be_stored_as_json_are_422(
+    client: TestClient, fakes: Fakes, raw: str, message: str
+) -> None:
+    # Given a body that is valid JSON but whose payload no serializer takes back
+    response = client.post(
+        "/jobs", content=raw, headers={**ANN, "Content-Type": "application/json"}
+    )
+
+    # Then it is refused on the payload field, before the service stores anything
+    assert response.status_code == 422
+    [error] = _detail(response)
+    assert error["loc"] == ["body", "payload"]
+    assert message in error["msg"]
+    assert _nothing_stored(fakes)
+
+
+def test_a_payload_64_levels_deep_is_accepted(client: TestClient) -> None:
+    raw = '{"type": "echo", "payload": ' + _nested(63) + "}"
+    response = client.post(
+        "/jobs", content=raw, headers={**ANN, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 202
 
 
 @pytest.mark.parametrize(
@@ -414,6 +473,45 @@ def test_a_tampered_cursor_is_400(client: TestClient) -> None:
     assert other_filter.status_code == 400
     other_owner = client.get("/jobs", params={"cursor": cursor}, headers=BOB)
     assert other_owner.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/jobs?stauts=failed"),
+        ("GET", f"/jobs/{UNKNOWN_ID}?verbose=1"),
+        ("POST", f"/jobs/{UNKNOWN_ID}/cancel?force=true"),
+        ("GET", "/job-types?all=1"),
+    ],
+)
+def test_an_unknown_query_parameter_is_422(
+    client: TestClient, method: str, path: str
+) -> None:
+    # A misspelt filter is an error, not a listing of every job
+    response = client.request(method, path, headers=ANN)
+
+    assert response.status_code == 422
+    [error] = _detail(response)
+    assert (error["loc"][0], error["type"]) == ("query", "extra_forbidden")
+
+
+@pytest.mark.parametrize(
+    "start",
+    [{"id": "x"}, {}, {"bogus": "1"}, {"id": "0" * 32, "sk": "s", "owner": "bob"}],
+    ids=["id-only", "empty", "unknown-attribute", "another-partition"],
+)
+def test_a_signed_cursor_with_a_start_key_storage_refuses_is_400(
+    client: TestClient, start: dict[str, str]
+) -> None:
+    # Given a cursor signed with the deployment's key (leaked, or the public default) around a
+    # resume key that is not one the table would give
+    cursor = CursorCodec(CURSOR_SECRET).encode(start, "ann", JobFilter())
+
+    # When it is used
+    response = client.get("/jobs", params={"cursor": cursor}, headers=ANN)
+
+    # Then it is an invalid cursor, not a server error
+    assert (response.status_code, _detail(response)) == (400, "invalid cursor")
 
 
 @pytest.mark.parametrize(
@@ -654,18 +752,82 @@ def test_unknown_route_and_wrong_method_are_json(client: TestClient) -> None:
         ("GET", f"/jobs/{UNKNOWN_ID}"),
         ("POST", f"/jobs/{UNKNOWN_ID}/cancel"),
         ("POST", f"/jobs/{UNKNOWN_ID}/retry"),
+        ("GET", "/job-types"),
     ],
 )
 def test_no_identity_is_401(
     client: TestClient, fakes: Fakes, method: str, path: str
 ) -> None:
     body = {"type": "echo"} if method == "POST" else None
-    for headers in ({}, {"X-Dev-User": ""}, {"X-Dev-User": "   "}):
+    for headers in ({}, {"X-Dev-User": ""}):
         response = client.request(method, path, json=body, headers=headers)
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == "Bearer"
         assert _detail(response) == "authentication required"
     assert _nothing_stored(fakes)
+
+
+@pytest.mark.parametrize(
+    ("identity", "reason"),
+    [
+        ("a" * 257, "is longer than 256 characters"),
+        ("b" * 300, "is longer than 256 characters"),
+        (" bob", "has leading or trailing whitespace"),
+        ("bob\t", "has leading or trailing whitespace"),
+        ("   ", "has leading or trailing whitespace"),
+    ],
+    ids=["257-chars", "300-chars", "leading-space", "trailing-tab", "blank"],
+)
+def test_a_development_identity_is_used_as_sent_or_refused(
+    client: TestClient, fakes: Fakes, identity: str, reason: str
+) -> None:
+    # Given an identity that trimming or cutting would turn into another (bob, or a's prefix)
+    _submit(client, headers={"X-Dev-User": identity[:256].strip() or "x"})
+
+    # When it is used
+    response = client.get("/jobs", headers={"X-Dev-User": identity})
+    submit = _submit(client, headers={"X-Dev-User": identity})
+
+    # Then it is refused, saying why, and nobody else's jobs are read or written
+    for refused in (response, submit):
+        assert refused.status_code == 401
+        assert _detail(refused) == (
+            f"authentication required: the X-Dev-User identity {reason}"
+        )
+    assert len(fakes[1].jobs) == 1
+
+
+def test_a_256_character_identity_is_used_whole(
+    client: TestClient, fakes: Fakes
+) -> None:
+    identity = "a" * 255 + "z"
+
+    response = _submit(client, headers={"X-Dev-User": identity})
+
+    assert response.status_code == 202
+    assert [job.owner for job in fakes[1].jobs] == [identity]
+
+
+def test_a_404_echoes_at_most_a_short_prefix_of_the_id(client: TestClient) -> None:
+    long_id = "x" * 10_000
+
+    for response in (
+        client.get(f"/jobs/{long_id}", headers=ANN),
+        client.post(f"/jobs/{long_id}/cancel", headers=ANN),
+        client.post(f"/jobs/{long_id}/retry", headers=ANN),
+    ):
+        assert response.status_code == 404
+        assert _detail(response) == f"job '{'x' * 64}...' not found"
+
+
+def test_a_422_echoes_at_most_a_short_prefix_of_a_field_name(
+    client: TestClient,
+) -> None:
+    response = client.post("/jobs", json={"type": "echo", "k" * 10_000: 1}, headers=ANN)
+
+    assert response.status_code == 422
+    assert _detail(response)[0]["loc"] == ["body", "k" * 64 + "..."]
+    assert len(response.content) < 1024
 
 
 def test_dev_identity_is_ignored_unless_enabled(fakes: Fakes) -> None:
@@ -697,9 +859,14 @@ def lambda_service(fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fa
         structlog.contextvars.clear_contextvars()  # the handler bound its invocation here
 
 
-def _invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+def _invoke_raw(event: dict[str, Any]) -> tuple[int, dict[str, str], str]:
     response = lambda_handler(event, FakeLambdaContext())
-    return response["statusCode"], response["headers"], json.loads(response["body"])
+    return response["statusCode"], response["headers"], response.get("body", "")
+
+
+def _invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+    status, headers, body = _invoke_raw(event)
+    return status, headers, json.loads(body)
 
 
 def test_the_jwt_subject_owns_the_job(lambda_service: Fakes) -> None:
@@ -731,6 +898,23 @@ def test_without_claims_the_handler_answers_401(lambda_service: Fakes) -> None:
     assert lambda_service[1].jobs == []
 
 
+def test_a_token_subject_that_is_no_identity_is_401(lambda_service: Fakes) -> None:
+    # Given a JWT (any issuer's) whose `sub` is longer than any identity may be
+    status, _, body = _invoke(
+        http_api_event("POST", "/jobs", body='{"type": "echo"}', sub="s" * 300)
+    )
+
+    # Then it is refused, not stored under it or a cut of it
+    assert (status, body) == (
+        401,
+        {
+            "detail": "authentication required: the token's subject is longer than "
+            "256 characters"
+        },
+    )
+    assert lambda_service[1].jobs == []
+
+
 def test_behind_a_named_stage_routes_and_locations_carry_the_stage(
     lambda_service: Fakes,
 ) -> None:
@@ -749,32 +933,67 @@ def test_behind_a_named_stage_routes_and_locations_carry_the_stage(
     assert [item["id"] for item in listing[2]["items"]] == [job["id"]]
 
 
-def test_strip_stage_removes_a_named_stage_prefix() -> None:
-    event = http_api_event("GET", "/jobs/abc", stage="v1")
-    assert (event["rawPath"], event["requestContext"]["http"]["path"]) == (
-        "/v1/jobs/abc",
-        "/v1/jobs/abc",
+def test_behind_a_named_stage_a_trailing_slash_redirect_keeps_the_stage(
+    lambda_service: Fakes,
+) -> None:
+    # When a caller asks for /prod/jobs/ (trailing slash)
+    status, headers, _ = _invoke_raw(
+        http_api_event("GET", "/jobs/", sub="user-123", stage="prod")
     )
 
-    stripped = strip_stage(event)
-
-    assert stripped["rawPath"] == "/jobs/abc"
-    assert stripped["requestContext"]["http"]["path"] == "/jobs/abc"
-    assert event["rawPath"] == "/v1/jobs/abc"  # the input is not modified
-
-
-def test_strip_stage_of_the_stage_root_is_slash() -> None:
-    event = http_api_event("GET", "", stage="v1")
-    assert strip_stage(event)["rawPath"] == "/"
+    # Then the redirect goes to /prod/jobs, not to /jobs outside the stage
+    assert status == 307
+    assert headers["location"] == (
+        "https://api1234567.execute-api.us-east-1.amazonaws.com/prod/jobs"
+    )
 
 
-def test_strip_stage_leaves_the_default_stage_alone() -> None:
-    event = http_api_event("GET", "/v1/jobs")
-    assert strip_stage(event) == event
+def test_behind_a_named_stage_an_unanswered_submit_names_the_job_under_the_stage(
+    lambda_service: Fakes,
+) -> None:
+    def lost_create(job: Job, now: datetime) -> None:
+        raise StorageUnavailable("create: ReadTimeoutError")
+
+    lambda_service[1].create = lost_create  # type: ignore[method-assign]
+
+    status, headers, body = _invoke(
+        http_api_event(
+            "POST", "/jobs", body='{"type": "echo"}', sub="user-123", stage="prod"
+        )
+    )
+
+    assert status == 503
+    assert headers["location"] == f"/prod/jobs/{body['job_id']}"
+    assert headers["retry-after"] == "1"
 
 
-@pytest.mark.parametrize("path", ["/v10/jobs", "/jobs", "/api/v1/jobs"])
-def test_strip_stage_leaves_paths_outside_the_stage_alone(path: str) -> None:
-    event = http_api_event("GET", path)
-    event["requestContext"]["stage"] = "v1"
-    assert strip_stage(event) == event
+def test_behind_a_named_stage_the_docs_load_the_spec_from_the_stage(
+    lambda_service: Fakes,
+) -> None:
+    status, _, page = _invoke_raw(http_api_event("GET", "/docs", stage="prod"))
+
+    assert status == 200
+    assert "'/prod/openapi.json'" in page or '"/prod/openapi.json"' in page
+    status, _, spec = _invoke_raw(http_api_event("GET", "/openapi.json", stage="prod"))
+    assert status == 200
+    assert json.loads(spec)["servers"] == [{"url": "/prod"}]
+
+
+def test_behind_a_named_stage_the_stage_root_and_other_prefixes_do_not_route(
+    lambda_service: Fakes,
+) -> None:
+    # A path outside the stage (API Gateway never sends one) and the bare stage route nowhere
+    for event in (
+        http_api_event("GET", "/health", stage="prod") | {"rawPath": "/prod10/health"},
+        http_api_event("GET", "", stage="prod"),
+    ):
+        event["requestContext"]["http"]["path"] = event["rawPath"]
+        assert _invoke_raw(event)[0] == 404
+    assert _invoke_raw(http_api_event("GET", "/health", stage="prod"))[0] == 200
+
+
+def test_on_the_default_stage_nothing_is_prefixed(lambda_service: Fakes) -> None:
+    status, headers, _ = _invoke_raw(http_api_event("GET", "/jobs/", sub="user-123"))
+
+    assert status == 307
+    assert headers["location"].endswith(".amazonaws.com/jobs")

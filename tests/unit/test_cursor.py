@@ -6,7 +6,9 @@ import base64
 import json
 
 import pytest
-from jobline.cursor import CursorCodec
+from hypothesis import given
+from hypothesis import strategies as st
+from jobline.cursor import CursorCodec, CursorKeys
 from jobline.errors import InvalidCursor
 from jobline.models import JobFilter, JobStatus
 from jobline.ports import StartKey
@@ -123,3 +125,79 @@ def test_a_too_long_cursor_is_rejected_even_if_signed(codec: CursorCodec) -> Non
         codec.decode(cursor, "ann", ALL)
     with pytest.raises(InvalidCursor):
         codec.decode("A" * 5000 + "." + "B" * 43, "ann", ALL)
+
+
+# ------------------------------------------------------------------------- properties
+
+_keys = st.binary(min_size=32, max_size=64)
+_owners = st.text(min_size=1, max_size=40)
+_filters = st.builds(
+    JobFilter,
+    status=st.none() | st.sampled_from(list(JobStatus)),
+    type=st.none() | st.text(min_size=1, max_size=20),
+)
+_start_keys = st.dictionaries(
+    st.sampled_from(["id", "sk", "owner", "owner_status", "owner_type"]),
+    st.text(max_size=60),
+    min_size=1,
+)
+
+
+@given(_keys, _start_keys, _owners, _filters)
+def test_any_key_round_trips_for_its_own_query(
+    secret: bytes, key: StartKey, owner: str, job_filter: JobFilter
+) -> None:
+    codec = CursorCodec(secret)
+    assert codec.decode(codec.encode(key, owner, job_filter), owner, job_filter) == key
+
+
+@given(_keys, _start_keys, _owners, _filters, _owners, _filters)
+def test_a_cursor_reads_for_no_other_owner_or_filter(
+    secret: bytes,
+    key: StartKey,
+    owner: str,
+    job_filter: JobFilter,
+    other_owner: str,
+    other_filter: JobFilter,
+) -> None:
+    codec = CursorCodec(secret)
+    cursor = codec.encode(key, owner, job_filter)
+    if (other_owner, other_filter) != (owner, job_filter):
+        with pytest.raises(InvalidCursor):
+            codec.decode(cursor, other_owner, other_filter)
+
+
+@given(_keys, _keys, _keys, _start_keys, _owners)
+def test_a_rotation_reads_old_cursors_signs_new_ones_and_forgets_unknown_keys(
+    old: bytes, new: bytes, stranger: bytes, key: StartKey, owner: str
+) -> None:
+    rotated = CursorCodec(CursorKeys(new, (old,)))
+    # cursors of the previous key still read, new ones are signed with the current key only
+    assert rotated.decode(CursorCodec(old).encode(key, owner, ALL), owner, ALL) == key
+    fresh = rotated.encode(key, owner, ALL)
+    assert CursorCodec(new).decode(fresh, owner, ALL) == key
+    if stranger not in (old, new):
+        with pytest.raises(InvalidCursor):
+            rotated.decode(CursorCodec(stranger).encode(key, owner, ALL), owner, ALL)
+        if old != new:
+            with pytest.raises(InvalidCursor):
+                CursorCodec(old).decode(fresh, owner, ALL)
+
+
+@given(_keys, _start_keys, _owners, st.data())
+def test_any_changed_character_is_rejected(
+    secret: bytes, key: StartKey, owner: str, data: st.DataObject
+) -> None:
+    codec = CursorCodec(secret)
+    cursor = codec.encode(key, owner, ALL)
+    position = data.draw(st.integers(min_value=0, max_value=len(cursor) - 1))
+    replacement = data.draw(
+        st.sampled_from("ABCabc012-_.").filter(lambda c: c != cursor[position])
+    )
+    changed = cursor[:position] + replacement + cursor[position + 1 :]
+    try:
+        decoded = codec.decode(changed, owner, ALL)
+    except InvalidCursor:
+        return
+    # base64 padding bits: a change that decodes to the same bytes carries the same key
+    assert decoded == key

@@ -341,6 +341,14 @@ def test_a_crashing_handler_is_retried() -> None:
     )
 
 
+def nested_lists(depth: int) -> list[Any]:
+    """`[[[...]]]`, `depth` levels deep."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("result", "error_type"),
     [
@@ -348,8 +356,10 @@ def test_a_crashing_handler_is_retried() -> None:
         ({"x": float("nan")}, "InvalidResult"),
         ({"x": float("-inf")}, "InvalidResult"),
         ({"blob": "x" * 200}, "ResultTooLarge"),
+        (nested_lists(129), "InvalidResult"),
+        ({"x": "\ud800"}, "InvalidResult"),
     ],
-    ids=["not-json", "nan", "infinity", "too-large"],
+    ids=["not-json", "nan", "infinity", "too-large", "too-deep", "lone-surrogate"],
 )
 def test_a_result_that_cannot_be_stored_fails_the_job_at_once(
     result: Any, error_type: str

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+from jobline.bootstrap import ServiceOptions, build_service, default_registry
 from jobline.errors import InvalidCursor, JobNotFound
 from jobline.models import Job, JobFilter, JobStatus, SubmitRequest
+from jobline.ports import StartKey
 from jobline.service import JobService
 
 from tests.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
-from tests.fakes import FakeClock, build_fake_service
+from tests.fakes import (
+    CURSOR_SECRET,
+    FakeClock,
+    InMemoryJobQueue,
+    InMemoryJobRepository,
+    build_fake_service,
+)
 
 # ------------------------------------------------------------------------------- get
 
@@ -189,3 +198,81 @@ def test_list_limit_bounds_are_accepted(fakes: Fakes, limit: int) -> None:
     jobs = _submit_many(service, ANN, 2)
     page = service.list_jobs(ANN, JobFilter(), limit=limit)
     assert [job.id for job in page.items] == [job.id for job in reversed(jobs)][:limit]
+
+
+# ------------------------------------------------------------ owners with separators
+
+
+@pytest.mark.parametrize(
+    ("owner", "job_filter", "intruder", "intruder_filter"),
+    [
+        # alice#x's echo jobs sit in the partition "alice#x#echo", which alice asking for
+        # type "x#echo" named too
+        ("alice#x", JobFilter(type="echo"), "alice", JobFilter(type="x#echo")),
+        # an escape that left `%` alone would make these two one
+        ("a%23b", JobFilter(type="echo"), "a#b", JobFilter(type="echo")),
+    ],
+)
+def test_an_owner_never_lists_another_owners_jobs_through_a_separator(
+    fakes: Fakes,
+    owner: str,
+    job_filter: JobFilter,
+    intruder: str,
+    intruder_filter: JobFilter,
+) -> None:
+    service, _, _ = fakes
+    # Given a job of an owner whose identity contains the key separator (any OIDC `sub` may)
+    job = service.submit(owner, echo_request()).job
+    assert [j.id for j in service.list_jobs(owner, job_filter).items] == [job.id]
+
+    # When another identity lists with a filter that spells the same composite key
+    page = service.list_jobs(intruder, intruder_filter)
+
+    # Then it sees none of them
+    assert page.items == []
+
+
+class _LeakyRepository:
+    """A repository whose query also returns a job of another owner (a broken index)."""
+
+    def __init__(self, inner: InMemoryJobRepository, foreign: Job) -> None:
+        self.inner = inner
+        self.foreign = foreign
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def query(
+        self,
+        owner: str,
+        job_filter: JobFilter,
+        limit: int,
+        start: StartKey | None,
+        now: datetime,
+    ) -> tuple[list[Job], StartKey | None]:
+        jobs, key = self.inner.query(owner, job_filter, limit, start, now)
+        return [self.foreign, *jobs], key
+
+
+def test_a_listing_proves_ownership_of_what_the_index_returns(clock: FakeClock) -> None:
+    # Given bob's job, and a repository whose index hands it to ann's listing
+    _, inner, _ = build_fake_service(clock=clock)
+    other, _, _ = build_fake_service(clock=clock)
+    foreign = other.submit(BOB, echo_request()).job
+    leaky = _LeakyRepository(inner, foreign)
+    service = build_service(
+        options=ServiceOptions(cursor_secret=CURSOR_SECRET),
+        repository=leaky,
+        queue=InMemoryJobQueue(),
+        registry=default_registry(),
+        clock=clock,
+    )
+    mine = service.submit(ANN, echo_request()).job
+
+    # When ann lists her jobs, unfiltered and filtered by another type
+    everything = service.list_jobs(ANN, JobFilter())
+    sleeps = service.list_jobs(ANN, JobFilter(type="sleep"))
+
+    # Then bob's job is dropped, and only what matches the filter is shown
+    assert [job.id for job in everything.items] == [mine.id]
+    assert sleeps.items == []

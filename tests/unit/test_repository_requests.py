@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
+from botocore.exceptions import ClientError
+from botocore.session import Session
+from botocore.stub import Stubber
+from jobline.errors import InvalidCursor
 from jobline.items import item_to_job, job_to_item
 from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progress
 from jobline.repository import (
     INDEX_BY_OWNER,
     INDEX_BY_OWNER_STATUS,
     INDEX_BY_OWNER_TYPE,
+    DynamoJobRepository,
     build_create,
     build_query,
     build_update,
 )
 from jobline.transition import JobUpdate, Precondition
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 TABLE = "jobs"
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -479,3 +487,39 @@ def test_no_python_float_ever_appears_in_an_item(job: Job) -> None:
 
     assert leaves
     assert all(isinstance(leaf, str) for leaf in leaves)
+
+
+# ----------------------------------------------------------------- error translation
+
+
+def _stubbed_repository() -> tuple[DynamoJobRepository, Stubber]:
+    client = Session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return DynamoJobRepository(cast("DynamoDBClient", client), TABLE), Stubber(client)
+
+
+def test_a_resume_key_dynamodb_refuses_is_an_invalid_cursor() -> None:
+    # Given DynamoDB answering a query's ExclusiveStartKey with a ValidationException
+    repo, stub = _stubbed_repository()
+    stub.add_client_error(
+        "query",
+        service_error_code="ValidationException",
+        service_message="The provided starting key is invalid",
+        http_status_code=400,
+    )
+
+    # When a listing resumes from it, then it is the caller's bad cursor
+    with stub, pytest.raises(InvalidCursor):
+        repo.query("ann", JobFilter(), 10, {"id": "x"}, NOW)
+
+
+def test_a_validation_error_without_a_resume_key_is_not_blamed_on_a_cursor() -> None:
+    repo, stub = _stubbed_repository()
+    stub.add_client_error("query", service_error_code="ValidationException")
+
+    with stub, pytest.raises(ClientError):
+        repo.query("ann", JobFilter(), 10, None, NOW)

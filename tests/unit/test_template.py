@@ -303,13 +303,17 @@ def test_the_api_reads_the_cursor_secret_parameter_it_is_told_to_read() -> None:
     assert variables["JOBLINE_CURSOR_SECRET_PARAMETER"] == {
         "Ref": "CursorSecretParameterName"
     }
-    assert "JOBLINE_CURSOR_SECRET" not in variables
+    # (JOBLINE_CURSOR_SECRET is declared empty, for `sam local invoke --env-vars` to fill in)
+    assert variables["JOBLINE_CURSOR_SECRET"] == ""
     assert parameter["Type"] == "String" and "NoEcho" not in parameter
     assert re.fullmatch(parameter["AllowedPattern"], "/jobline/prod/cursor-secret")
     assert not re.fullmatch(parameter["AllowedPattern"], "jobline/no-leading-slash")
     # And no default: every environment names its own (samconfig.toml), and local runs (which
     # resolve parameters to their defaults) get no name, so JOBLINE_CURSOR_SECRET applies there
     assert "Default" not in parameter
+    # And no other function may read anything from SSM
+    for function in set(FUNCTIONS) - {"ApiFunction"}:
+        assert not any(action.startswith("ssm:") for action, _ in granted(function))
 
 
 # --------------------------------------------------------------------------- queues

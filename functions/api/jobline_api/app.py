@@ -10,7 +10,7 @@ from jobline.bootstrap import get_service
 from jobline.config import get_settings
 from jobline.service import JobService
 
-from jobline_api import errors
+from jobline_api import errors, openapi
 from jobline_api.correlation import CorrelationIds
 from jobline_api.routes import router
 from jobline_api.ui import router as ui_router
@@ -34,6 +34,7 @@ def create_app(
     app.include_router(router)
     app.include_router(ui_router)
     app.add_middleware(CorrelationIds)
+    openapi.install(app)
     return app
 
 

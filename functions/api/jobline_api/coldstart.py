@@ -1,7 +1,8 @@
 """The API function's init phase, done once per execution environment: before the first request
 and (with SnapStart) before the snapshot. See docs/benchmarks.md.
 
-`initialize` builds the service (settings, botocore session and clients), attaches it to the app,
+`initialize` builds the service (settings, botocore session and clients) and loads the cursor keys
+(SSM Parameter Store in AWS), attaches the service to the app,
 and sends one request through the app (FastAPI builds its per-route state on the first request it
 routes). A restored snapshot renews what restored environments must not share in `after_restore`.
 """
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from jobline.bootstrap import get_service, reset
+from jobline.bootstrap import cursor_keys, get_service, reset
 
 from jobline_api.app import attach_environment
 
@@ -41,8 +42,11 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def prepare(app: FastAPI) -> None:
-    """Build this environment's service (settings, session, clients) and attach it to the app."""
+    """Build this environment's service (settings, session, clients), load the cursor keys
+    (SSM: one call, here rather than in a request; a weak key stops the function here), and
+    attach the service to the app."""
     get_service()
+    cursor_keys()
     attach_environment(app)
 
 

@@ -20,6 +20,7 @@ from jobline.errors import (
     SubmitOutcomeUnknown,
     Unauthenticated,
     UnknownJobType,
+    echoed,
 )
 from jobline.logging import get_logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -60,18 +61,17 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         "http.domain_error",
         error_type=type(exc).__name__,
         status_code=status,
-        path=request.url.path,
+        path=echoed(request.url.path),
     )
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     body: dict[str, Any] = {"detail": _detail(exc)}
     if isinstance(exc, SubmitOutcomeUnknown):
         # The job may be stored (and then it runs): say under which id, so the caller can look.
         body["job_id"] = exc.job_id
-        stage = (
-            request.scope.get("aws.event", {}).get("requestContext", {}).get("stage")
-        )
-        prefix = f"/{stage}" if stage and stage != "$default" else ""
-        headers = {"Location": f"{prefix}/jobs/{exc.job_id}", "Retry-After": "1"}
+        root = str(request.scope.get("root_path", "")).rstrip(
+            "/"
+        )  # `/{stage}`, jobline_api.stage
+        headers = {"Location": f"{root}/jobs/{exc.job_id}", "Retry-After": "1"}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -79,7 +79,13 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 with field-level details (location, message, type), without echoing the input."""
     assert isinstance(exc, RequestValidationError)
     detail = [
-        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+        {
+            "loc": [
+                echoed(part) if isinstance(part, str) else part for part in err["loc"]
+            ],
+            "msg": err["msg"],
+            "type": err["type"],
+        }
         for err in exc.errors()
     ]
     return JSONResponse({"detail": detail}, status_code=422)
@@ -96,7 +102,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback, answered without internals."""
     log.exception(
-        "http.unhandled_error", error_type=type(exc).__name__, path=request.url.path
+        "http.unhandled_error",
+        error_type=type(exc).__name__,
+        path=echoed(request.url.path),
     )
     return JSONResponse({"detail": "internal error"}, status_code=500)
 

@@ -22,12 +22,13 @@ from snapshot_restore_py import register_after_restore  # type: ignore[import-un
 
 from jobline_api import coldstart  # noqa: E402
 from jobline_api.app import attach_environment, create_app  # noqa: E402
-from jobline_api.stage import strip_stage  # noqa: E402
+from jobline_api.stage import StageRootPath  # noqa: E402
 
 configure()
 app = create_app()
 # No lifespan cycle around every invocation: `lambda_handler` attaches the cached service itself.
-_asgi = Mangum(app, lifespan="off")
+# Behind a named stage the stage is the ASGI root path (jobline_api.stage).
+_asgi = Mangum(StageRootPath(app), lifespan="off")
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         getattr(context, "function_name", None),
     )
     attach_environment(app)
-    response: dict[str, Any] = _asgi(strip_stage(event), context)
+    response: dict[str, Any] = _asgi(event, context)
     return response
 
 

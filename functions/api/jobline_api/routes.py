@@ -10,29 +10,65 @@ from jobline.models import JobFilter, JobStatus, SubmitRequest
 from jobline.service import JobService
 
 from jobline_api.correlation import correlation_id
-from jobline_api.dependencies import base_path, current_owner, get_job_service
-from jobline_api.schemas import Health, JobOut, JobPageOut, JobTypeOut
+from jobline_api.dependencies import (
+    base_path,
+    current_owner,
+    get_job_service,
+    only_query,
+)
+from jobline_api.schemas import (
+    SUBMIT_UNAVAILABLE,
+    Health,
+    JobOut,
+    JobPageOut,
+    JobTypeOut,
+    error_responses,
+)
 
 router = APIRouter()
+NO_QUERY = [Depends(only_query())]
 
 Service = Annotated[JobService, Depends(get_job_service)]
 Owner = Annotated[str, Depends(current_owner)]
+_LOCATION = {
+    "Location": {
+        "description": "the job's URL",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
 
 
-@router.get("/health")
+@router.get("/health", operation_id="health")
 async def health() -> Health:
     return Health()
 
 
-@router.get("/job-types")
+@router.get(
+    "/job-types",
+    operation_id="list_job_types",
+    dependencies=[Depends(current_owner), *NO_QUERY],
+    responses=error_responses(401, 422),
+)
 async def list_job_types(service: Service) -> list[JobTypeOut]:
     return [JobTypeOut.of(job_type) for job_type in service.job_types()]
 
 
 @router.post(
     "/jobs",
+    operation_id="submit_job",
     status_code=202,
-    responses={200: {"model": JobOut, "description": "idempotent replay"}},
+    dependencies=NO_QUERY,
+    responses={
+        202: {"description": "submitted", "headers": _LOCATION},
+        200: {
+            "model": JobOut,
+            "description": "idempotent replay",
+            "headers": _LOCATION,
+        },
+        **error_responses(400, 401, 409, 413, 422),
+        503: SUBMIT_UNAVAILABLE,
+    },
 )
 async def submit_job(
     request: SubmitRequest,
@@ -51,7 +87,12 @@ async def submit_job(
     return JobOut.of(submitted.job)
 
 
-@router.get("/jobs")
+@router.get(
+    "/jobs",
+    operation_id="list_jobs",
+    dependencies=[Depends(only_query("status", "type", "limit", "cursor"))],
+    responses=error_responses(400, 401, 422, 503),
+)
 async def list_jobs(
     service: Service,
     owner: Owner,
@@ -66,15 +107,24 @@ async def list_jobs(
     return JobPageOut.of(page)
 
 
-@router.get("/jobs/{job_id}")
+@router.get(
+    "/jobs/{job_id}",
+    operation_id="get_job",
+    dependencies=NO_QUERY,
+    responses=error_responses(401, 404, 422, 503),
+)
 async def get_job(job_id: str, service: Service, owner: Owner) -> JobOut:
     return JobOut.of(await to_thread(service.get, owner, job_id))
 
 
 @router.post(
     "/jobs/{job_id}/cancel",
+    operation_id="cancel_job",
+    dependencies=NO_QUERY,
     responses={
-        202: {"model": JobOut, "description": "running: cancellation requested"}
+        200: {"description": "queued: cancelled"},
+        202: {"model": JobOut, "description": "running: cancellation requested"},
+        **error_responses(401, 404, 409, 422, 503),
     },
 )
 async def cancel_job(
@@ -85,6 +135,11 @@ async def cancel_job(
     return JobOut.of(job)
 
 
-@router.post("/jobs/{job_id}/retry")
+@router.post(
+    "/jobs/{job_id}/retry",
+    operation_id="retry_job",
+    dependencies=NO_QUERY,
+    responses=error_responses(401, 404, 409, 422, 503),
+)
 async def retry_job(job_id: str, service: Service, owner: Owner) -> JobOut:
     return JobOut.of(await to_thread(service.retry, owner, job_id))

@@ -68,6 +68,87 @@ class JobTypeOut(BaseModel):
         )
 
 
+class FieldError(BaseModel):
+    """One invalid field: where (`["body", "payload", "seconds"]`), what is wrong, its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a message, or (422, and 400 for a body) the fields that are wrong."""
+
+    detail: str | list[FieldError]
+
+
+class SubmitUnavailableOut(ErrorOut):
+    """503 from a submit whose write went unanswered: the job may be stored under `job_id` (and
+    then it runs); repeating the request with the same Idempotency-Key, or GETting the job,
+    tells. Absent when the store refused the write outright."""
+
+    job_id: str | None = None
+
+
+class GatewayError(BaseModel):
+    """API Gateway's own answer when its JWT authorizer refuses the token (the request never
+    reaches the function)."""
+
+    message: str
+
+
+ERROR_DESCRIPTIONS = {
+    400: "the body is not JSON this API reads, or the cursor was modified or belongs to "
+    "another query",
+    401: "no identity, or one that is not a valid identity (the detail says why); "
+    'API Gateway\'s JWT authorizer answers `{"message": "Unauthorized"}` itself',
+    404: "no such job visible to the caller (unknown, malformed, another owner's, expired)",
+    409: "the job's state does not allow it, or the Idempotency-Key was used with another "
+    "request",
+    413: "the payload is over the deployment's limit (64 KiB by default)",
+    422: "a field is invalid: an unknown job type, a payload the type refuses, a bad "
+    "parameter",
+    503: "the job store or the queue is unavailable; nothing was changed",
+}
+SUBMIT_UNAVAILABLE = {
+    "model": SubmitUnavailableOut,
+    "description": "the job store is unavailable; with `job_id` (and `Location`), the write "
+    "went unanswered and the job may be stored, and then it runs: repeat the request with the "
+    "same Idempotency-Key, or GET the job, to know",
+    "headers": {
+        "Location": {
+            "description": "the URL the job has if it was stored (with `job_id`)",
+            "schema": {"type": "string"},
+        },
+        "Retry-After": {
+            "description": "seconds to wait before repeating the request",
+            "schema": {"type": "string"},
+        },
+    },
+}
+_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": "`Bearer`: the HTTP API's JWT authorizer",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of the errors a route answers with, each `ErrorOut`."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "model": ErrorOut,
+            "description": ERROR_DESCRIPTIONS[status],
+        }
+        if status == 401:
+            response["model"] = ErrorOut | GatewayError
+            response["headers"] = _AUTHENTICATE
+        responses[status] = response
+    return responses
+
+
 class Health(BaseModel):
     """Liveness answer."""
 

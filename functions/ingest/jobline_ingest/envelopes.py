@@ -114,6 +114,8 @@ def _decode(text: str) -> tuple[Any, str | None]:
         value = json.loads(text)
     except (TypeError, ValueError) as exc:
         return text, f"not JSON: {exc}"
+    except RecursionError:
+        return text, "not JSON this service reads: nested too deeply"
     if not isinstance(value, dict):
         return value, f"JSON but not an object (a {type(value).__name__})"
     return value, None

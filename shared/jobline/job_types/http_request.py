@@ -1,15 +1,35 @@
-"""`http.request`: one HTTP call; a non-2xx answer or a network error is a retryable failure."""
+"""`http.request`: one HTTP call; a non-2xx answer or a network error is a retryable failure.
+
+Connections obey the deployment's egress policy (`jobline.egress`: public addresses only unless
+allow-listed, checked on the address actually connected to); a refused address and a redirect
+(never followed) fail the job at once. Errors name the URL without its credentials (userinfo and
+query string redacted) and never quote the remote body; secret response headers are redacted in
+the result (`jobline.redaction`).
+"""
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from base64 import b64encode
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from jobline.registry import DeadlineExceeded, JobContext, JobHandlerError, JobType
+from jobline.egress import EgressPolicy, guarded_opener
+from jobline.redaction import Redaction, redact_text, redact_url
+from jobline.registry import (
+    DeadlineExceeded,
+    JobContext,
+    JobHandlerError,
+    JobType,
+    PermanentJobError,
+)
 
+NAME = "http.request"
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -33,43 +53,91 @@ class HttpNetworkError(JobHandlerError):
     """The request did not get an answer (DNS, connection, timeout)."""
 
 
+class HttpRedirectNotFollowed(PermanentJobError):
+    """The server answered with a redirect; redirects are not followed."""
+
+
+@dataclass(frozen=True)
+class HttpRequestOptions:
+    """How a deployment runs `http.request`."""
+
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    redaction: Redaction = field(default_factory=Redaction)
+
+
 def _read_capped(response: Any) -> tuple[str, bool]:
     data: bytes = response.read(MAX_BODY_BYTES + 1)
     truncated = len(data) > MAX_BODY_BYTES
     return data[:MAX_BODY_BYTES].decode("utf-8", errors="replace"), truncated
 
 
-def run_http_request(payload: HttpRequestInput, context: JobContext) -> dict[str, Any]:
+def _without_userinfo(payload: HttpRequestInput) -> tuple[str, dict[str, str]]:
+    """The URL without `user:password@`, which becomes Basic authorization (unless the request
+    has an Authorization header of its own)."""
+    url = payload.url
+    headers = dict(payload.headers)
+    if url.username is None and url.password is None:
+        return str(url), headers
+    credentials = f"{unquote(url.username or '')}:{unquote(url.password or '')}"
+    if not any(name.lower() == "authorization" for name in headers):
+        headers["Authorization"] = "Basic " + b64encode(credentials.encode()).decode()
+    parts = urlsplit(str(url))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc)), headers
+
+
+def run_http_request(
+    payload: HttpRequestInput,
+    context: JobContext,
+    options: HttpRequestOptions | None = None,
+) -> dict[str, Any]:
     """Make the request; return `{"status", "headers", "body", "truncated"}` for a 2xx answer."""
+    options = options or HttpRequestOptions()
     remaining = context.remaining_seconds()
     if remaining <= 0:
         raise DeadlineExceeded("no time left before the deadline to make the request")
     timeout = min(payload.timeout_s, remaining)
     data = payload.body.encode("utf-8") if payload.body is not None else None
+    url, headers = _without_userinfo(payload)
     request = urllib.request.Request(
-        str(payload.url), data=data, headers=payload.headers, method=payload.method
+        url, data=data, headers=headers, method=payload.method
     )
+    opener = guarded_opener(options.egress)
+    shown = f"{payload.method} {redact_url(str(payload.url))}"
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             body, truncated = _read_capped(response)
             return {
                 "status": response.status,
-                "headers": dict(response.headers.items()),
+                "headers": options.redaction.headers(dict(response.headers.items())),
                 "body": body,
                 "truncated": truncated,
             }
     except urllib.error.HTTPError as exc:
-        body, _ = _read_capped(exc)
-        raise HttpStatusError(
-            f"{payload.method} {payload.url} answered {exc.code}: {body[:200]}"
-        ) from exc
+        if 300 <= exc.code < 400:
+            location = exc.headers.get("Location")
+            target = f", to {redact_url(location)}" if location else ""
+            raise HttpRedirectNotFollowed(
+                f"{shown} answered {exc.code} (a redirect{target}); redirects are not "
+                "followed"
+            ) from exc
+        raise HttpStatusError(f"{shown} answered {exc.code}") from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-        raise HttpNetworkError(f"{payload.method} {payload.url} failed: {exc}") from exc
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise HttpNetworkError(f"{shown} failed: {redact_text(str(reason))}") from exc
 
 
-JOB_TYPE = JobType(
-    name="http.request",
-    description="Makes one HTTP request; the result is {status, headers, body} (body cut at 64 KiB).",
-    input_model=HttpRequestInput,
-    handler=run_http_request,
-)
+def job_type(options: HttpRequestOptions | None = None) -> JobType[HttpRequestInput]:
+    """`http.request` as a deployment runs it (`options`: its egress policy and redaction)."""
+    return JobType(
+        name=NAME,
+        description="Makes one HTTP request; the result is {status, headers, body} "
+        "(body cut at 64 KiB). Public addresses only unless allow-listed; redirects "
+        "are not followed.",
+        input_model=HttpRequestInput,
+        handler=partial(run_http_request, options=options or HttpRequestOptions()),
+    )
+
+
+JOB_TYPE = job_type()
+"""`http.request` with the default policy: public addresses only."""

@@ -175,7 +175,9 @@ class Job:
     progress: Progress | None
     cancel_requested_at: datetime | None
     history: tuple[Attempt, ...]
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    correlation_id: str | None = None
+    """The request's `X-Correlation-Id` (or the one the API made up): the key to the job's logs."""
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_final(self) -> bool:
@@ -210,6 +212,7 @@ class Job:
                 data.get("cancel_requested_at"), "cancel_requested_at"
             ),
             history=tuple(Attempt.from_dict(entry) for entry in history),
+            correlation_id=_optional_str(data.get("correlation_id"), "correlation_id"),
             raw=data,
         )
 

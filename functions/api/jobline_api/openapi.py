@@ -1,0 +1,183 @@
+"""The API's OpenAPI document: FastAPI's, completed with what FastAPI cannot know.
+
+- every operation lists every status it answers with, errors with their `{"detail": ...}` schema
+  (declared on the routes, `jobline_api.schemas.ERRORS`);
+- the security schemes: the HTTP API's JWT bearer authorizer, and `X-Dev-User` when the app
+  accepts it; every route but `/health` requires one of them;
+- `POST /jobs` takes one of the registered job types, each with its own payload schema: a `oneOf`
+  discriminated by `type`, generated from the registry;
+- links from a submitted job to reading, cancelling and retrying it (stateful testing follows them).
+
+Built on the first `GET /openapi.json` (never at import: cold starts do not pay for it).
+`python -m jobline_api.openapi PATH` (`make openapi`) writes the deployed document
+(`docs/openapi.json`, no development identity).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from jobline.models import SubmitRequest
+from jobline.registry import JobTypeRegistry
+from pydantic import TypeAdapter, ValidationError
+
+JWT_SCHEME = "jwt"
+DEV_USER_SCHEME = "devUser"
+SUBMIT_REQUEST = "SubmitRequest"
+JOB_ID_PARAMETER = {"job_id": "$response.body#/id"}
+JOB_LINKS = {
+    "GetJob": {"operationId": "get_job", "parameters": JOB_ID_PARAMETER},
+    "CancelJob": {"operationId": "cancel_job", "parameters": JOB_ID_PARAMETER},
+    "RetryJob": {"operationId": "retry_job", "parameters": JOB_ID_PARAMETER},
+}
+"""Where a job answer leads: its id is the path parameter of the job's own operations."""
+PUBLIC_OPERATIONS = frozenset({"health"})
+
+
+def _component_name(name: str) -> str:
+    """A component name for job type `name` (`http.request` -> `HttpRequest`)."""
+    return "".join(
+        part[:1].upper() + part[1:] for part in name.replace("-", ".").split(".")
+    )
+
+
+def _submit_variants(
+    registry: JobTypeRegistry, components: dict[str, Any]
+) -> dict[str, Any]:
+    """`SubmitRequest` as a `oneOf` of one schema per job type (their payload models added to
+    `components`)."""
+    base = SubmitRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    fields = {
+        name: spec
+        for name, spec in base["properties"].items()
+        if name not in ("type", "payload")
+    }
+    mapping: dict[str, str] = {}
+    for job_type in registry:
+        stem = _component_name(job_type.name)
+        payload = TypeAdapter(job_type.input_model).json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components.update(payload.pop("$defs", {}))
+        components[f"{stem}Payload"] = payload
+        try:
+            job_type.input_model.model_validate({})
+            payload_required = False
+        except ValidationError:
+            payload_required = True
+        variant = f"Submit{stem}"
+        components[variant] = {
+            "title": f"Submit a {job_type.name} job",
+            "description": job_type.description,
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "type": {"type": "string", "const": job_type.name},
+                "payload": {"$ref": f"#/components/schemas/{stem}Payload"},
+                **fields,
+            },
+            "required": ["type", "payload"] if payload_required else ["type"],
+        }
+        mapping[job_type.name] = f"#/components/schemas/{variant}"
+    return {
+        "title": SUBMIT_REQUEST,
+        "description": "A job to run: its type, and that type's payload.",
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "type", "mapping": mapping},
+    }
+
+
+def build_openapi(
+    app: FastAPI, registry: JobTypeRegistry, *, dev_identity: bool
+) -> dict[str, Any]:
+    """The complete document of `app` serving `registry`'s job types."""
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas[SUBMIT_REQUEST] = _submit_variants(registry, schemas)
+    schemes: dict[str, Any] = {
+        JWT_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A token the HTTP API's JWT authorizer accepts; the caller is "
+            "its `sub`.",
+        }
+    }
+    requirement: list[dict[str, list[str]]] = [{JWT_SCHEME: []}]
+    if dev_identity:
+        schemes[DEV_USER_SCHEME] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Dev-User",
+            "description": "The caller's identity, as sent (local runs only).",
+        }
+        requirement.append({DEV_USER_SCHEME: []})
+    components["securitySchemes"] = schemes
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if operation.get("operationId") in PUBLIC_OPERATIONS:
+                operation["security"] = []
+                continue
+            operation["security"] = requirement
+            for status, response in operation.get("responses", {}).items():
+                if status in ("200", "202") and _returns_a_job(response):
+                    response["links"] = JOB_LINKS
+    return document
+
+
+def _returns_a_job(response: dict[str, Any]) -> bool:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref", "").endswith("/JobOut"))
+
+
+def install(app: FastAPI) -> None:
+    """Serve the complete document at `/openapi.json`, built on first request from the job types
+    and the identity setting the app was given (`attach_environment`)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            service = getattr(app.state, "service", None)
+            registry = service.registry if service is not None else _default_registry()
+            dev_identity = bool(
+                getattr(app.state, "allow_dev_identity", app.state.dev_identity)
+            )
+            app.openapi_schema = build_openapi(app, registry, dev_identity=dev_identity)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _default_registry() -> JobTypeRegistry:
+    from jobline.bootstrap import default_registry
+
+    return default_registry()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the deployed API's document (built-in job types, no development identity)."""
+    from jobline_api.app import create_app
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m jobline_api.openapi PATH\n")
+        return 2
+    app = create_app(allow_dev_identity=False)
+    document = build_openapi(app, _default_registry(), dev_identity=False)
+    Path(args[0]).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""The API contract: docs/openapi.json is the app's own document, and it says everything the API
+does (every status with its error schema, the security schemes, the job types)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jobline_client
+import jobline_client.models
+import pytest
+from fastapi.testclient import TestClient
+from jobline_api.app import create_app
+
+from tests.fakes import build_fake_service
+
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def _live(allow_dev_identity: bool) -> dict[str, Any]:
+    service = build_fake_service()[0]
+    app = create_app(
+        service_factory=lambda: service, allow_dev_identity=allow_dev_identity
+    )
+    with TestClient(app) as client:
+        response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def _operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        operation["operationId"]: operation
+        for item in document["paths"].values()
+        for operation in item.values()
+    }
+
+
+def test_the_committed_document_is_the_apis_own() -> None:
+    committed = json.loads(COMMITTED.read_text())
+    assert _live(allow_dev_identity=False) == committed, (
+        "docs/openapi.json differs from the API's OpenAPI document: run `make openapi` "
+        "and commit the result"
+    )
+
+
+def test_every_operation_lists_every_status_it_answers_with() -> None:
+    operations = _operations(_live(allow_dev_identity=False))
+
+    statuses = {name: sorted(op["responses"]) for name, op in operations.items()}
+
+    assert statuses == {
+        "health": ["200"],
+        "list_job_types": ["200", "401", "422"],
+        "submit_job": ["200", "202", "400", "401", "409", "413", "422", "503"],
+        "list_jobs": ["200", "400", "401", "422", "503"],
+        "get_job": ["200", "401", "404", "422", "503"],
+        "cancel_job": ["200", "202", "401", "404", "409", "422", "503"],
+        "retry_job": ["200", "401", "404", "409", "422", "503"],
+    }
+    error = {"$ref": "#/components/schemas/ErrorOut"}
+    gateway = {"$ref": "#/components/schemas/GatewayError"}
+    unknown_outcome = {"$ref": "#/components/schemas/SubmitUnavailableOut"}
+    for name, operation in operations.items():
+        for status, response in operation["responses"].items():
+            schema = response["content"]["application/json"]["schema"]
+            if status == "401":  # the app's own, or API Gateway's authorizer's
+                assert schema["anyOf"] == [error, gateway]
+            elif (name, status) == ("submit_job", "503"):
+                # an ErrorOut with the id the job may have been stored under, and its Location
+                assert schema == unknown_outcome
+                assert set(response["headers"]) == {"Location", "Retry-After"}
+            elif status.startswith(("4", "5")):
+                assert schema == error
+
+
+def test_every_route_but_health_requires_the_jwt_or_when_enabled_the_dev_header() -> (
+    None
+):
+    deployed = _live(allow_dev_identity=False)
+    local = _live(allow_dev_identity=True)
+
+    assert set(deployed["components"]["securitySchemes"]) == {"jwt"}
+    assert deployed["components"]["securitySchemes"]["jwt"]["scheme"] == "bearer"
+    assert local["components"]["securitySchemes"]["devUser"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Dev-User",
+        "description": "The caller's identity, as sent (local runs only).",
+    }
+    cases: list[tuple[dict[str, Any], list[dict[str, list[str]]]]] = [
+        (deployed, [{"jwt": []}]),
+        (local, [{"jwt": []}, {"devUser": []}]),
+    ]
+    for document, expected in cases:
+        for name, operation in _operations(document).items():
+            assert operation["security"] == ([] if name == "health" else expected)
+
+
+def test_a_submission_is_one_of_the_registered_job_types() -> None:
+    schemas = _live(allow_dev_identity=False)["components"]["schemas"]
+
+    submit = schemas["SubmitRequest"]
+
+    assert submit["discriminator"]["propertyName"] == "type"
+    assert sorted(submit["discriminator"]["mapping"]) == [
+        "echo",
+        "http.request",
+        "sleep",
+    ]
+    sleep = schemas["SubmitSleep"]
+    assert sleep["properties"]["type"] == {"type": "string", "const": "sleep"}
+    assert sleep["required"] == ["type", "payload"]  # {} is not a sleep payload
+    assert schemas["SubmitEcho"]["required"] == ["type"]  # {} is an echo payload
+    payload = schemas["SleepPayload"]
+    assert payload["properties"]["seconds"]["maximum"] == 600
+    # And the counts are integers, not integer-like text or booleans
+    assert sleep["properties"]["max_attempts"]["type"] == "integer"
+
+
+def test_a_submitted_job_links_to_its_own_operations() -> None:
+    submit = _operations(_live(allow_dev_identity=False))["submit_job"]
+
+    links = submit["responses"]["202"]["links"]
+
+    assert {link["operationId"] for link in links.values()} == {
+        "get_job",
+        "cancel_job",
+        "retry_job",
+    }
+    assert all(
+        link["parameters"] == {"job_id": "$response.body#/id"}
+        for link in links.values()
+    )
+
+
+def test_the_document_is_built_on_first_request_not_at_startup() -> None:
+    # Cold starts do not pay for it: building the app (and its init phase) leaves it unbuilt
+    service = build_fake_service()[0]
+    app = create_app(service_factory=lambda: service, allow_dev_identity=False)
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        assert app.openapi_schema is None
+        client.get("/openapi.json")
+    assert app.openapi_schema is not None
+
+
+# ------------------------------------------------------------------- the Python client
+CLIENT_MODELS = {
+    "JobOut": jobline_client.Job,
+    "JobError": jobline_client.models.JobError,
+    "Progress": jobline_client.models.Progress,
+    "Attempt": jobline_client.models.Attempt,
+    "JobTypeOut": jobline_client.models.JobTypeInfo,
+    "JobPageOut": jobline_client.models.JobPage,
+}
+
+
+@pytest.mark.parametrize("schema_name", sorted(CLIENT_MODELS))
+def test_the_clients_models_have_the_documents_fields(schema_name: str) -> None:
+    # Given the committed document's schema and the client's model of it
+    schema = json.loads(COMMITTED.read_text())["components"]["schemas"][schema_name]
+    model = CLIENT_MODELS[schema_name]
+
+    # Then the client reads every field the API answers with, and none it does not
+    fields = {f.name for f in dataclasses.fields(model)} - {"raw"}
+    assert fields == set(schema["properties"]), schema_name
+
+
+def test_the_clients_statuses_are_the_documents() -> None:
+    schema = json.loads(COMMITTED.read_text())["components"]["schemas"]["JobStatus"]
+
+    assert [status.value for status in jobline_client.JobStatus] == schema["enum"]
+
+
+def test_the_client_parses_a_job_the_app_answers_with() -> None:
+    # Given a job as the API returns it (every field the document lists)
+    service = build_fake_service()[0]
+    app = create_app(service_factory=lambda: service, allow_dev_identity=True)
+    with TestClient(app) as client:
+        body = client.post(
+            "/jobs",
+            json={"type": "echo", "payload": {"a": 1}},
+            headers={"X-Dev-User": "ann", "X-Correlation-Id": "req-7"},
+        ).json()
+
+    # When the client parses it, then every documented field is read
+    job = jobline_client.Job.from_dict(body)
+    assert (job.id, job.status, job.payload, job.correlation_id) == (
+        body["id"],
+        jobline_client.JobStatus.QUEUED,
+        {"a": 1},
+        "req-7",
+    )
