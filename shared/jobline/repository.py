@@ -14,6 +14,7 @@ layout is `jobline.items`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -249,9 +250,17 @@ def _translate(exc: ClientError | BotoCoreError, operation: str) -> Exception:
 class DynamoJobRepository:
     """Jobs in one DynamoDB table, through a boto3 client created once per execution environment."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self._client = client
+    def __init__(
+        self, client: DynamoDBClient | Callable[[], DynamoDBClient], table_name: str
+    ) -> None:
+        """`client` is the client, or the (cached) function that creates it on first use (the
+        outbox dispatcher, which only sends messages, then never builds one)."""
+        self._connect = client if callable(client) else lambda: client
         self._table = table_name
+
+    @property
+    def _client(self) -> DynamoDBClient:
+        return self._connect()
 
     def create(self, job: Job, now: datetime) -> None:
         """Store a new job unless a live job with its id exists (a retry of this very call

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from jobline.bootstrap import get_service, reset
+from jobline.bootstrap import dynamodb_client, get_service, reset
 
 from jobline_api.app import attach_environment
 
@@ -41,8 +41,10 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def prepare(app: FastAPI) -> None:
-    """Build this environment's service (settings, session, clients) and attach it to the app."""
+    """Build this environment's service (settings, session, the DynamoDB client: the API never
+    calls SQS, the outbox sends) and attach it to the app."""
     get_service()
+    dynamodb_client()
     attach_environment(app)
 
 
