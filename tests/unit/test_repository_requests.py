@@ -12,7 +12,6 @@ from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progres
 from jobline.repository import (
     INDEX_BY_OWNER,
     INDEX_BY_OWNER_STATUS,
-    INDEX_BY_OWNER_TYPE,
     build_create,
     build_query,
     build_update,
@@ -299,10 +298,10 @@ def test_create_only_succeeds_when_no_live_job_has_the_id() -> None:
         ),
         (
             JobFilter(type="http.request"),
-            INDEX_BY_OWNER_TYPE,
-            "owner_type",
-            "ann#http.request",
-            NOT_EXPIRED,
+            INDEX_BY_OWNER,
+            "owner",
+            "ann",
+            f"{NOT_EXPIRED} AND #type = :type",
         ),
         (
             JobFilter(status=JobStatus.QUEUED, type="echo"),
