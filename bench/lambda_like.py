@@ -13,13 +13,13 @@ Measured in the same interleaved rounds (the order rotates each round, a first r
 figures are medians):
 - `python3.12 -I -c pass`: the unit of the ratios;
 - the API and the worker of each build (by default the current one, `.aws-sam/build`), and the
-  peak RSS of each (`resource.getrusage` in the child at its first response);
+  peak RSS of each (in the child at its first response: `lambda_runtime.peak_rss_kb`);
 - the naive API (`bench/naive/naive_api.py`) deployed as a user's `sam build` would deploy it: one
   folder with its requirements installed by pip and no bytecode (SAM's pip workflow compiles
   nothing, and Lambda cannot write any);
 - floors: the same interpreter only importing the libraries each function cannot do without
   (botocore, FastAPI, Mangum, pydantic-settings, structlog for the API; the same without FastAPI
-  and Mangum for the worker), start to exit: what the standards alone cost, before any client,
+  and Mangum for the worker), start to `os._exit` (no teardown, as the runtime ends): what the standards alone cost, before any client,
   model, route or request.
 After the rounds, one `-X importtime` start per function says where its imports go.
 
@@ -247,7 +247,13 @@ def _start(
         prelude = f"import sys\nsys.path[0:0] = {[str(p) for p in case.paths]!r}\n"
         started = time.perf_counter()
         subprocess.run(
-            [python, *ISOLATED, "-c", prelude + case.code],
+            # os._exit, as the runtime ends: no interpreter teardown timed
+            [
+                python,
+                *ISOLATED,
+                "-c",
+                prelude + case.code + "\nimport os\nos._exit(0)\n",
+            ],
             env=env,
             cwd=workdir,
             check=True,
