@@ -19,7 +19,8 @@ figures are medians):
   nothing, and Lambda cannot write any);
 - floors: the same interpreter only importing the libraries each function cannot do without
   (botocore, FastAPI, Mangum, pydantic-settings, structlog for the API; the same without FastAPI
-  and Mangum for the worker), start to `os._exit` (no teardown, as the runtime ends): what the standards alone cost, before any client,
+  and Mangum for the worker) with the garbage collector off as the handlers' init has it, start
+  to `os._exit` (no teardown, as the runtime ends): what the standards alone cost, before any client,
   model, route or request.
 After the rounds, one `-X importtime` start per function says where its imports go.
 
@@ -55,9 +56,11 @@ NAIVE = "naive api as deployed"
 PASS = "python3.12 -I -c pass"
 ISOLATED = ["-I", "-B"]
 
+_NO_GC = "import gc\ngc.disable()\n"  # as the handlers run their init
 FLOORS = {
-    "api floor": "import botocore.session, fastapi, mangum, pydantic_settings, structlog",
-    "worker floor": "import botocore.session, pydantic_settings, structlog",
+    "api floor": _NO_GC
+    + "import botocore.session, fastapi, mangum, pydantic_settings, structlog",
+    "worker floor": _NO_GC + "import botocore.session, pydantic_settings, structlog",
 }
 """What each function cannot do without: importing its standard libraries, nothing else."""
 
