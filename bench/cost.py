@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,7 +173,7 @@ class Write:
 
 
 def job_writes(
-    images: list[Mapping[str, Mapping[str, Any]]],
+    images: Sequence[Mapping[str, Mapping[str, Any]]],
     table_key: tuple[str, ...],
     indexes: list[Index],
 ) -> list[Write]:
