@@ -1,5 +1,11 @@
-"""`make bench` (or `python -m bench`): every figure of issue 4 in one run, each with its target
-and the baseline the issue measured; exits 1 when a target is missed.
+"""`make bench` (or `python -m bench`): every figure in one run, each with its target; exits 1
+when a target is missed. Three tables, in this order:
+
+1. as deployed: the `sam build` artifacts cold-started as Lambda starts them (`bench.lambda_like`),
+   their sizes and what they ship, with `-X importtime`'s top ten per function after it;
+2. the AWS bill of a million echo jobs (`bench.cost`), line by line, next to Step Functions;
+3. the development virtualenv: cold starts (the issue-4 method, reported), AWS calls per job,
+   batch concurrency, throughput, submit -> claim latency.
 
     python -m bench [--runs N] [--skip-build] [--no-lambda-like] [--json PATH] [--importtime]
 """
@@ -13,7 +19,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import calls, coldstart, concurrency, lambda_like, latency, size, throughput
+from bench import (
+    calls,
+    coldstart,
+    concurrency,
+    cost,
+    lambda_like,
+    latency,
+    size,
+    throughput,
+)
 from bench.inprocess import Functions
 from bench.motoserver import MotoServer
 
@@ -54,9 +69,9 @@ def cold_start_rows(cold: coldstart.ColdStart, warm: dict[str, float]) -> list[R
             "API cold start to first response",
             f"{_ms(cold.median('api'))} = {cold.ratio_to_pass('api'):.1f}x pass "
             f"= {api_vs_naive:.2f}x naive",
-            "<= 0.80x naive",
+            "report (as deployed: table 1)",
             "naive ~62x pass",
-            api_vs_naive <= 0.8,
+            None,
         ),
         Row(
             "  naive API (FastAPI+Mangum+aioboto3)",
@@ -68,9 +83,9 @@ def cold_start_rows(cold: coldstart.ColdStart, warm: dict[str, float]) -> list[R
         Row(
             "Worker cold start to first record",
             f"{_ms(cold.median('worker'))} = {worker_ratio:.1f}x pass",
-            "<= 30x pass",
+            "report (as deployed: table 1)",
             "plain boto3 worker ~32x (import only)",
-            worker_ratio <= 30,
+            None,
         ),
         Row(
             "  naive worker (boto3, 2 clients)",
@@ -199,60 +214,151 @@ def size_rows(artifacts: list[size.Artifact]) -> list[Row]:
     return rows
 
 
-def lambda_like_rows(result: lambda_like.LambdaLike | None) -> list[Row]:
+API_TARGET_PASS = 30.0
+API_TARGET_NAIVE = 0.4
+WORKER_TARGET_PASS = 20.0
+
+
+def deployed_rows(
+    result: lambda_like.LambdaLike | None, artifacts: list[size.Artifact]
+) -> list[Row]:
+    """Table 1: cold starts of the artifacts as deployed, their targets, RSS, sizes, contents."""
+    rows: list[Row] = []
     if result is None:
-        return [
+        rows.append(
             Row(
-                "Lambda-like cold starts",
-                "skipped (python3.12 or its packages unavailable)",
+                "Cold starts as deployed",
+                "NOT MEASURED (python3.12 or its packages unavailable)",
+                "needs python3.12",
                 "-",
+                False,
+            )
+        )
+    else:
+        built = lambda_like.AS_BUILT
+        api, worker = f"api {built}", f"worker {built}"
+        naive = result.medians[lambda_like.NAIVE]
+        api_vs_naive = result.medians[api] / naive
+        rows += [
+            Row(lambda_like.PASS, _ms(result.python_pass), "unit", "-", None),
+            Row(
+                "API, first response (init + GET /jobs/{id})",
+                f"{_ms(result.medians[api])} = {result.ratio(api):.1f}x pass",
+                f"<= {API_TARGET_PASS:.0f}x pass",
+                "~34x (574 ms, before this work)",
+                result.ratio(api) <= API_TARGET_PASS,
+            ),
+            Row(
+                "API vs the naive API as a user deploys it",
+                f"{api_vs_naive:.2f}x naive ({_ms(naive)} = "
+                f"{result.ratio(lambda_like.NAIVE):.0f}x pass, no .pyc)",
+                f"<= {API_TARGET_NAIVE}x naive",
+                "-",
+                api_vs_naive <= API_TARGET_NAIVE,
+            ),
+            Row(
+                "Worker, first record (init + one echo job)",
+                f"{_ms(result.medians[worker])} = {result.ratio(worker):.1f}x pass",
+                f"<= {WORKER_TARGET_PASS:.0f}x pass",
+                "~30x (504 ms, before this work)",
+                result.ratio(worker) <= WORKER_TARGET_PASS,
+            ),
+            Row(
+                "  floor: import botocore, fastapi, mangum, pydantic_settings, structlog",
+                f"{_ms(result.medians['api floor'])} = "
+                f"{result.ratio('api floor'):.1f}x pass",
+                "report",
+                "-",
+                None,
+            ),
+            Row(
+                "  floor: import botocore, pydantic_settings, structlog",
+                f"{_ms(result.medians['worker floor'])} = "
+                f"{result.ratio('worker floor'):.1f}x pass",
+                "report",
+                "-",
+                None,
+            ),
+            Row(
+                "Peak RSS at the first response: API / worker",
+                f"{result.rss_kb[api] / 1024:.0f} MiB / "
+                f"{result.rss_kb[worker] / 1024:.0f} MiB (naive API "
+                f"{result.rss_kb[lambda_like.NAIVE] / 1024:.0f} MiB)",
+                "< 512 MB (MemorySize)",
+                "-",
+                max(result.rss_kb[api], result.rss_kb[worker]) * 1024 < 512 * 2**20,
+            ),
+        ]
+        for label in result.builds[1:]:
+            rows += [
+                Row(
+                    f"  API / worker, {label}",
+                    f"{_ms(result.medians[f'api {label}'])} / "
+                    f"{_ms(result.medians[f'worker {label}'])}",
+                    "report",
+                    "-",
+                    None,
+                )
+            ]
+    return rows + size_rows(artifacts)
+
+
+def cost_rows(run: cost.CostRun) -> tuple[list[Row], list[cost.Line]]:
+    """Table 2's rows (totals and Step Functions) and the HTTP bill's lines."""
+    http, ingest = cost.bill(run, "http"), cost.bill(run, "ingest")
+    sfn = cost.step_functions(run)
+    old = cost.total(cost.bill(run, "http", prices=cost.PRICES_BEFORE_2024_11))
+    rows = [
+        Row(
+            "Per million echo jobs over HTTP, all-in",
+            f"${cost.total(http):.2f} ({run.wru():.0f} WRU a job; "
+            f"${old:.2f} at DynamoDB's pre-2024-11 price)",
+            "<= $5.00",
+            "-",
+            cost.total(http) <= 5.0,
+        ),
+        Row(
+            "Per million echo jobs through the ingest queue",
+            f"${cost.total(ingest):.2f}",
+            "< over HTTP",
+            "-",
+            cost.total(ingest) < cost.total(http),
+        ),
+    ]
+    for name in ("standard", "express"):
+        label = "Standard" if name == "standard" else "Express"
+        rows.append(
+            Row(
+                f"  Step Functions {label}, the same job",
+                f"${sfn[name]:.2f} (orchestration ${sfn[name + ' orchestration']:.2f}: "
+                + (
+                    f"{len(cost.SFN_STATES)} transitions)"
+                    if name == "standard"
+                    else "1 request, 100 ms x 64 MB)"
+                ),
+                "reference",
                 "-",
                 None,
             )
-        ]
-    naive = result.medians["naive api"]
-    rows = [
-        Row(
-            "Lambda-like: python3.12 -c pass",
-            _ms(result.python_pass),
-            "-",
-            "-",
-            None,
-        ),
-        Row(
-            "  naive API, packages as pip installs them",
-            f"{_ms(naive)} = {result.ratio('naive api'):.1f}x pass (without .pyc "
-            f"{_ms(result.medians['naive api without .pyc'])})",
-            "reference",
-            "naive ~62x pass",
-            None,
-        ),
-    ]
-    for label in result.builds:
-        api = result.medians[f"api {label}"]
-        rows += [
-            Row(
-                f"  API, sam build artifact {label}",
-                f"{_ms(api)} = {result.ratio(f'api {label}'):.1f}x pass "
-                f"= {api / naive:.2f}x naive",
-                "report",
-                "naive ~62x pass",
-                None,
-            ),
-            Row(
-                f"  worker, sam build artifact {label}",
-                f"{_ms(result.medians[f'worker {label}'])} = "
-                f"{result.ratio(f'worker {label}'):.1f}x pass",
-                "report",
-                "~32x pass",
-                None,
-            ),
-        ]
-    return rows
+        )
+    return rows, http
+
+
+def print_bill(lines: list[cost.Line]) -> None:
+    sys.stdout.write(
+        f"\nPer million echo jobs over HTTP, us-east-1 list prices as known {cost.PRICES_DATE}"
+        " (check before relying on them):\n"
+    )
+    for line in lines:
+        sys.stdout.write(
+            f"  {line.service:<12} {line.item:<76} {line.per_job:7.3f}/job "
+            f"${line.per_million:7.3f}\n"
+        )
+    sys.stdout.write(f"  {'total':<12} {'':<76} {'':>11} ${cost.total(lines):7.3f}\n")
 
 
 def print_table(rows: list[Row]) -> None:
-    headers = ("figure", "value", "target", "baseline (issue 4)", "")
+    headers = ("figure", "value", "target", "baseline", "")
     widths = [
         max(len(headers[0]), *(len(r.figure) for r in rows)),
         max(len(headers[1]), *(len(r.value) for r in rows)),
@@ -268,9 +374,31 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
-def print_importtime(server: MotoServer) -> None:
+def print_importtime(result: lambda_like.LambdaLike | None) -> None:
+    """`-X importtime` of each function as built: its own modules' time per top-level package."""
+    if result is None or not result.importtime:
+        return
+    sys.stdout.write(
+        "\n-X importtime as built (python3.12 -I -B), ms in each package's own modules:\n"
+    )
+    api, worker = result.importtime.get("api", []), result.importtime.get("worker", [])
+    for rank in range(10):
+        left = (
+            f"{api[rank][0]:<18} {api[rank][1] / 1000:6.1f}" if rank < len(api) else ""
+        )
+        right = (
+            f"{worker[rank][0]:<18} {worker[rank][1] / 1000:6.1f}"
+            if rank < len(worker)
+            else ""
+        )
+        sys.stdout.write(f"  {rank + 1:>2}. API {left:<28} worker {right}\n")
+
+
+def print_dev_importtime(server: MotoServer) -> None:
     for name in ("api", "worker"):
-        sys.stdout.write(f"\n-X importtime, {name}: own import time per package\n")
+        sys.stdout.write(
+            f"\n-X importtime, dev venv, {name}: own import time per package\n"
+        )
         for package, micros in coldstart.importtime(server, name, top=12):
             sys.stdout.write(f"  {micros / 1000:7.1f} ms  {package}\n")
 
@@ -293,37 +421,60 @@ def main() -> int:
     args = parser.parse_args()
 
     started = time.monotonic()
-    rows: list[Row] = []
+    deployed: list[Row] = []
+    dev: list[Row] = []
+    result: lambda_like.LambdaLike | None = None
     with MotoServer() as server:
+        log("size (make build)" if not args.skip_build else "size (last build)")
+        artifacts = size.measure(run_build=not args.skip_build)
+        if args.no_lambda_like:
+            deployed += [Row("Cold starts as deployed", "skipped", "-", "-", None)]
+            deployed += size_rows(artifacts)
+        else:
+            log(
+                f"cold starts as deployed: {args.runs} interleaved rounds (python3.12 -I -B,"
+                " the sam build artifacts, the naive API as deployed, floors)"
+            )
+            result = lambda_like.measure(server, runs=args.runs)
+            deployed += deployed_rows(result, artifacts)
+        server.reset()
         log(
-            f"cold starts: {args.runs} interleaved rounds of 4 handlers + python -c pass"
+            f"dev venv cold starts: {args.runs} interleaved rounds of 4 handlers + python -c pass"
         )
         cold = coldstart.measure(server, runs=args.runs)
         warm = {
             name: coldstart.warm_requests(server, name) for name in ("api", "naive api")
         }
-        rows += cold_start_rows(cold, warm)
+        dev += cold_start_rows(cold, warm)
         if args.importtime:
-            print_importtime(server)
+            print_dev_importtime(server)
         server.reset()
         functions = Functions(server)
         log("AWS calls per job")
-        rows += call_rows(calls.measure(functions))
+        dev += call_rows(calls.measure(functions))
         log("batch concurrency")
-        rows += batch_rows(concurrency.measure(functions))
+        dev += batch_rows(concurrency.measure(functions))
         log("throughput")
-        rows += throughput_rows(throughput.measure(functions))
+        dev += throughput_rows(throughput.measure(functions))
+        log("cost per million echo jobs (calls, durations, item sizes)")
+        money, bill_lines = cost_rows(cost.measure(functions))
         log("submit -> claim latency (the local stack: API, outbox, SQS, worker)")
-        rows += latency_rows(latency.measure())
-        log("size (make build)" if not args.skip_build else "size (last build)")
-        rows += size_rows(size.measure(run_build=not args.skip_build))
-        if not args.no_lambda_like:
-            log("Lambda-like cold starts (python3.12, sam build artifacts)")
-            server.reset()
-            rows += lambda_like_rows(lambda_like.measure(server))
+        dev += latency_rows(latency.measure())
 
-    sys.stdout.write(f"\nJobline bench ({time.monotonic() - started:.0f} s)\n\n")
-    print_table(rows)
+    sys.stdout.write(f"\nJobline bench ({time.monotonic() - started:.0f} s)\n")
+    sys.stdout.write(
+        "\n1. As deployed: the sam build artifacts, cold-started as Lambda does\n\n"
+    )
+    print_table(deployed)
+    print_importtime(result)
+    sys.stdout.write("\n2. Cost\n\n")
+    print_table(money)
+    print_bill(bill_lines)
+    sys.stdout.write(
+        "\n3. Development virtualenv (python of .venv, the issue-4 method)\n\n"
+    )
+    print_table(dev)
+    rows = deployed + money + dev
     if args.json:
         args.json.write_text(
             json.dumps([row.__dict__ for row in rows], indent=2) + "\n"

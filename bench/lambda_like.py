@@ -1,15 +1,32 @@
-"""Cold start closer to Lambda: python3.12 (the template's runtime), the `sam build` artifacts as
-deployed (function folder + layer folder on the path, boto3 as the runtime provides it, with
-bytecode), nothing written back (`PYTHONDONTWRITEBYTECODE=1`: Lambda's code folders are
-read-only). The build ships unchecked-hash bytecode for every module (tools/artifact.py); the same
-artifacts without it show what that saves, and any other build folder (e.g. one kept from before a
-change) can be measured in the same interleaved rounds:
+"""Cold starts as deployed: the `sam build` artifacts started the way Lambda starts them, held to
+the targets of `make bench`'s first table.
 
-    python -m bench.lambda_like [--runs N] [LABEL=BUILD_DIR ...]
+Every start is a fresh `python3.12 -I -B` (the template's runtime; `-I`: no PYTHON* variables, no
+user site, no script folder on the path; `-B`: nothing written, Lambda's code folders are
+read-only) running `bench/lambda_runtime.py`, with the function's folder, the layer's `python/`
+folder and boto3 as the runtime provides it (installed with its bytecode, as in /var/runtime) on
+the path in Lambda's order, the function's environment from the template (with
+AWS_LAMBDA_INITIALIZATION_TYPE: the handler builds its service during init) and the bench's moto
+server on loopback as AWS. The time is process start to the first response (init + first invoke).
 
-Reported next to the issue's figures (which are measured in the development virtualenv): the
-interpreter, and whether a package ships its `.pyc` files, change what a cold start costs.
-Prepared folders are kept under .aws-sam/bench-lambda (rebuilt when the build is newer).
+Measured in the same interleaved rounds (the order rotates each round, a first round is dropped,
+figures are medians):
+- `python3.12 -I -c pass`: the unit of the ratios;
+- the API and the worker of each build (by default the current one, `.aws-sam/build`), and the
+  peak RSS of each (in the child at its first response: `lambda_runtime.peak_rss_kb`);
+- the naive API (`bench/naive/naive_api.py`) deployed as a user's `sam build` would deploy it: one
+  folder with its requirements installed by pip and no bytecode (SAM's pip workflow compiles
+  nothing, and Lambda cannot write any);
+- floors: the same interpreter only importing the libraries each function cannot do without
+  (botocore, FastAPI, Mangum, pydantic-settings, structlog for the API; the same without FastAPI
+  and Mangum for the worker) with the garbage collector off as the handlers' init has it, start
+  to `os._exit` (no teardown, as the runtime ends): what the standards alone cost, before any client,
+  model, route or request.
+After the rounds, one `-X importtime` start per function says where its imports go.
+
+    python -m bench.lambda_like [--runs N] [--strip-bytecode] [LABEL=BUILD_DIR ...]
+
+Prepared folders are kept under .aws-sam/bench-lambda (the runtime's boto3, the naive build).
 """
 
 from __future__ import annotations
@@ -35,6 +52,17 @@ WORK = REPO_ROOT / ".aws-sam" / "bench-lambda"
 NAIVE_REQUIREMENTS = ["fastapi", "mangum", "aioboto3", "structlog", "pydantic-settings"]
 AS_BUILT = "as built"
 WITHOUT_PYC = "as built, .pyc removed"
+NAIVE = "naive api as deployed"
+PASS = "python3.12 -I -c pass"
+ISOLATED = ["-I", "-B"]
+
+_NO_GC = "import gc\ngc.disable()\n"  # as the handlers run their init
+FLOORS = {
+    "api floor": _NO_GC
+    + "import botocore.session, fastapi, mangum, pydantic_settings, structlog",
+    "worker floor": _NO_GC + "import botocore.session, pydantic_settings, structlog",
+}
+"""What each function cannot do without: importing its standard libraries, nothing else."""
 
 
 def python312() -> str | None:
@@ -59,18 +87,6 @@ def python312() -> str | None:
         if probe.returncode == 0 and probe.stdout.strip():
             return probe.stdout.strip()
     return None
-
-
-def _compile(python: str, folder: Path) -> None:
-    command = [
-        python,
-        "-m",
-        "compileall",
-        "-q",
-        "--invalidation-mode",
-        "unchecked-hash",
-    ]
-    subprocess.run([*command, str(folder)], check=True, stdout=subprocess.DEVNULL)
 
 
 def _pip_target(
@@ -101,24 +117,16 @@ def _without_bytecode(source: Path, target: Path) -> Path:
 
 
 def prepare(python: str) -> dict[str, Path]:
-    """Folders: the runtime's boto3 and the naive stack, as pip installs it and compiled."""
+    """Folders: the runtime's boto3 (with bytecode, as /var/runtime has it) and the naive API as a
+    user's `sam build` deploys it (its requirements and its code in one folder, no bytecode)."""
     WORK.mkdir(parents=True, exist_ok=True)
-    folders = {"runtime": WORK / "runtime", "naive-deps": WORK / "naive-deps"}
-    boto3 = f"boto3=={metadata.version('boto3')}"
-    _pip_target(python, folders["runtime"], [boto3], compile_=True)
-    _pip_target(python, folders["naive-deps"], NAIVE_REQUIREMENTS, compile_=False)
-    naive_pyc = WORK / "naive-deps-pyc"
-    if not (naive_pyc / ".done").exists():
-        shutil.rmtree(naive_pyc, ignore_errors=True)
-        shutil.copytree(folders["naive-deps"], naive_pyc)
-        _compile(python, naive_pyc)
-    folders["naive-deps-pyc"] = naive_pyc
-    naive_code = WORK / "naive-pyc"
-    shutil.rmtree(naive_code, ignore_errors=True)
-    shutil.copytree(coldstart.NAIVE_DIR, naive_code)
-    _compile(python, naive_code)
-    folders["naive-pyc"] = naive_code
-    return folders
+    runtime = WORK / "runtime"
+    _pip_target(python, runtime, [f"boto3=={metadata.version('boto3')}"], True)
+    naive = WORK / "naive-build"
+    _pip_target(python, naive, NAIVE_REQUIREMENTS, compile_=False)
+    for source in coldstart.NAIVE_DIR.glob("*.py"):
+        shutil.copy2(source, naive / source.name)
+    return {"runtime": runtime, "naive": naive}
 
 
 def build_folders(build: Path) -> dict[str, Path]:
@@ -135,21 +143,33 @@ class LambdaLike:
     python_pass: float
     builds: list[str]
     medians: dict[str, float] = field(default_factory=dict)
+    """Seconds to the first response (to exit, for a floor), per case."""
+    rss_kb: dict[str, int] = field(default_factory=dict)
+    """Peak resident set at the first response, per function case."""
+    importtime: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    """Per function as built: (top-level package, microseconds of its own modules), largest first."""
 
     def ratio(self, name: str) -> float:
         return self.medians[name] / self.python_pass
 
 
+@dataclass(frozen=True)
+class _Case:
+    variant: coldstart.Variant | None
+    paths: list[Path]
+    code: str = ""
+    """For a floor: what `python -c` runs (the paths are put first on sys.path)."""
+
+
 def measure(
     server: MotoServer,
-    runs: int = 5,
+    runs: int = 9,
     builds: dict[str, Path] | None = None,
-    strip_bytecode: bool = True,
+    strip_bytecode: bool = False,
+    importtime: bool = True,
 ) -> LambdaLike | None:
-    """Medians of interleaved cold starts under python3.12 of the API and the worker of each
-    build (by default the current one, as built and without its bytecode) and of the naive API
-    (its packages as pip installs them: with bytecode, and without as `sam build`'s pip workflow
-    ships them); None without python3.12."""
+    """Interleaved cold starts under python3.12 (see the module docstring); None without
+    python3.12 or without the packages its folders need."""
     python = python312()
     if python is None:
         return None
@@ -159,8 +179,10 @@ def measure(
         # No package registry, or no pip for python3.12: report it and go on.
         sys.stderr.write(f"[bench] Lambda-like cold starts skipped: {exc}\n")
         return None
-    builds = dict(builds or {AS_BUILT: BUILD})
-    layouts = {label: build_folders(build) for label, build in builds.items()}
+    layouts = {
+        label: build_folders(build)
+        for label, build in (builds or {AS_BUILT: BUILD}).items()
+    }
     if strip_bytecode and AS_BUILT in layouts:
         layouts[WITHOUT_PYC] = {
             name: _without_bytecode(path, WORK / f"{name}-without-pyc")
@@ -168,92 +190,150 @@ def measure(
         }
     base = {variant.name: variant for variant in coldstart.variants()}
     runtime = folders["runtime"]
-    cases: dict[str, tuple[coldstart.Variant, list[Path]]] = {
-        "naive api": (
-            base["naive api"],
-            [folders["naive-pyc"], folders["naive-deps-pyc"], runtime],
-        ),
-        "naive api without .pyc": (
-            base["naive api"],
-            [coldstart.NAIVE_DIR, folders["naive-deps"], runtime],
-        ),
-    }
+    cases: dict[str, _Case] = {}
     for label, layout in layouts.items():
-        cases[f"api {label}"] = (
-            base["api"],
-            [layout["api"], layout["layer"], runtime],
-        )
-        cases[f"worker {label}"] = (
-            base["worker"],
-            [layout["worker"], layout["layer"], runtime],
-        )
+        for name in ("api", "worker"):
+            cases[f"{name} {label}"] = _Case(
+                base[name], [layout[name], layout["layer"], runtime]
+            )
+    cases[NAIVE] = _Case(base["naive api"], [folders["naive"], runtime])
+    first = next(iter(layouts.values()))
+    for name, code in FLOORS.items():
+        function = first["api" if name.startswith("api") else "worker"]
+        cases[name] = _Case(None, [function, first["layer"], runtime], code)
     timings: dict[str, list[float]] = {name: [] for name in cases}
+    rss: dict[str, list[int]] = {name: [] for name in cases if cases[name].variant}
     passes = []
     with tempfile.TemporaryDirectory(prefix="jobline-bench-") as workdir:
-        for round_no in range(runs):
+        for round_no in range(runs + 1):
             started = time.perf_counter()
-            subprocess.run([python, "-c", "pass"], check=True)
-            passes.append(time.perf_counter() - started)
+            subprocess.run([python, "-I", "-c", "pass"], check=True)
+            elapsed = time.perf_counter() - started
             names = list(cases)
             shift = round_no % len(names)
-            for name in names[shift:] + names[:shift]:
-                variant, paths = cases[name]
-                timings[name].append(
-                    _cold_start(server, python, variant, paths, workdir)
-                )
+            results = {
+                name: _start(server, python, cases[name], workdir)
+                for name in names[shift:] + names[:shift]
+            }
+            if round_no == 0:
+                continue  # page cache, moto's first requests
+            passes.append(elapsed)
+            for name, (seconds, peak_kb) in results.items():
+                timings[name].append(seconds)
+                if name in rss:
+                    rss[name].append(peak_kb)
+        imports = {}
+        if importtime:
+            for name in ("api", "worker"):
+                case = cases[f"{name} {next(iter(layouts))}"]
+                imports[name] = _importtime(server, python, case, workdir)
     return LambdaLike(
         python_pass=statistics.median(passes),
         builds=list(layouts),
         medians={name: statistics.median(values) for name, values in timings.items()},
+        rss_kb={name: int(statistics.median(values)) for name, values in rss.items()},
+        importtime=imports,
     )
 
 
-def _cold_start(
+def _start(
     server: MotoServer,
     python: str,
-    variant: coldstart.Variant,
-    paths: list[Path],
+    case: _Case,
     workdir: str,
-) -> float:
+    extra_args: tuple[str, ...] = (),
+) -> tuple[float, int]:
+    """One cold start: (seconds to the first response, peak RSS in kB); a floor: (seconds to
+    exit, 0)."""
+    if case.variant is None:
+        env = server.function_env("ApiFunction", case.paths)
+        prelude = f"import sys\nsys.path[0:0] = {[str(p) for p in case.paths]!r}\n"
+        started = time.perf_counter()
+        subprocess.run(
+            # os._exit, as the runtime ends: no interpreter teardown timed
+            [
+                python,
+                *ISOLATED,
+                "-c",
+                prelude + case.code + "\nimport os\nos._exit(0)\n",
+            ],
+            env=env,
+            cwd=workdir,
+            check=True,
+        )
+        return time.perf_counter() - started, 0
+    seconds, peak_kb, _ = _invoke(server, python, case, workdir, extra_args)
+    return seconds, peak_kb
+
+
+def _invoke(
+    server: MotoServer,
+    python: str,
+    case: _Case,
+    workdir: str,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[float, int, str]:
+    variant = case.variant
+    assert variant is not None
     event = variant.make_event(server)
     event_path = Path(workdir) / "event.json"
     event_path.write_text(json.dumps(event))
-    env = server.function_env(variant.function, paths)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env = server.function_env(variant.function, [])
+    del env["PYTHONPATH"]  # -I ignores it: the runtime puts the folders on the path
+    env["BENCH_SYS_PATH"] = os.pathsep.join(str(path) for path in case.paths)
+    env["BENCH_REPORT_RSS"] = "1"
     read_fd, write_fd = os.pipe()
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            python,
-            str(coldstart.RUNTIME),
-            variant.handler,
-            str(event_path),
-            str(write_fd),
-        ],
-        env=env,
-        cwd=workdir,
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    os.close(write_fd)
-    try:
-        line = coldstart.Lines(read_fd).next()
-        elapsed = time.perf_counter() - started
-    finally:
-        os.close(read_fd)
-    _, stderr = process.communicate(timeout=60)
-    if not line:
-        raise RuntimeError(
-            f"{variant.name} under python3.12 failed:\n{stderr.decode()[-3000:]}"
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [
+                python,
+                *ISOLATED,
+                *extra_args,
+                str(coldstart.RUNTIME),
+                variant.handler,
+                str(event_path),
+                str(write_fd),
+            ],
+            env=env,
+            cwd=workdir,
+            pass_fds=(write_fd,),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
+        os.close(write_fd)
+        try:
+            lines = coldstart.Lines(read_fd)
+            line = lines.next()
+            elapsed = time.perf_counter() - started
+            stats = lines.next() if line else b""
+        finally:
+            os.close(read_fd)
+        process.wait(timeout=60)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    if not line:
+        raise RuntimeError(f"{variant.name} under python3.12 failed:\n{stderr[-3000:]}")
     variant.check(server, event, json.loads(line))
-    return elapsed
+    peak_kb = int(json.loads(stats)["maxrss_kb"]) if stats else 0
+    return elapsed, peak_kb, stderr
+
+
+def _importtime(
+    server: MotoServer, python: str, case: _Case, workdir: str
+) -> list[tuple[str, int]]:
+    _, _, stderr = _invoke(server, python, case, workdir, ("-X", "importtime"))
+    return coldstart.top_level_imports(stderr)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.lambda_like")
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument(
+        "--strip-bytecode",
+        action="store_true",
+        help="also start each build with its .pyc files removed",
+    )
     parser.add_argument(
         "builds",
         nargs="*",
@@ -266,17 +346,28 @@ def main() -> None:
         for label, _, path in (item.partition("=") for item in args.builds)
     }
     with MotoServer() as server:
-        result = measure(server, runs=args.runs, builds=builds or None)
+        result = measure(
+            server,
+            runs=args.runs,
+            builds=builds or None,
+            strip_bytecode=args.strip_bytecode,
+        )
     if result is None:
         sys.stdout.write("python3.12 not found\n")
         return
-    sys.stdout.write(f"python3.12 -c pass: {result.python_pass * 1000:.0f} ms\n")
-    naive = result.medians["naive api"]
+    sys.stdout.write(f"{PASS}: {result.python_pass * 1000:.1f} ms\n")
+    naive = result.medians[NAIVE]
     for name, median in result.medians.items():
         versus = f" = {median / naive:.2f}x naive" if name.startswith("api") else ""
+        peak = result.rss_kb.get(name)
+        memory = f", peak RSS {peak / 1024:.0f} MiB" if peak else ""
         sys.stdout.write(
-            f"{name}: {median * 1000:.0f} ms = {result.ratio(name):.1f}x pass{versus}\n"
+            f"{name}: {median * 1000:.0f} ms = {result.ratio(name):.1f}x pass{versus}"
+            f"{memory}\n"
         )
+    for name, packages in result.importtime.items():
+        top = ", ".join(f"{package} {us / 1000:.0f}" for package, us in packages[:10])
+        sys.stdout.write(f"-X importtime {name} (ms, own modules): {top}\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ response goes to the file descriptor RESPONSE_FD (stdout is the function's log, 
 With WARM_INVOCATIONS, the same event is then served that many more times and a second line
 gives each warm invocation's duration in milliseconds. The process ends right after: nothing
 after the last line is timed.
+
+Run with `python -I` (as `bench.lambda_like` does: no PYTHON* variables, no user site, no script
+folder on the path), the code folders come from BENCH_SYS_PATH (os.pathsep-separated, put first
+on sys.path, as Lambda puts /var/task and /opt/python). With BENCH_REPORT_RSS set, a line
+`{"maxrss_kb": N}` follows the response: the process's peak resident set at the first response
+(`peak_rss_kb`).
 """
 
 import importlib
@@ -31,7 +37,26 @@ class Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+def peak_rss_kb() -> int:
+    """The process's peak resident set (kB) so far. `VmHWM` of /proc/self/status where there is
+    one: `resource.getrusage(RUSAGE_SELF).ru_maxrss` keeps, across fork and exec, the peak of the
+    process that started this one (the bench's own ~90 MB), so it would report that instead."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def main() -> None:
+    code_paths = os.environ.get("BENCH_SYS_PATH")
+    if code_paths:
+        sys.path[0:0] = code_paths.split(os.pathsep)
     handler_spec, event_path, response_fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
     warm_invocations = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     timeout_s = float(os.environ.get("BENCH_TIMEOUT_S", "60"))
@@ -41,6 +66,8 @@ def main() -> None:
         event = json.load(handle)
     response = handler(event, Context(timeout_s))
     os.write(response_fd, json.dumps(response).encode() + b"\n")
+    if os.environ.get("BENCH_REPORT_RSS"):
+        os.write(response_fd, json.dumps({"maxrss_kb": peak_rss_kb()}).encode() + b"\n")
     if warm_invocations:
         durations = []
         for _ in range(warm_invocations):

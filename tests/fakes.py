@@ -29,7 +29,7 @@ from jobline.errors import (
     QueueUnavailable,
     StorageUnavailable,
 )
-from jobline.items import sort_key, status_key, type_key
+from jobline.items import sort_key, status_key
 from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
 from jobline.ports import StartKey
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
@@ -91,8 +91,6 @@ def _partition(owner: str, job_filter: JobFilter) -> tuple[str, str]:
     """The index partition `build_query` would read: (key attribute, key value)."""
     if job_filter.status is not None:
         return "owner_status", status_key(owner, job_filter.status)
-    if job_filter.type is not None:
-        return "owner_type", type_key(owner, job_filter.type)
     return "owner", owner
 
 
@@ -101,7 +99,6 @@ def _index_keys(job: Job) -> dict[str, str]:
     return {
         "owner": job.owner,
         "owner_status": status_key(job.owner, job.status),
-        "owner_type": type_key(job.owner, job.type),
     }
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.config import Config
 from botocore.loaders import Loader
@@ -93,6 +94,22 @@ def _api_models() -> Loader:
     return ModelLoader()
 
 
+_CREATING = threading.RLock()
+"""Held while a client is created: clients are made on first use, which can be two of a batch's
+worker threads at once, and botocore's session must not create clients concurrently."""
+
+
+def _create_client(service: str) -> Any:
+    """A botocore client for `service` from this environment's session and settings."""
+    settings = get_settings()
+    with _CREATING:
+        return aws_session().create_client(
+            service,
+            endpoint_url=settings.aws_endpoint_url,
+            config=_client_config(settings),
+        )
+
+
 @lru_cache(maxsize=1)
 def aws_session() -> Session:
     """The botocore session of this execution environment: one credential chain for every
@@ -105,35 +122,19 @@ def aws_session() -> Session:
 @lru_cache(maxsize=1)
 def dynamodb_client() -> DynamoDBClient:
     """The DynamoDB client of this execution environment."""
-    settings = get_settings()
-    client = aws_session().create_client(
-        "dynamodb",
-        endpoint_url=settings.aws_endpoint_url,
-        config=_client_config(settings),
-    )
-    return cast("DynamoDBClient", client)
+    return cast("DynamoDBClient", _create_client("dynamodb"))
 
 
 @lru_cache(maxsize=1)
 def sqs_client() -> SQSClient:
     """The SQS client of this execution environment."""
-    settings = get_settings()
-    client = aws_session().create_client(
-        "sqs", endpoint_url=settings.aws_endpoint_url, config=_client_config(settings)
-    )
-    return cast("SQSClient", client)
+    return cast("SQSClient", _create_client("sqs"))
 
 
 @lru_cache(maxsize=1)
 def dynamodbstreams_client() -> DynamoDBStreamsClient:
     """The DynamoDB Streams client of this execution environment (the outbox's recovery)."""
-    settings = get_settings()
-    client = aws_session().create_client(
-        "dynamodbstreams",
-        endpoint_url=settings.aws_endpoint_url,
-        config=_client_config(settings),
-    )
-    return cast("DynamoDBStreamsClient", client)
+    return cast("DynamoDBStreamsClient", _create_client("dynamodbstreams"))
 
 
 def stream_reader() -> DynamoStreamReader:
@@ -144,11 +145,7 @@ def stream_reader() -> DynamoStreamReader:
 @lru_cache(maxsize=1)
 def ssm_client() -> SSMClient:
     """The SSM client of this execution environment (the API's cursor key, read at init)."""
-    settings = get_settings()
-    client = aws_session().create_client(
-        "ssm", endpoint_url=settings.aws_endpoint_url, config=_client_config(settings)
-    )
-    return cast("SSMClient", client)
+    return cast("SSMClient", _create_client("ssm"))
 
 
 def load_cursor_keys(
@@ -267,10 +264,13 @@ def build_service(
         return resolved
 
     options = options or ServiceOptions.of(configured())
+    # The clients are created on first use (once: the factories are cached), so a function
+    # builds only the ones it calls: the API never sends (the outbox does), the dispatcher
+    # never reads the table, a worker needs SQS only to postpone a retry.
     repository = repository or DynamoJobRepository(
-        dynamodb_client(), configured().table_name
+        dynamodb_client, configured().table_name
     )
-    queue = queue or SqsJobQueue(sqs_client(), configured().queue_url)
+    queue = queue or SqsJobQueue(sqs_client, configured().queue_url)
     configure(resolved.log_level if resolved is not None else None)
     if resolved is not None:
         use_for_logs(Redaction.of(resolved.redact_headers))
@@ -317,12 +317,15 @@ def get_service() -> JobService:
     return build_service()
 
 
-def build_during_lambda_init() -> None:
-    """On Lambda, build this environment's service (settings, session, clients) now, while the
-    handler module is imported: the init phase, before the first event (measured: 74-94 ms of a
-    worker's first invoke). Tests and local runs import handlers without it."""
+def build_during_lambda_init(*clients: Callable[[], object]) -> None:
+    """On Lambda, build this environment's service (settings, session) and the `clients` the
+    function calls on every event (e.g. `dynamodb_client`) now, while the handler module is
+    imported: the init phase, before the first event (measured: 74-94 ms of a worker's first
+    invoke). Tests and local runs import handlers without it."""
     if lambda_initialization_type() is not None:
         get_service()
+        for client in clients:
+            client()
 
 
 def reset() -> None:

@@ -2,8 +2,8 @@
 payload/result are JSON text (exact round trip of floats and big ints, no Decimal);
 timestamps are fixed-width ISO 8601 UTC text (`jobline.clock`), so they sort as text;
 `sk` = created_at#id sorts newest first inside each index partition;
-`owner_status` = owner#status and `owner_type` = owner#type partition the filter indexes, each
-component escaped (`key_part`) so that no two (owner, filter) pairs share a partition;
+`owner_status` = owner#status partitions the status index, each component escaped (`key_part`)
+so that no two (owner, status) pairs share a partition (a type is a filter, not a key);
 `expires_at` (epoch seconds, the table's TTL attribute) is set when a job finishes.
 """
 
@@ -33,11 +33,6 @@ def key_part(value: str) -> str:
 def status_key(owner: str, status: JobStatus) -> str:
     """`owner_status`: the partition of the owner's jobs in one status."""
     return f"{key_part(owner)}#{key_part(status.value)}"
-
-
-def type_key(owner: str, job_type: str) -> str:
-    """`owner_type`: the partition of the owner's jobs of one type."""
-    return f"{key_part(owner)}#{key_part(job_type)}"
 
 
 def _fields_of(*annotations: Any) -> frozenset[str]:
@@ -148,7 +143,6 @@ def job_to_item(job: Job) -> dict[str, Any]:
         item.pop("result", None)
     item["sk"] = {"S": sort_key(job)}
     item["owner_status"] = {"S": status_key(job.owner, job.status)}
-    item["owner_type"] = {"S": type_key(job.owner, job.type)}
     return item
 
 

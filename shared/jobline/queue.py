@@ -75,9 +75,17 @@ def _call(operation: Callable[[], T]) -> T:
 class SqsJobQueue:
     """The jobs queue through a boto3 SQS client created once per execution environment."""
 
-    def __init__(self, client: SQSClient, queue_url: str) -> None:
-        self._client = client
+    def __init__(
+        self, client: SQSClient | Callable[[], SQSClient], queue_url: str
+    ) -> None:
+        """`client` is the client, or the (cached) function that creates it on first use: a
+        function that never calls SQS (the API: the outbox sends) then never builds one."""
+        self._connect = client if callable(client) else lambda: client
         self._queue_url = queue_url
+
+    @property
+    def _client(self) -> SQSClient:
+        return self._connect()
 
     def send(self, message: JobMessage, delay_seconds: int) -> str:
         """Enqueue a job message; return the SQS message id."""

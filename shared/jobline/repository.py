@@ -14,6 +14,7 @@ layout is `jobline.items`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,6 @@ from jobline.items import (
     job_to_item,
     status_key,
     to_attribute,
-    type_key,
 )
 from jobline.logging import get_logger
 from jobline.models import Job, JobFilter, JobStatus
@@ -47,7 +47,6 @@ def new_token() -> str:
 
 INDEX_BY_OWNER = "by_owner"
 INDEX_BY_OWNER_STATUS = "by_owner_status"
-INDEX_BY_OWNER_TYPE = "by_owner_type"
 WRITE_TOKEN = "write_token"
 """The item attribute naming the last write applied to it (see the module docstring)."""
 MAX_PAGES_PER_LIST = 10
@@ -187,23 +186,22 @@ def build_query(
     start: StartKey | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """Query on the narrowest index for the filter, newest first, hiding expired jobs."""
+    """Query on the narrowest index for the filter, newest first, hiding expired jobs. A status
+    has its index; a type is a filter (on the status's index, or on the owner's: a type has no
+    index of its own, which would cost three writes per job, see template.yaml)."""
     names = {"#pk": "", "#expires_at": "expires_at"}
     values: dict[str, Any] = {":now": {"N": str(int(now.timestamp()))}}
     filters = ["(attribute_not_exists(#expires_at) OR #expires_at > :now)"]
     if job_filter.status is not None:
         index, names["#pk"] = INDEX_BY_OWNER_STATUS, "owner_status"
         values[":pk"] = {"S": status_key(owner, job_filter.status)}
-        if job_filter.type is not None:
-            names["#type"] = "type"
-            values[":type"] = {"S": job_filter.type}
-            filters.append("#type = :type")
-    elif job_filter.type is not None:
-        index, names["#pk"] = INDEX_BY_OWNER_TYPE, "owner_type"
-        values[":pk"] = {"S": type_key(owner, job_filter.type)}
     else:
         index, names["#pk"] = INDEX_BY_OWNER, "owner"
         values[":pk"] = {"S": owner}
+    if job_filter.type is not None:
+        names["#type"] = "type"
+        values[":type"] = {"S": job_filter.type}
+        filters.append("#type = :type")
     request: dict[str, Any] = {
         "TableName": table,
         "IndexName": index,
@@ -249,9 +247,17 @@ def _translate(exc: ClientError | BotoCoreError, operation: str) -> Exception:
 class DynamoJobRepository:
     """Jobs in one DynamoDB table, through a boto3 client created once per execution environment."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self._client = client
+    def __init__(
+        self, client: DynamoDBClient | Callable[[], DynamoDBClient], table_name: str
+    ) -> None:
+        """`client` is the client, or the (cached) function that creates it on first use (the
+        outbox dispatcher, which only sends messages, then never builds one)."""
+        self._connect = client if callable(client) else lambda: client
         self._table = table_name
+
+    @property
+    def _client(self) -> DynamoDBClient:
+        return self._connect()
 
     def create(self, job: Job, now: datetime) -> None:
         """Store a new job unless a live job with its id exists (a retry of this very call

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from jobline.items import key_part, status_key, type_key
+from jobline.items import key_part, status_key
 from jobline.models import JobStatus
 
 identities = st.text(min_size=1, max_size=40) | st.text(
@@ -12,14 +12,6 @@ identities = st.text(min_size=1, max_size=40) | st.text(
 )
 """Any identity string, and many made of the separator, the escape and its digits."""
 statuses = st.sampled_from(list(JobStatus))
-
-
-@given(identities, identities, identities, identities)
-def test_type_keys_are_one_to_one(
-    owner: str, job_type: str, other_owner: str, other_type: str
-) -> None:
-    if (owner, job_type) != (other_owner, other_type):
-        assert type_key(owner, job_type) != type_key(other_owner, other_type)
 
 
 @given(identities, statuses, identities, statuses)
@@ -37,13 +29,12 @@ def test_an_escaped_part_never_holds_the_separator(value: str) -> None:
 
 def test_usual_identities_keep_the_keys_they_had() -> None:
     # Owners without `%` or `#` (all of them, before this escape) keep their stored partitions
-    assert type_key("7c9e6679-7425-40de-944b-e07fc1f90ae7", "http.request") == (
-        "7c9e6679-7425-40de-944b-e07fc1f90ae7#http.request"
+    assert status_key("7c9e6679-7425-40de-944b-e07fc1f90ae7", JobStatus.FAILED) == (
+        "7c9e6679-7425-40de-944b-e07fc1f90ae7#failed"
     )
     assert status_key("ann", JobStatus.QUEUED) == "ann#queued"
 
 
 def test_the_separator_in_an_identity_is_escaped() -> None:
-    assert type_key("alice#x", "echo") == "alice%23x#echo"
-    assert type_key("alice", "x#echo") == "alice#x%23echo"
-    assert type_key("a%23b", "echo") == "a%2523b#echo"
+    assert status_key("alice#x", JobStatus.QUEUED) == "alice%23x#queued"
+    assert status_key("a%23b", JobStatus.QUEUED) == "a%2523b#queued"

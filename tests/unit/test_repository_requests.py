@@ -16,7 +16,6 @@ from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progres
 from jobline.repository import (
     INDEX_BY_OWNER,
     INDEX_BY_OWNER_STATUS,
-    INDEX_BY_OWNER_TYPE,
     DynamoJobRepository,
     build_create,
     build_query,
@@ -307,10 +306,10 @@ def test_create_only_succeeds_when_no_live_job_has_the_id() -> None:
         ),
         (
             JobFilter(type="http.request"),
-            INDEX_BY_OWNER_TYPE,
-            "owner_type",
-            "ann#http.request",
-            NOT_EXPIRED,
+            INDEX_BY_OWNER,
+            "owner",
+            "ann",
+            f"{NOT_EXPIRED} AND #type = :type",
         ),
         (
             JobFilter(status=JobStatus.QUEUED, type="echo"),
@@ -404,7 +403,7 @@ def test_a_finished_job_round_trips_exactly() -> None:
     assert json.dumps(back.result) == json.dumps(job.result)
     assert item["sk"] == {"S": f"2025-01-15T12:00:00.123456Z#{JOB_ID}"}
     assert item["owner_status"] == {"S": "ann#failed"}
-    assert item["owner_type"] == {"S": "ann#echo"}
+    assert "owner_type" not in item  # a type is a filter: no index, no key
     assert item["expires_at"] == {"N": "1800000000"}
     assert item["error"] == {
         "M": {"type": {"S": "HttpStatusError"}, "message": {"S": "GET answered 503"}}
@@ -468,7 +467,6 @@ def test_a_new_job_item_has_no_empty_attributes() -> None:
         "updated_at",
         "sk",
         "owner_status",
-        "owner_type",
     }
     assert item_to_job(item) == job
 

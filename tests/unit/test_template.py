@@ -17,7 +17,6 @@ from jobline.models import MAX_ATTEMPTS, Job, JobFilter, JobStatus
 from jobline.repository import (
     INDEX_BY_OWNER,
     INDEX_BY_OWNER_STATUS,
-    INDEX_BY_OWNER_TYPE,
     build_query,
 )
 from jobline_local.template import TEMPLATE_PATH, load_template, resources_of_type
@@ -416,7 +415,7 @@ def test_the_ttl_attribute_is_what_the_repository_writes_on_finished_jobs() -> N
     [
         (JobFilter(), INDEX_BY_OWNER),
         (JobFilter(status=JobStatus.SUCCEEDED), INDEX_BY_OWNER_STATUS),
-        (JobFilter(type="echo"), INDEX_BY_OWNER_TYPE),
+        (JobFilter(type="echo"), INDEX_BY_OWNER),
         (JobFilter(status=JobStatus.QUEUED, type="echo"), INDEX_BY_OWNER_STATUS),
     ],
 )
@@ -464,7 +463,7 @@ def test_the_table_has_no_index_the_repository_does_not_query() -> None:
     indexes = {gsi["IndexName"] for gsi in TABLE["GlobalSecondaryIndexes"]}
 
     # Then they are exactly the repository's (an unused index costs a write per job write)
-    assert indexes == {INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, INDEX_BY_OWNER_TYPE}
+    assert indexes == {INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS}
 
 
 # ------------------------------------------------------------------------------ IAM

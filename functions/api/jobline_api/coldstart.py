@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from jobline.bootstrap import cursor_keys, get_service, reset
+from jobline.bootstrap import cursor_keys, dynamodb_client, get_service, reset
 
 from jobline_api.app import attach_environment
 
@@ -42,10 +42,11 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def prepare(app: FastAPI) -> None:
-    """Build this environment's service (settings, session, clients), load the cursor keys
-    (SSM: one call, here rather than in a request; a weak key stops the function here), and
-    attach the service to the app."""
+    """Build this environment's service (settings, session, the DynamoDB client: the API never
+    calls SQS, the outbox sends), load the cursor keys (SSM: one call, here rather than in a
+    request; a weak key stops the function here), and attach the service to the app."""
     get_service()
+    dynamodb_client()
     cursor_keys()
     attach_environment(app)
 

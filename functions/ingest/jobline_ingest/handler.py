@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from jobline.bootstrap import build_during_lambda_init, get_service
+from jobline.bootstrap import build_during_lambda_init, dynamodb_client, get_service
 from jobline.config import get_settings
 from jobline.logging import configure
 from jobline.sqs_batch import run_batch
@@ -13,7 +13,7 @@ from jobline.sqs_batch import run_batch
 from jobline_ingest.record import ingest_record
 
 configure()
-build_during_lambda_init()
+build_during_lambda_init(dynamodb_client)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobline.bootstrap import build_during_lambda_init, get_service
+from jobline.bootstrap import build_during_lambda_init, get_service, sqs_client
 from jobline.logging import bind_invocation, configure
 
 from jobline_outbox.records import dispatch_records
 
 configure()
-build_during_lambda_init()
+build_during_lambda_init(sqs_client)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -6,7 +6,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from jobline.bootstrap import build_during_lambda_init, get_service, stream_reader
+from jobline.bootstrap import (
+    build_during_lambda_init,
+    dynamodbstreams_client,
+    get_service,
+    sqs_client,
+    stream_reader,
+)
 from jobline.config import get_settings
 from jobline.logging import configure
 from jobline.sqs_batch import run_batch
@@ -14,7 +20,7 @@ from jobline.sqs_batch import run_batch
 from jobline_outbox.recovery import recover_record
 
 configure()
-build_during_lambda_init()
+build_during_lambda_init(dynamodbstreams_client, sqs_client)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

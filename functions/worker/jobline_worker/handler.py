@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
+import gc
 
-from jobline.bootstrap import build_during_lambda_init, get_service
-from jobline.config import get_settings
-from jobline.logging import configure
-from jobline.sqs_batch import run_batch, thread_pool
+# As in the API handler: no collection while init allocates what lives as long as the
+# execution environment; what init built is frozen out of later collections (bottom).
+gc.disable()
 
-from jobline_worker.record import run_record
+from functools import partial  # noqa: E402
+from typing import Any  # noqa: E402
+
+from jobline.bootstrap import build_during_lambda_init, dynamodb_client, get_service  # noqa: E402
+from jobline.config import get_settings  # noqa: E402
+from jobline.logging import configure  # noqa: E402
+from jobline.sqs_batch import run_batch, thread_pool  # noqa: E402
+
+from jobline_worker.record import run_record  # noqa: E402
 
 configure()
-build_during_lambda_init()
+build_during_lambda_init(dynamodb_client)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -26,3 +32,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         margin_ms=settings.deadline_margin_ms,
         executor=thread_pool(settings.worker_concurrency),
     )
+
+
+gc.freeze()
+gc.enable()
