@@ -25,21 +25,15 @@ from jobline.backoff import Backoff
 from jobline.clock import utcnow
 from jobline.config import Settings, get_settings, lambda_initialization_type
 from jobline.control import Control
-from jobline.cursor import (
-    DEVELOPMENT_KEY,
-    CursorCodec,
-    CursorKeys,
-    weak_key_problem,
-)
+from jobline.cursor import CursorCodec, CursorKeys
 from jobline.dispatch import Dispatch
 from jobline.egress import EgressPolicy
-from jobline.errors import ConfigurationError
 from jobline.execution import Execution
 from jobline.ingest import Ingest
 from jobline.job_types import BUILTIN_JOB_TYPES, http_request
 from jobline.job_types.http_request import HttpRequestOptions
 from jobline.logging import configure
-from jobline.parameters import read_cursor_keys
+from jobline.parameters import load_cursor_keys
 from jobline.ports import JobQueue, JobRepository
 from jobline.queries import Queries
 from jobline.queue import SqsJobQueue
@@ -148,52 +142,11 @@ def ssm_client() -> SSMClient:
     return cast("SSMClient", _create_client("ssm"))
 
 
-def load_cursor_keys(
-    settings: Settings,
-    ssm: Callable[[], SSMClient] = ssm_client,
-    clock: Callable[[], datetime] = utcnow,
-) -> CursorKeys:
-    """The cursor keys a deployment's settings name: from SSM Parameter Store when
-    `cursor_secret_parameter` is set (current, and previous within the rotation's grace period),
-    else `cursor_secret` (`cursor_secret_previous` is accepted for reading either way), else the
-    public development key. On Lambda, a weak key (`weak_key_problem`) is a ConfigurationError:
-    the function refuses to start."""
-    previous = tuple(
-        secret.get_secret_value().encode()
-        for secret in (settings.cursor_secret_previous,)
-        if secret is not None
-    )
-    if settings.cursor_secret_parameter is not None:
-        stored = read_cursor_keys(
-            ssm(),
-            settings.cursor_secret_parameter,
-            timedelta(seconds=settings.cursor_rotation_grace_s),
-            clock(),
-        )
-        keys = CursorKeys(stored.current, stored.previous + previous)
-    elif settings.cursor_secret is not None:
-        keys = CursorKeys(settings.cursor_secret.get_secret_value().encode(), previous)
-    else:
-        keys = CursorKeys(DEVELOPMENT_KEY, previous)
-    if settings.function_name is not None:
-        for role, key in [("cursor key", keys.current)] + [
-            ("previous cursor key", key) for key in keys.previous
-        ]:
-            problem = weak_key_problem(key)
-            if problem is not None:
-                raise ConfigurationError(
-                    f"refusing to start on Lambda: the {role} {problem} (store a random key "
-                    "of 32+ bytes as an SSM SecureString named by "
-                    "JOBLINE_CURSOR_SECRET_PARAMETER)"
-                )
-    return keys
-
-
 @lru_cache(maxsize=1)
 def cursor_keys() -> CursorKeys:
     """This execution environment's cursor keys, loaded once (`load_cursor_keys`): the API
     function loads them during its init phase, so a weak key stops it before any request."""
-    return load_cursor_keys(get_settings())
+    return load_cursor_keys(get_settings(), ssm_client, utcnow)
 
 
 def default_registry(settings: Settings | None = None) -> JobTypeRegistry:

@@ -8,12 +8,14 @@ rotation keep working. Outside the grace period this is one `GetParameter` call;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobline.cursor import CursorKeys
+from jobline.config import Settings
+from jobline.cursor import DEVELOPMENT_KEY, CursorKeys, weak_key_problem
 from jobline.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -52,3 +54,44 @@ def read_cursor_keys(
     if version > 1 and written is not None and now - written < grace:
         previous = (str(_get(client, f"{name}:{version - 1}")["Value"]).encode(),)
     return CursorKeys(str(current["Value"]).encode(), previous)
+
+
+def load_cursor_keys(
+    settings: Settings,
+    ssm: Callable[[], SSMClient],
+    clock: Callable[[], datetime],
+) -> CursorKeys:
+    """The cursor keys a deployment's settings name: from SSM Parameter Store when
+    `cursor_secret_parameter` is set (current, and previous within the rotation's grace period),
+    else `cursor_secret` (`cursor_secret_previous` is accepted for reading either way), else the
+    public development key. On Lambda, a weak key (`weak_key_problem`) is a ConfigurationError:
+    the function refuses to start."""
+    previous = tuple(
+        secret.get_secret_value().encode()
+        for secret in (settings.cursor_secret_previous,)
+        if secret is not None
+    )
+    if settings.cursor_secret_parameter is not None:
+        stored = read_cursor_keys(
+            ssm(),
+            settings.cursor_secret_parameter,
+            timedelta(seconds=settings.cursor_rotation_grace_s),
+            clock(),
+        )
+        keys = CursorKeys(stored.current, stored.previous + previous)
+    elif settings.cursor_secret is not None:
+        keys = CursorKeys(settings.cursor_secret.get_secret_value().encode(), previous)
+    else:
+        keys = CursorKeys(DEVELOPMENT_KEY, previous)
+    if settings.function_name is not None:
+        for role, key in [("cursor key", keys.current)] + [
+            ("previous cursor key", key) for key in keys.previous
+        ]:
+            problem = weak_key_problem(key)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"refusing to start on Lambda: the {role} {problem} (store a random key "
+                    "of 32+ bytes as an SSM SecureString named by "
+                    "JOBLINE_CURSOR_SECRET_PARAMETER)"
+                )
+    return keys

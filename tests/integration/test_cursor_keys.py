@@ -11,11 +11,13 @@ from typing import Any
 import boto3
 import pytest
 from jobline import bootstrap
-from jobline.bootstrap import cursor_keys, load_cursor_keys, ssm_client
+from jobline.bootstrap import cursor_keys, ssm_client
+from jobline.clock import utcnow
 from jobline.config import Settings
 from jobline.cursor import DEVELOPMENT_KEY, CursorCodec, CursorKeys
 from jobline.errors import ConfigurationError, InvalidCursor
 from jobline.models import JobFilter
+from jobline.parameters import load_cursor_keys
 from jobline_api import coldstart
 from jobline_api.app import create_app
 from moto import mock_aws
@@ -87,7 +89,9 @@ def test_outside_lambda_the_development_key_serves_local_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("JOBLINE_CURSOR_SECRET")
-    assert load_cursor_keys(_settings()) == CursorKeys(DEVELOPMENT_KEY)
+    assert load_cursor_keys(_settings(), ssm_client, utcnow) == CursorKeys(
+        DEVELOPMENT_KEY
+    )
 
 
 def test_a_strong_key_from_the_environment_is_accepted_on_lambda(
@@ -95,7 +99,9 @@ def test_a_strong_key_from_the_environment_is_accepted_on_lambda(
 ) -> None:
     monkeypatch.setenv("JOBLINE_CURSOR_SECRET", FIRST)
     _on_lambda(monkeypatch)
-    assert load_cursor_keys(_settings()) == CursorKeys(FIRST.encode())
+    assert load_cursor_keys(_settings(), ssm_client, utcnow) == CursorKeys(
+        FIRST.encode()
+    )
 
 
 # --------------------------------------------------------------------------------- SSM
@@ -126,7 +132,7 @@ def test_on_lambda_the_key_comes_from_ssm_once_per_environment(
 def test_a_parameter_that_is_not_a_secure_string_is_refused(ssm: Any) -> None:
     ssm.put_parameter(Name=NAME, Value=SECOND, Type="String", Overwrite=True)
     with pytest.raises(ConfigurationError, match="must be a SecureString"):
-        load_cursor_keys(_settings())
+        load_cursor_keys(_settings(), ssm_client, utcnow)
 
 
 def test_a_missing_parameter_is_a_clear_configuration_error(
@@ -134,12 +140,14 @@ def test_a_missing_parameter_is_a_clear_configuration_error(
 ) -> None:
     monkeypatch.setenv("JOBLINE_CURSOR_SECRET_PARAMETER", "/nowhere/cursor-secret")
     with pytest.raises(ConfigurationError, match="ParameterNotFound"):
-        load_cursor_keys(_settings())
+        load_cursor_keys(_settings(), ssm_client, utcnow)
 
 
 def test_a_rotation_keeps_old_cursors_readable_for_the_grace_period(ssm: Any) -> None:
     # Given a cursor signed with the first key
-    old_cursor = CursorCodec(load_cursor_keys(_settings())).encode(KEY, "ann", ALL)
+    old_cursor = CursorCodec(load_cursor_keys(_settings(), ssm_client, utcnow)).encode(
+        KEY, "ann", ALL
+    )
 
     # When the parameter is overwritten with a new key (a new version)
     ssm.put_parameter(Name=NAME, Value=SECOND, Type="SecureString", Overwrite=True)
@@ -147,7 +155,9 @@ def test_a_rotation_keeps_old_cursors_readable_for_the_grace_period(ssm: Any) ->
     settings = _settings()
 
     # Then a new environment signs with the new key and still reads the old cursor...
-    within = load_cursor_keys(settings, clock=lambda: written + timedelta(hours=1))
+    within = load_cursor_keys(
+        settings, ssm_client, lambda: written + timedelta(hours=1)
+    )
     assert within == CursorKeys(SECOND.encode(), (FIRST.encode(),))
     codec = CursorCodec(within)
     assert codec.decode(old_cursor, "ann", ALL) == KEY
@@ -156,7 +166,7 @@ def test_a_rotation_keeps_old_cursors_readable_for_the_grace_period(ssm: Any) ->
         codec.encode(KEY, "ann", ALL), "ann", ALL
     )
     # ...but not once the grace period (a day by default) has passed
-    after = load_cursor_keys(settings, clock=lambda: written + timedelta(days=2))
+    after = load_cursor_keys(settings, ssm_client, lambda: written + timedelta(days=2))
     assert after == CursorKeys(SECOND.encode())
     with pytest.raises(InvalidCursor):
         CursorCodec(after).decode(old_cursor, "ann", ALL)
@@ -169,7 +179,7 @@ def test_the_previous_key_can_also_come_from_the_environment(
     monkeypatch.setenv("JOBLINE_CURSOR_SECRET_PREVIOUS", FIRST)
     old_cursor = CursorCodec(FIRST.encode()).encode(KEY, "ann", ALL)
 
-    codec = CursorCodec(load_cursor_keys(_settings()))
+    codec = CursorCodec(load_cursor_keys(_settings(), ssm_client, utcnow))
 
     assert codec.decode(old_cursor, "ann", ALL) == KEY
     assert CursorCodec(SECOND.encode()).decode(
