@@ -29,7 +29,8 @@ from jobline.errors import (
     QueueUnavailable,
     StorageUnavailable,
 )
-from jobline.items import sort_key, status_key
+from jobline.items import sort_key, status_index_key
+from jobline.listing import plan
 from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
 from jobline.ports import StartKey
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
@@ -87,19 +88,14 @@ def _stored(job: Job) -> Job:
 _sort_key = sort_key
 
 
-def _partition(owner: str, job_filter: JobFilter) -> tuple[str, str]:
-    """The index partition `build_query` would read: (key attribute, key value)."""
-    if job_filter.status is not None:
-        return "owner_status", status_key(owner, job_filter.status)
-    return "owner", owner
-
-
 def _index_keys(job: Job) -> dict[str, str]:
-    """The index partition keys `jobline.items.job_to_item` stores for `job`."""
-    return {
-        "owner": job.owner,
-        "owner_status": status_key(job.owner, job.status),
-    }
+    """The index partition keys `jobline.items.job_to_item` stores for `job` (the status index
+    is sparse: `owner_status` only in `items.INDEXED_STATUSES`)."""
+    keys = {"owner": job.owner}
+    status_partition = status_index_key(job.owner, job.status)
+    if status_partition is not None:
+        keys["owner_status"] = status_partition
+    return keys
 
 
 @dataclass(frozen=True)
@@ -233,31 +229,43 @@ class InMemoryJobRepository:
         now: datetime,
     ) -> tuple[list[Job], StartKey | None]:
         """Up to `limit` live jobs of `owner`, newest first, and where to resume. Like DynamoDB,
-        it selects by the index partition key (what `build_query` would ask for), not by the owner
-        field: an ambiguous key would leak here as it would in the table."""
-        key_name, key_value = _partition(owner, job_filter)
-        within_status = job_filter.type if job_filter.status is not None else None
+        it selects by the index partition key (`jobline.listing.plan`), not by the owner field:
+        an ambiguous key would leak here as it would in the table. A type is filtered on the
+        index; a status the sparse status index does not hold, and expiry, on the items."""
+        chosen = plan(owner, job_filter)
         now_epoch = int(now.timestamp())
         with self._lock:
             candidates = sorted(
                 (
                     job
                     for job in self._jobs.values()
-                    if _index_keys(job)[key_name] == key_value
-                    and (within_status is None or job.type == within_status)
+                    if _index_keys(job).get(chosen.key_name) == chosen.key_value
+                    and (job_filter.type is None or job.type == job_filter.type)
                 ),
                 key=_sort_key,
                 reverse=True,
             )
         if start is not None:
-            if set(start) != {"id", "sk", key_name} or start[key_name] != key_value:
+            if (
+                set(start) != {"id", "sk", chosen.key_name}
+                or start[chosen.key_name] != chosen.key_value
+            ):
                 raise InvalidCursor()  # DynamoDB's ValidationException, as the adapter maps it
             candidates = [job for job in candidates if _sort_key(job) < start["sk"]]
-        page = [job for job in candidates if not job.is_expired(now_epoch)][:limit]
+        page = [
+            job
+            for job in candidates
+            if not job.is_expired(now_epoch)
+            and (not chosen.status_on_items or job.status is job_filter.status)
+        ][:limit]
         if len(page) < limit:
             return page, None
         last = page[-1]
-        return page, {"id": last.id, "sk": _sort_key(last), key_name: key_value}
+        return page, {
+            "id": last.id,
+            "sk": _sort_key(last),
+            chosen.key_name: chosen.key_value,
+        }
 
 
 @dataclass(frozen=True)

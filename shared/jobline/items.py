@@ -3,7 +3,8 @@ payload/result are JSON text (exact round trip of floats and big ints, no Decima
 timestamps are fixed-width ISO 8601 UTC text (`jobline.clock`), so they sort as text;
 `sk` = created_at#id sorts newest first inside each index partition;
 `owner_status` = owner#status partitions the status index, each component escaped (`key_part`)
-so that no two (owner, status) pairs share a partition (a type is a filter, not a key);
+so that no two (owner, status) pairs share a partition, and is present only in the statuses of
+`INDEXED_STATUSES` (a sparse index: `jobline.listing`); a type is a filter, not a key;
 `expires_at` (epoch seconds, the table's TTL attribute) is set when a job finishes.
 """
 
@@ -28,6 +29,19 @@ def key_part(value: str) -> str:
     key_part(b)` splits back into (a, b) one way only, whatever identity string `a` is (owners are
     any OIDC issuer's `sub`); usual identities, without `%` or `#`, are unchanged."""
     return value.replace("%", "%25").replace("#", "%23")
+
+
+INDEXED_STATUSES = frozenset(
+    {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DEAD_LETTERED, JobStatus.REJECTED}
+)
+"""The statuses the status index holds: the ones an owner looks for among many (what went wrong).
+`queued`, `running` and `succeeded` stay out, so that a job's usual path (submit, claim, success)
+writes the index never; listings of those read the owner's index (`jobline.listing`)."""
+
+
+def status_index_key(owner: str, status: JobStatus) -> str | None:
+    """The item's `owner_status` in `status`: its status-index partition, or None (not in it)."""
+    return status_key(owner, status) if status in INDEXED_STATUSES else None
 
 
 def status_key(owner: str, status: JobStatus) -> str:
@@ -142,7 +156,9 @@ def job_to_item(job: Job) -> dict[str, Any]:
     if job.result is None:
         item.pop("result", None)
     item["sk"] = {"S": sort_key(job)}
-    item["owner_status"] = {"S": status_key(job.owner, job.status)}
+    partition = status_index_key(job.owner, job.status)
+    if partition is not None:
+        item["owner_status"] = {"S": partition}
     return item
 
 

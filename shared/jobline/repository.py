@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobline import listing
 from jobline.clock import format_ts
-from jobline.errors import ConditionFailed, InvalidCursor, StorageUnavailable
+from jobline.errors import ConditionFailed, StorageUnavailable
 from jobline.items import (
     attempt_attribute,
     item_to_job,
     job_to_item,
-    status_key,
+    status_index_key,
     to_attribute,
 )
 from jobline.logging import get_logger
@@ -45,12 +46,8 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-INDEX_BY_OWNER = "by_owner"
-INDEX_BY_OWNER_STATUS = "by_owner_status"
 WRITE_TOKEN = "write_token"
 """The item attribute naming the last write applied to it (see the module docstring)."""
-MAX_PAGES_PER_LIST = 10
-"""A filtered listing reads at most this many index pages before it returns a (possibly short) page."""
 
 _TRANSIENT = frozenset(
     {
@@ -126,14 +123,14 @@ def build_update(
     token: str | None = None,
 ) -> dict[str, Any]:
     """UpdateItem applying `update` under `precondition`, returning the new item; keeps
-    `owner_status` in step with `status`; records `token` as the item's write token."""
+    `owner_status` in step with `status` (`items.status_index_key`); records `token` as the item's write token."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     sets: list[str] = []
     removes: list[str] = []
     fields = update.assignments()
-    if "status" in fields:
-        fields["owner_status"] = status_key(precondition.owner, fields["status"])
+    if "status" in fields:  # in the sparse status index, or out of it (REMOVE)
+        fields["owner_status"] = status_index_key(precondition.owner, fields["status"])
     for i, (name, value) in enumerate(sorted(fields.items())):
         names[f"#f{i}"] = name
         if value is None:
@@ -176,47 +173,6 @@ def build_update(
         "ReturnValues": "ALL_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
-
-
-def build_query(
-    table: str,
-    owner: str,
-    job_filter: JobFilter,
-    limit: int,
-    start: StartKey | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """Query on the narrowest index for the filter, newest first, hiding expired jobs. A status
-    has its index; a type is a filter (on the status's index, or on the owner's: a type has no
-    index of its own, which would cost three writes per job, see template.yaml)."""
-    names = {"#pk": "", "#expires_at": "expires_at"}
-    values: dict[str, Any] = {":now": {"N": str(int(now.timestamp()))}}
-    filters = ["(attribute_not_exists(#expires_at) OR #expires_at > :now)"]
-    if job_filter.status is not None:
-        index, names["#pk"] = INDEX_BY_OWNER_STATUS, "owner_status"
-        values[":pk"] = {"S": status_key(owner, job_filter.status)}
-    else:
-        index, names["#pk"] = INDEX_BY_OWNER, "owner"
-        values[":pk"] = {"S": owner}
-    if job_filter.type is not None:
-        names["#type"] = "type"
-        values[":type"] = {"S": job_filter.type}
-        filters.append("#type = :type")
-    request: dict[str, Any] = {
-        "TableName": table,
-        "IndexName": index,
-        "KeyConditionExpression": "#pk = :pk",
-        "FilterExpression": " AND ".join(filters),
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-        "ScanIndexForward": False,
-        "Limit": limit,
-    }
-    if start:
-        request["ExclusiveStartKey"] = {
-            name: {"S": value} for name, value in start.items()
-        }
-    return request
 
 
 def _lost_condition(exc: ClientError) -> dict[str, Any] | None:
@@ -318,33 +274,15 @@ class DynamoJobRepository:
         start: StartKey | None,
         now: datetime,
     ) -> tuple[list[Job], StartKey | None]:
-        """Up to `limit` live jobs of `owner`, newest first, and where to resume.
-
-        Filters (expiry, type within a status) can thin a page, so this reads further pages,
-        asking each time only for what is still missing, so the resume key is exact.
-        """
-        jobs: list[Job] = []
-        key = start
-        for _ in range(MAX_PAGES_PER_LIST):
-            request = build_query(
-                self._table, owner, job_filter, limit - len(jobs), key, now
-            )
-            try:
-                response = self._client.query(**request)
-            except (ClientError, BotoCoreError) as exc:
-                if (
-                    key is start
-                    and start is not None
-                    and isinstance(exc, ClientError)
-                    and exc.response.get("Error", {}).get("Code")
-                    == "ValidationException"
-                ):
-                    # DynamoDB refused the caller's resume key: their cursor, not our bug.
-                    raise InvalidCursor() from exc
-                raise _translate(exc, "query") from exc
-            jobs.extend(item_to_job(item) for item in response.get("Items", []))
-            last = response.get("LastEvaluatedKey")
-            key = {name: attr["S"] for name, attr in last.items()} if last else None
-            if key is None or len(jobs) >= limit:
-                break
-        return jobs, key
+        """Up to `limit` live jobs of `owner`, newest first, and where to resume
+        (`jobline.listing`: the index, then the items)."""
+        return listing.list_jobs(
+            self._client,
+            self._table,
+            owner,
+            job_filter,
+            limit,
+            start,
+            now,
+            translate=_translate,
+        )

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from jobline.errors import ConditionFailed
+from jobline.items import INDEXED_STATUSES
+from jobline.listing import MAX_PAGES_PER_LIST
 from jobline.models import Job, JobError, JobFilter, JobStatus
 from jobline.ports import StartKey
-from jobline.repository import MAX_PAGES_PER_LIST, DynamoJobRepository
+from jobline.repository import DynamoJobRepository
 from jobline.transition import JobUpdate, Precondition
 
 from tests.conftest import MotoStack
@@ -339,15 +341,17 @@ def test_update_with_none_removes_the_attribute(
     assert "error" not in raw_item(moto_stack, job.id)
 
 
-def test_owner_status_index_follows_every_status_change(
+def test_the_status_index_holds_a_job_exactly_while_its_status_is_one_kept_there(
     repo: DynamoJobRepository, moto_stack: MotoStack
 ) -> None:
     # Given a queued job
     job = new_job()
     repo.create(job, NOW)
+    assert "owner_status" not in raw_item(moto_stack, job.id)
     path = [
         (QUEUED, JobStatus.RUNNING),
-        (RUNNING, JobStatus.QUEUED),
+        (RUNNING, JobStatus.FAILED),
+        (frozenset({JobStatus.FAILED}), JobStatus.QUEUED),
         (QUEUED, JobStatus.RUNNING),
         (RUNNING, JobStatus.SUCCEEDED),
     ]
@@ -359,11 +363,62 @@ def test_owner_status_index_follows_every_status_change(
             Precondition(owner="ann", status_in=before),
         )
 
-        # Then the index attribute says so and only the new status lists it
-        assert raw_item(moto_stack, job.id)["owner_status"] == {"S": f"ann#{after}"}
+        # Then the item carries the status index key only in the statuses it keeps, and every
+        # status listing (through that index or the owner's) finds it exactly in its status
+        item = raw_item(moto_stack, job.id)
+        if after in INDEXED_STATUSES:
+            assert item["owner_status"] == {"S": f"ann#{after}"}
+        else:
+            assert "owner_status" not in item
         for status in JobStatus:
             found, _ = repo.query("ann", JobFilter(status=status), 10, None, NOW)
             assert ids(found) == ([job.id] if status is after else []), status
+
+
+def test_the_indexes_hold_keys_and_type_only(
+    repo: DynamoJobRepository, moto_stack: MotoStack
+) -> None:
+    # Given a failed job with a payload and an error
+    job = new_job(status=JobStatus.FAILED, error=JobError(type="E", message="m"))
+    repo.create(job, NOW)
+
+    # When each index is read directly
+    for index, key_name, key in (
+        ("by_owner", "owner", "ann"),
+        ("by_owner_status", "owner_status", "ann#failed"),
+    ):
+        entries = moto_stack.dynamodb.query(
+            TableName=moto_stack.table,
+            IndexName=index,
+            KeyConditionExpression="#k = :k",
+            ExpressionAttributeNames={"#k": key_name},
+            ExpressionAttributeValues={":k": {"S": key}},
+        )["Items"]
+
+        # Then the entry is the keys and the type: the payload, error and status never are
+        assert [set(entry) for entry in entries] == [{"id", "sk", "type", key_name}]
+
+
+def test_a_status_among_many_others_is_listed_in_full_pages_exactly_once(
+    repo: DynamoJobRepository,
+) -> None:
+    # Given 7 queued jobs spread among 250 succeeded ones (statuses the status index skips)
+    jobs = [
+        new_job(
+            status=JobStatus.QUEUED if age % 37 == 0 else JobStatus.SUCCEEDED, age_s=age
+        )
+        for age in range(250)
+    ]
+    create_all(repo, jobs)
+    queued = [job for job in jobs if job.status is JobStatus.QUEUED]
+    assert len(queued) == 7
+
+    # When ann follows the pages of her queued jobs, two at a time
+    found, pages = list_all(repo, "ann", JobFilter(status=JobStatus.QUEUED), 2)
+
+    # Then each comes back once, newest first, and every page but the last is full
+    assert ids(found) == newest_first(queued)
+    assert all(len(page) == 2 for page in pages[:-1])
 
 
 # ------------------------------------------------------------------------------------ query
@@ -497,11 +552,16 @@ NOISE = 25
 
 
 def _filtered_type(repo: DynamoJobRepository) -> tuple[JobFilter, list[Job]]:
-    # The newest queued jobs are all of another type than the one asked for.
-    noise = [new_job(job_type="sleep", age_s=age) for age in range(NOISE)]
-    wanted = [new_job(job_type="echo", age_s=age) for age in (100, 101, 102)]
+    # The newest failed jobs are all of another type than the one asked for.
+    failed = JobStatus.FAILED
+    noise = [
+        new_job(job_type="sleep", status=failed, age_s=age) for age in range(NOISE)
+    ]
+    wanted = [
+        new_job(job_type="echo", status=failed, age_s=age) for age in (100, 101, 102)
+    ]
     create_all(repo, noise + wanted)
-    return JobFilter(status=JobStatus.QUEUED, type="echo"), wanted
+    return JobFilter(status=failed, type="echo"), wanted
 
 
 def _filtered_expiry(repo: DynamoJobRepository) -> tuple[JobFilter, list[Job]]:

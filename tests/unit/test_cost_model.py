@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobline.items import job_to_item
+from jobline.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS
 from jobline.models import Job, JobStatus
-from jobline.repository import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS
 
 from bench.cost import Index, item_size, job_writes, table_indexes, units, value_size
 
@@ -41,7 +41,7 @@ def test_sizes_follow_dynamodbs_rules() -> None:
     assert [units(0), units(1024), units(1025)] == [1, 1, 2]
 
 
-def test_every_transition_writes_each_all_projected_index_and_moves_the_status_key() -> (
+def test_a_succeeding_job_writes_the_owner_index_once_and_the_status_index_never() -> (
     None
 ):
     # Given the template's indexes and a job's three items: submitted, claimed, succeeded
@@ -55,15 +55,37 @@ def test_every_transition_writes_each_all_projected_index_and_moves_the_status_k
     # When the writes between them are priced
     writes = job_writes(images, table_key, indexes)
 
-    # Then the submit puts the item in each index, and each transition updates the owner's
-    # index and deletes and puts the status index's entry (its key changed)
+    # Then the submit puts the job's keys and type in the owner's index, no transition touches
+    # it again (nothing it projects changes), and the sparse status index never holds the job
     assert {index.name for index in indexes} == {INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS}
     assert [w.index_units for w in writes] == [
-        {INDEX_BY_OWNER: (1, "put"), INDEX_BY_OWNER_STATUS: (1, "put")},
-        {INDEX_BY_OWNER: (1, "update"), INDEX_BY_OWNER_STATUS: (2, "delete+put")},
-        {INDEX_BY_OWNER: (1, "update"), INDEX_BY_OWNER_STATUS: (2, "delete+put")},
+        {INDEX_BY_OWNER: (1, "put"), INDEX_BY_OWNER_STATUS: (0, "-")},
+        {INDEX_BY_OWNER: (0, "unchanged"), INDEX_BY_OWNER_STATUS: (0, "-")},
+        {INDEX_BY_OWNER: (0, "unchanged"), INDEX_BY_OWNER_STATUS: (0, "-")},
     ]
-    assert sum(w.total for w in writes) == 11
+    assert sum(w.total for w in writes) == 4
+
+
+def test_a_job_that_fails_enters_the_status_index_once_and_leaves_it_on_retry() -> None:
+    # Given a job that runs, fails, and is retried by its owner
+    table_key, indexes = table_indexes()
+    images = [
+        job_to_item(_job()),
+        job_to_item(_job(JobStatus.RUNNING, attempts=1, started_at=NOW)),
+        job_to_item(_job(JobStatus.FAILED, attempts=1)),
+        job_to_item(_job(JobStatus.QUEUED, attempts=1)),
+    ]
+
+    # When the writes are priced
+    writes = job_writes(images, table_key, indexes)
+
+    # Then the failure puts it in the status index (findable among many) and the retry deletes it
+    assert [w.index_units[INDEX_BY_OWNER_STATUS] for w in writes] == [
+        (0, "-"),
+        (0, "-"),
+        (1, "put"),
+        (1, "delete"),
+    ]
 
 
 def test_an_index_without_the_changed_attributes_is_not_written() -> None:

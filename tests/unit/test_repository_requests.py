@@ -12,15 +12,9 @@ from botocore.session import Session
 from botocore.stub import Stubber
 from jobline.errors import InvalidCursor
 from jobline.items import item_to_job, job_to_item
+from jobline.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, build_query
 from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progress
-from jobline.repository import (
-    INDEX_BY_OWNER,
-    INDEX_BY_OWNER_STATUS,
-    DynamoJobRepository,
-    build_create,
-    build_query,
-    build_update,
-)
+from jobline.repository import DynamoJobRepository, build_create, build_update
 from jobline.transition import JobUpdate, Precondition
 
 if TYPE_CHECKING:
@@ -30,7 +24,6 @@ TABLE = "jobs"
 JOB_ID = "0123456789abcdef0123456789abcdef"
 NOW = datetime(2025, 1, 15, 12, 0, 0, 123456, tzinfo=UTC)
 NOW_EPOCH = str(int(NOW.timestamp()))
-NOT_EXPIRED = "(attribute_not_exists(#expires_at) OR #expires_at > :now)"
 QUEUED_ONLY = frozenset({JobStatus.QUEUED})
 
 
@@ -59,7 +52,9 @@ def _attribute_values(node: Any) -> list[Any]:
 # ------------------------------------------------------------------------- update
 
 
-def test_claim_update_sets_status_index_key_and_increments_attempts() -> None:
+def test_claim_update_takes_the_job_out_of_the_status_index_and_increments_attempts() -> (
+    None
+):
     # Given the claim of a queued job
     change = JobUpdate(
         status=JobStatus.RUNNING,
@@ -71,14 +66,15 @@ def test_claim_update_sets_status_index_key_and_increments_attempts() -> None:
     # When the request is built
     request = build_update(TABLE, JOB_ID, change, Precondition("ann", QUEUED_ONLY))
 
-    # Then it sets every field through placeholders, keeps owner_status in step,
+    # Then it sets every field through placeholders, keeps owner_status in step (a running job
+    # is not in the sparse status index: removed, which costs nothing when it was absent),
     # adds one attempt and only applies to ann's queued job
     assert request == {
         "TableName": TABLE,
         "Key": {"id": {"S": JOB_ID}},
         "UpdateExpression": (
-            "SET #f0 = :v0, #f1 = :v1, #f2 = :v2, #f3 = :v3, "
-            "#attempts = #attempts + :one"
+            "SET #f1 = :v1, #f2 = :v2, #f3 = :v3, "
+            "#attempts = #attempts + :one REMOVE #f0"
         ),
         "ConditionExpression": "#owner = :expect_owner AND #status IN (:expect_status0)",
         "ExpressionAttributeNames": {
@@ -91,7 +87,6 @@ def test_claim_update_sets_status_index_key_and_increments_attempts() -> None:
             "#status": "status",
         },
         "ExpressionAttributeValues": {
-            ":v0": {"S": "ann#running"},
             ":v1": {"S": "2025-01-15T12:00:00.123456Z"},
             ":v2": {"S": "running"},
             ":v3": {"S": "2025-01-15T12:00:00.123456Z"},
@@ -102,6 +97,29 @@ def test_claim_update_sets_status_index_key_and_increments_attempts() -> None:
         "ReturnValues": "ALL_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+def test_a_status_change_puts_the_job_in_the_status_index_only_where_it_is_kept(
+    status: JobStatus,
+) -> None:
+    request = build_update(
+        TABLE, JOB_ID, JobUpdate(status=status), Precondition("ann#x", QUEUED_ONLY)
+    )
+
+    names = request["ExpressionAttributeNames"]
+    [placeholder] = [key for key, name in names.items() if name == "owner_status"]
+    value = request["ExpressionAttributeValues"].get(":v" + placeholder[2:])
+    if status in {
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.DEAD_LETTERED,
+        JobStatus.REJECTED,
+    }:
+        assert value == {"S": f"ann%23x#{status.value}"}
+    else:
+        assert value is None
+        assert request["UpdateExpression"].endswith(f"REMOVE {placeholder}")
 
 
 def test_none_values_are_removed_and_attempts_are_part_of_the_condition() -> None:
@@ -115,9 +133,7 @@ def test_none_values_are_removed_and_attempts_are_part_of_the_condition() -> Non
 
     request = build_update(TABLE, JOB_ID, change, expect)
 
-    assert (
-        request["UpdateExpression"] == "SET #f0 = :v0, #f1 = :v1, #f3 = :v3 REMOVE #f2"
-    )
+    assert request["UpdateExpression"] == "SET #f0 = :v0, #f3 = :v3 REMOVE #f1, #f2"
     assert request["ExpressionAttributeNames"] == {
         "#f0": "error",
         "#f1": "owner_status",
@@ -129,7 +145,6 @@ def test_none_values_are_removed_and_attempts_are_part_of_the_condition() -> Non
     }
     assert request["ExpressionAttributeValues"] == {
         ":v0": {"M": {"type": {"S": "Boom"}, "message": {"S": "it broke"}}},
-        ":v1": {"S": "ann#queued"},
         ":v3": {"S": "queued"},
         ":expect_owner": {"S": "ann"},
         ":expect_status0": {"S": "running"},
@@ -294,56 +309,59 @@ def test_create_only_succeeds_when_no_live_job_has_the_id() -> None:
 
 
 @pytest.mark.parametrize(
-    ("job_filter", "index", "key_name", "key_value", "filter_expression"),
+    ("job_filter", "index", "key_name", "key_value", "limit"),
     [
-        (JobFilter(), INDEX_BY_OWNER, "owner", "ann", NOT_EXPIRED),
+        (JobFilter(), INDEX_BY_OWNER, "owner", "ann", 25),
         (
             JobFilter(status=JobStatus.FAILED),
             INDEX_BY_OWNER_STATUS,
             "owner_status",
             "ann#failed",
-            NOT_EXPIRED,
+            25,
         ),
+        (JobFilter(type="http.request"), INDEX_BY_OWNER, "owner", "ann", 25),
         (
-            JobFilter(type="http.request"),
+            JobFilter(status=JobStatus.REJECTED, type="echo"),
+            INDEX_BY_OWNER_STATUS,
+            "owner_status",
+            "ann#rejected",
+            25,
+        ),
+        # a status the index does not keep: the owner's index, bigger pages, checked on items
+        (JobFilter(status=JobStatus.QUEUED), INDEX_BY_OWNER, "owner", "ann", 100),
+        (
+            JobFilter(status=JobStatus.SUCCEEDED, type="echo"),
             INDEX_BY_OWNER,
             "owner",
             "ann",
-            f"{NOT_EXPIRED} AND #type = :type",
-        ),
-        (
-            JobFilter(status=JobStatus.QUEUED, type="echo"),
-            INDEX_BY_OWNER_STATUS,
-            "owner_status",
-            "ann#queued",
-            f"{NOT_EXPIRED} AND #type = :type",
+            100,
         ),
     ],
-    ids=["all", "status", "type", "status-and-type"],
+    ids=["all", "status", "type", "status-and-type", "queued", "succeeded-and-type"],
 )
-def test_query_reads_the_narrowest_index_newest_first_hiding_expired(
+def test_query_reads_the_narrowest_index_newest_first(
     job_filter: JobFilter,
     index: str,
     key_name: str,
     key_value: str,
-    filter_expression: str,
+    limit: int,
 ) -> None:
-    request = build_query(TABLE, "ann", job_filter, 25, None, NOW)
+    request = build_query(TABLE, "ann", job_filter, 25, None)
 
     assert request["TableName"] == TABLE
     assert request["IndexName"] == index
     assert request["KeyConditionExpression"] == "#pk = :pk"
     assert request["ExpressionAttributeNames"]["#pk"] == key_name
     assert request["ExpressionAttributeValues"][":pk"] == {"S": key_value}
-    assert request["ExpressionAttributeValues"][":now"] == {"N": NOW_EPOCH}
-    assert request["ExpressionAttributeNames"]["#expires_at"] == "expires_at"
-    assert request["FilterExpression"] == filter_expression
     assert request["ScanIndexForward"] is False
-    assert request["Limit"] == 25
+    assert request["Limit"] == limit
     assert "ExclusiveStartKey" not in request
-    if job_filter.type is not None and job_filter.status is not None:
-        assert request["ExpressionAttributeValues"][":type"] == {"S": "echo"}
+    if job_filter.type is not None:
+        assert request["FilterExpression"] == "#type = :type"
+        assert request["ExpressionAttributeValues"][":type"] == {"S": job_filter.type}
         assert request["ExpressionAttributeNames"]["#type"] == "type"
+    else:
+        assert "FilterExpression" not in request
 
 
 def test_query_resumes_from_the_start_key() -> None:
@@ -353,7 +371,7 @@ def test_query_resumes_from_the_start_key() -> None:
         "owner": "ann",
     }
 
-    request = build_query(TABLE, "ann", JobFilter(), 10, start, NOW)
+    request = build_query(TABLE, "ann", JobFilter(), 10, start)
 
     assert request["ExclusiveStartKey"] == {
         "id": {"S": JOB_ID},
@@ -466,8 +484,7 @@ def test_a_new_job_item_has_no_empty_attributes() -> None:
         "created_at",
         "updated_at",
         "sk",
-        "owner_status",
-    }
+    }  # queued: not in the sparse status index
     assert item_to_job(item) == job
 
 

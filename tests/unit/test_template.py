@@ -12,13 +12,9 @@ import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
 from jobline.config import Settings
 from jobline.items import job_to_item
+from jobline.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, build_query
 from jobline.metrics import COUNTS, DURATIONS
 from jobline.models import MAX_ATTEMPTS, Job, JobFilter, JobStatus
-from jobline.repository import (
-    INDEX_BY_OWNER,
-    INDEX_BY_OWNER_STATUS,
-    build_query,
-)
 from jobline_local.template import TEMPLATE_PATH, load_template, resources_of_type
 
 TEMPLATE = load_template()
@@ -211,6 +207,7 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
             "ApiFunction",
             {
                 ("dynamodb:GetItem", "JobsTable"),
+                ("dynamodb:BatchGetItem", "JobsTable"),
                 ("dynamodb:PutItem", "JobsTable"),
                 ("dynamodb:UpdateItem", "JobsTable"),
                 ("dynamodb:Query", "${JobsTable.Arn}/index/*"),
@@ -414,16 +411,17 @@ def test_the_ttl_attribute_is_what_the_repository_writes_on_finished_jobs() -> N
     ("job_filter", "index"),
     [
         (JobFilter(), INDEX_BY_OWNER),
-        (JobFilter(status=JobStatus.SUCCEEDED), INDEX_BY_OWNER_STATUS),
+        (JobFilter(status=JobStatus.FAILED), INDEX_BY_OWNER_STATUS),
+        (JobFilter(status=JobStatus.SUCCEEDED), INDEX_BY_OWNER),
         (JobFilter(type="echo"), INDEX_BY_OWNER),
-        (JobFilter(status=JobStatus.QUEUED, type="echo"), INDEX_BY_OWNER_STATUS),
+        (JobFilter(status=JobStatus.REJECTED, type="echo"), INDEX_BY_OWNER_STATUS),
     ],
 )
 def test_every_index_the_repository_queries_exists_with_its_keys(
     job_filter: JobFilter, index: str
 ) -> None:
     # Given the query the repository builds for a filter
-    request = build_query("jobs", "ann", job_filter, 10, None, NOW)
+    request = build_query("jobs", "ann", job_filter, 10, None)
     partition = request["ExpressionAttributeNames"]["#pk"]
 
     # When the template's index of that name is looked up
@@ -431,12 +429,16 @@ def test_every_index_the_repository_queries_exists_with_its_keys(
     assert request["IndexName"] == index
     gsi = indexes[index]
 
-    # Then it is keyed by the queried partition attribute and the `sk` sort key, projecting all
+    # Then it is keyed by the queried partition attribute and the `sk` sort key, projecting only
+    # `type` (the filter it evaluates): nothing a transition changes, so no transition writes it
     assert gsi["KeySchema"] == [
         {"AttributeName": partition, "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
-    assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    assert gsi["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["type"],
+    }
     # And every key attribute is declared as a string the repository writes on each item
     declared = {
         definition["AttributeName"]: definition["AttributeType"]
@@ -447,7 +449,7 @@ def test_every_index_the_repository_queries_exists_with_its_keys(
             id="b" * 32,
             owner="ann",
             type="echo",
-            status=JobStatus.QUEUED,
+            status=job_filter.status or JobStatus.QUEUED,
             payload={},
             created_at=NOW,
             updated_at=NOW,
