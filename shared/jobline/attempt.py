@@ -22,19 +22,12 @@ from jobline.errors import (
     UnknownJobType,
 )
 from jobline.logging import get_logger
-from jobline.models import (
-    MAX_RESULT_DEPTH,
-    Delivery,
-    Job,
-    JobError,
-    JobStatus,
-    RunOutcome,
-    json_problem,
-)
+from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import JobRepository
 from jobline.registry import JobContext, JobTypeRegistry
 from jobline.submission import canonical_json
 from jobline.transition import Ending, Transition, finished_attempt
+from jobline.validation import MAX_RESULT_DEPTH, json_problem
 
 log = get_logger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobline import lifecycle, metrics
+from jobline import creation, metrics
 from jobline.errors import (
     ConditionFailed,
     IdempotencyConflict,
@@ -20,9 +20,10 @@ from jobline.errors import (
     UnknownJobType,
 )
 from jobline.logging import get_logger
-from jobline.models import IngestSubmission, JobError, identity_problem, json_problem
+from jobline.models import IngestSubmission, JobError
 from jobline.ports import JobRepository
 from jobline.submission import Submission, Submitted, canonical_json, derived_id
+from jobline.validation import identity_problem, json_problem
 
 log = get_logger(__name__)
 
@@ -127,7 +128,7 @@ class Ingest:
             except (TypeError, ValueError):
                 payload = None
         job_type = raw.get("type")
-        job = lifecycle.rejected(
+        job = creation.rejected(
             derived_id(owner, f"rejected:{_text(message_id)}"),
             owner,
             _text(job_type)

@@ -10,7 +10,7 @@ and the precondition the repository writes it under. No I/O, no clock: time come
                   ├─┬─fail exhausted (every attempt lost to dead workers)──> failed
      running ─────┘ └─dead-letter (SQS gave up on the message)──> dead_lettered
     failed | dead_lettered | cancelled ──reset for retry──> queued
-    (ingest) invalid submission ──reject──> rejected
+    (ingest) invalid submission ──reject──> rejected     (submit and reject: jobline.creation)
 
 Every arrow is a conditional write: the precondition says what the stored job must be for the
 write to apply, so a stale or duplicate writer loses instead of moving a job backwards. `ALLOWED`
@@ -35,7 +35,6 @@ from jobline.models import (
     JobError,
     JobStatus,
     Progress,
-    SubmitRequest,
 )
 from jobline.transition import (
     KEEP,
@@ -159,25 +158,27 @@ def _final(
     )
 
 
+def _outcome(
+    end: Ending,
+    status: JobStatus,
+    retention: timedelta,
+    result: Any = None,
+    error: JobError | None = None,
+) -> JobUpdate:
+    """An attempt's outcome that ends the job in `status`, with its result or error."""
+    update = replace(_ended(end), result=result, error=error)
+    return _final(update, status, end.now, retention)
+
+
 def succeed(job: Job, end: Ending, result: Any, retention: timedelta) -> Transition:
     """running -> succeeded with the handler's result."""
-    update = _final(
-        replace(_ended(end), result=result, error=None),
-        JobStatus.SUCCEEDED,
-        end.now,
-        retention,
-    )
+    update = _outcome(end, JobStatus.SUCCEEDED, retention, result=result)
     return Transition(Event.SUCCEED, update, _seen(Event.SUCCEED, job))
 
 
 def fail(job: Job, end: Ending, error: JobError, retention: timedelta) -> Transition:
     """running -> failed: a permanent error, or a failure with no attempts left."""
-    update = _final(
-        replace(_ended(end), result=None, error=error),
-        JobStatus.FAILED,
-        end.now,
-        retention,
-    )
+    update = _outcome(end, JobStatus.FAILED, retention, error=error)
     return Transition(Event.FAIL, update, _seen(Event.FAIL, job))
 
 
@@ -186,11 +187,9 @@ def cancel_at_checkpoint(
 ) -> Transition:
     """running -> cancelled: the handler saw the cancel request at a checkpoint (or the request
     came before the attempt started)."""
-    update = replace(_ended(end), result=None, error=error)
-    final = _final(update, JobStatus.CANCELLED, end.now, retention)
-    return Transition(
-        Event.CANCEL_AT_CHECKPOINT, final, _seen(Event.CANCEL_AT_CHECKPOINT, job)
-    )
+    update = _outcome(end, JobStatus.CANCELLED, retention, error=error)
+    event = Event.CANCEL_AT_CHECKPOINT
+    return Transition(event, update, _seen(event, job))
 
 
 def requeue(job: Job, end: Ending, error: JobError, run_after: datetime) -> Transition:
@@ -282,55 +281,3 @@ def dead_letter(
     )
     update = _final(_lost(job, now, error), JobStatus.DEAD_LETTERED, now, retention)
     return Transition(Event.DEAD_LETTER, update, _seen(Event.DEAD_LETTER, job))
-
-
-# ---------------------------------------------------------------------------------- creation
-def submitted(
-    job_id: str,
-    owner: str,
-    request: SubmitRequest,
-    request_hash: str,
-    now: datetime,
-    correlation_id: str | None = None,
-) -> Job:
-    """A new job, queued, due `request.delay_seconds` after `now`."""
-    return Job(
-        id=job_id,
-        owner=owner,
-        type=request.type,
-        status=JobStatus.QUEUED,
-        payload=request.payload,
-        max_attempts=request.max_attempts,
-        delay_seconds=request.delay_seconds,
-        created_at=now,
-        updated_at=now,
-        run_after=now + timedelta(seconds=request.delay_seconds),
-        request_hash=request_hash,
-        dispatch=dispatch_mark(now),
-        correlation_id=correlation_id,
-    )
-
-
-def rejected(
-    job_id: str,
-    owner: str,
-    job_type: str,
-    payload: Any,
-    error: JobError,
-    now: datetime,
-    retention: timedelta,
-) -> Job:
-    """reject: an invalid ingest submission, kept as a finished `rejected` job, not lost."""
-    return Job(
-        id=job_id,
-        owner=owner,
-        type=job_type,
-        status=JobStatus.REJECTED,
-        payload=payload,
-        error=error,
-        max_attempts=1,
-        created_at=now,
-        updated_at=now,
-        finished_at=now,
-        expires_at=expiry(now, retention),
-    )

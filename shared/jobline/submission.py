@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobline import lifecycle, metrics
+from jobline import creation, metrics
 from jobline.errors import (
     ConditionFailed,
     IdempotencyConflict,
@@ -91,7 +91,7 @@ class Submission:
         else:
             job_id = derived_id(owner, idempotency_key)
         now = self.clock()
-        job = lifecycle.submitted(
+        job = creation.submitted(
             job_id, owner, request, request_hash, now, correlation_id
         )
         try:

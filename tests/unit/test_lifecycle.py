@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobline import lifecycle
+from jobline import creation, lifecycle
 from jobline.models import Attempt, Job, JobError, JobStatus, Progress, SubmitRequest
 from jobline.transition import (
     KEEP,
@@ -283,13 +283,13 @@ def test_updates_and_preconditions_are_built_only_in_the_lifecycle() -> None:
 
 def test_new_jobs_enter_the_machine_queued_or_rejected() -> None:
     request = SubmitRequest(type="echo", payload={"a": 1}, delay_seconds=30)
-    job = lifecycle.submitted("b" * 32, "ann", request, "hash", NOW)
+    job = creation.submitted("b" * 32, "ann", request, "hash", NOW)
     assert (job.status, job.attempts, job.run_after) == (
         JobStatus.QUEUED,
         0,
         NOW + timedelta(seconds=30),
     )
-    rejected = lifecycle.rejected("c" * 32, "ann", "x", None, ERROR, NOW, RETENTION)
+    rejected = creation.rejected("c" * 32, "ann", "x", None, ERROR, NOW, RETENTION)
     assert rejected.status is JobStatus.REJECTED and rejected.status.is_final
     assert rejected.expires_at == int((NOW + RETENTION).timestamp())
 
@@ -298,7 +298,7 @@ def test_new_jobs_enter_the_machine_queued_or_rejected() -> None:
 def test_only_submit_and_retry_ask_for_a_message() -> None:
     request = SubmitRequest(type="echo", payload={})
     assert lifecycle.needs_message(
-        lifecycle.submitted("d" * 32, "ann", request, "h", NOW)
+        creation.submitted("d" * 32, "ann", request, "h", NOW)
     )
     _, retried = _after(Event.RESET_FOR_RETRY, JobStatus.FAILED)
     assert lifecycle.needs_message(retried)

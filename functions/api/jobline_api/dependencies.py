@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from jobline.errors import Unauthenticated
-from jobline.models import identity_problem
 from jobline.service import JobService
+from jobline.validation import identity_problem
 
 DEV_USER_HEADER = "x-dev-user"
 
