@@ -14,9 +14,9 @@ from jobline.errors import (
     JobNotFound,
 )
 from jobline.logging import get_logger
-from jobline.models import MAX_HISTORY, Job, JobStatus
+from jobline.models import MAX_HISTORY, Job, JobStatus, is_visible
 from jobline.ports import JobRepository
-from jobline.queries import JOB_ID, find_job, is_visible
+from jobline.queries import JOB_ID, find_job
 from jobline.transition import Event
 
 log = get_logger(__name__)

@@ -28,9 +28,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jobline.errors import InvalidCursor, StorageUnavailable
 from jobline.items import INDEXED_STATUSES, item_to_job, status_key
-from jobline.models import Job, JobFilter
+from jobline.models import Job, JobFilter, matches
 from jobline.ports import StartKey
-from jobline.queries import matches
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

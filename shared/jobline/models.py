@@ -246,6 +246,23 @@ class JobFilter(BaseModel):
     type: str | None = None
 
 
+def is_visible(job: Job | None, owner: str, now: datetime) -> bool:
+    """Whether `job` is one `owner` may see: theirs, and not expired (TTL deletes late)."""
+    return (
+        job is not None and job.owner == owner and not job.is_expired(now.timestamp())
+    )
+
+
+def matches(job: Job, owner: str, job_filter: JobFilter, now: datetime) -> bool:
+    """Whether a listing of `owner`'s jobs under `job_filter` may return `job`: it is visible to
+    them and has the filter's status and type. Index keys are only where to look, not proof."""
+    return (
+        is_visible(job, owner, now)
+        and (job_filter.status is None or job.status == job_filter.status)
+        and (job_filter.type is None or job.type == job_filter.type)
+    )
+
+
 class JobPage(BaseModel):
     """One page of a listing; `next_cursor` is opaque and signed."""
 

@@ -11,7 +11,7 @@ from typing import Any
 from jobline.cursor import CursorCodec
 from jobline.errors import JobNotFound
 from jobline.logging import get_logger
-from jobline.models import Job, JobFilter, JobPage
+from jobline.models import Job, JobFilter, JobPage, is_visible, matches
 from jobline.ports import JobRepository
 from jobline.registry import JobType, JobTypeRegistry
 
@@ -20,23 +20,6 @@ log = get_logger(__name__)
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 """What every job id looks like; anything else is unknown without a read."""
 MAX_LIST_LIMIT = 100
-
-
-def is_visible(job: Job | None, owner: str, now: datetime) -> bool:
-    """Whether `job` is one `owner` may see: theirs, and not expired (TTL deletes late)."""
-    return (
-        job is not None and job.owner == owner and not job.is_expired(now.timestamp())
-    )
-
-
-def matches(job: Job, owner: str, job_filter: JobFilter, now: datetime) -> bool:
-    """Whether a listing of `owner`'s jobs under `job_filter` may return `job`: it is visible to
-    them and has the filter's status and type. Index keys are only where to look, not proof."""
-    return (
-        is_visible(job, owner, now)
-        and (job_filter.status is None or job.status == job_filter.status)
-        and (job_filter.type is None or job.type == job_filter.type)
-    )
 
 
 def find_job(repository: JobRepository, owner: str, job_id: str, now: datetime) -> Job:
