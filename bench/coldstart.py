@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from jobline.aws.repository import build_create
 from jobline.models import Job, JobMessage, JobStatus
-from jobline.repository import build_create
 from jobline_local.template import load_template
 
 from bench.motoserver import REPO_ROOT, MotoServer

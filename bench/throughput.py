@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from jobline.items import job_to_item
+from jobline.aws.items import job_to_item
 from jobline.models import Job, JobStatus
 
 from bench.inprocess import OWNER, Functions, quiet

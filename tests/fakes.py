@@ -1,6 +1,6 @@
 """In-memory fakes of Jobline's ports, with the semantics of the DynamoDB and SQS adapters.
 
-`InMemoryJobRepository` mirrors `jobline.repository.DynamoJobRepository`: conditional writes that
+`InMemoryJobRepository` mirrors `jobline.aws.repository.DynamoJobRepository`: conditional writes that
 raise `ConditionFailed(current)` (the condition is `Precondition.admits`, the write `apply`: the same
 pure code the lifecycle is tested with), write tokens (a write that meets its own earlier
 application succeeds), expired jobs hidden from listings, newest first by `(created_at, id)`, and
@@ -15,28 +15,30 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from jobline.aws.items import sort_key, status_index_key
+from jobline.aws.listing import plan
 from jobline.backoff import Backoff
 from jobline.bootstrap import ServiceOptions, build_service, default_registry
-from jobline.dispatch import Dispatch
+from jobline.config import Settings
+from jobline.cursor import CursorKeys
 from jobline.errors import (
     ConditionFailed,
     InvalidCursor,
     QueueUnavailable,
     StorageUnavailable,
 )
-from jobline.items import sort_key, status_index_key
-from jobline.listing import plan
 from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
 from jobline.ports import StartKey
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.service import JobService
 from jobline.sqs_batch import Invocation, run_records
 from jobline.transition import JobUpdate, Precondition, apply
+from jobline.usecases.dispatch import Dispatch
 from jobline_worker.record import run_record
 from pydantic import RootModel
 from starlette.responses import JSONResponse
@@ -69,7 +71,7 @@ def _stored_attempt(attempt: Attempt) -> Attempt:
 
 def _stored(job: Job) -> Job:
     """A job as the table would hold it: JSON fields copied, timestamps in UTC, progress percent
-    kept to 3 decimals (`jobline.repository.to_attribute`)."""
+    kept to 3 decimals (`jobline.aws.repository.to_attribute`)."""
     data = job.model_dump()
     data["payload"] = _json_copy(job.payload)
     data["result"] = _json_copy(job.result)
@@ -89,7 +91,7 @@ _sort_key = sort_key
 
 
 def _index_keys(job: Job) -> dict[str, str]:
-    """The index partition keys `jobline.items.job_to_item` stores for `job` (the status index
+    """The index partition keys `jobline.aws.items.job_to_item` stores for `job` (the status index
     is sparse: `owner_status` only in `items.INDEXED_STATUSES`)."""
     keys = {"owner": job.owner}
     status_partition = status_index_key(job.owner, job.status)
@@ -229,7 +231,7 @@ class InMemoryJobRepository:
         now: datetime,
     ) -> tuple[list[Job], StartKey | None]:
         """Up to `limit` live jobs of `owner`, newest first, and where to resume. Like DynamoDB,
-        it selects by the index partition key (`jobline.listing.plan`), not by the owner field:
+        it selects by the index partition key (`jobline.aws.listing.plan`), not by the owner field:
         an ambiguous key would leak here as it would in the table. A type is filtered on the
         index; a status the sparse status index does not hold, and expiry, on the items."""
         chosen = plan(owner, job_filter)
@@ -379,6 +381,12 @@ def failing_handler(
     return CountingHandler(error=JobHandlerError(message, retryable=retryable))
 
 
+def fake_options() -> ServiceOptions:
+    """The options of a deployment with default settings, signing cursors with `CURSOR_SECRET`."""
+    settings = Settings(table_name="jobline-fake", queue_url="fake://jobs")
+    return ServiceOptions.of(settings, cursor_keys=CursorKeys(CURSOR_SECRET))
+
+
 def build_registry(extra: Iterable[JobType[Any]] = ()) -> JobTypeRegistry:
     """The built-in job types plus `extra`."""
     registry = default_registry()
@@ -391,25 +399,28 @@ def build_fake_service(
     registry: JobTypeRegistry | None = None,
     *,
     clock: FakeClock | None = None,
-    retention: timedelta = timedelta(days=30),
-    max_payload_bytes: int = 64 * 1024,
-    max_result_bytes: int = 128 * 1024,
+    retention: timedelta | None = None,
+    max_payload_bytes: int | None = None,
+    max_result_bytes: int | None = None,
     backoff: Backoff | None = None,
-    progress_interval_s: float = 1.0,
+    progress_interval_s: float | None = None,
     rng: random.Random | None = None,
 ) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
     """A JobService over in-memory fakes (built-in job types unless `registry` is given), wired by
-    the one composition root, `jobline.bootstrap.build_service`."""
+    the one composition root, `jobline.bootstrap.build_service`, with the settings' defaults
+    unless a test overrides one."""
     repo = InMemoryJobRepository()
     queue = InMemoryJobQueue()
     fake_clock = clock or FakeClock()
-    options = ServiceOptions(
-        cursor_secret=CURSOR_SECRET,
-        retention=retention,
-        max_payload_bytes=max_payload_bytes,
-        max_result_bytes=max_result_bytes,
-        backoff=backoff or Backoff(),
-        progress_interval_s=progress_interval_s,
+    overrides = {
+        "retention": retention,
+        "max_payload_bytes": max_payload_bytes,
+        "max_result_bytes": max_result_bytes,
+        "backoff": backoff,
+        "progress_interval_s": progress_interval_s,
+    }
+    options = replace(
+        fake_options(), **{k: v for k, v in overrides.items() if v is not None}
     )
     service = build_service(
         options=options,

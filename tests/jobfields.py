@@ -43,3 +43,7 @@ TIMELESS_FIELDS = tuple(
     )
 )
 """What a job shows that does not depend on when or by whom it was made."""
+FINAL_STATUSES = frozenset(
+    {"succeeded", "failed", "cancelled", "dead_lettered", "rejected"}
+)
+"""The states a job does not leave on its own (only a retry or redrive moves it again)."""

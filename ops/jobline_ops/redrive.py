@@ -20,7 +20,7 @@ message, then a summary with what is left in the source (approximate, as SQS cou
 `dead_lettered`, its old message is useless: a worker receiving it sees a finished job and
 acknowledges it without running anything. So when the target is the jobs queue and a message names a
 `dead_lettered` job, the command hands it to Jobline's service (`service.requeue_dead_lettered`, the
-rule lives in `jobline.recovery`: the same re-queue as `POST /jobs/{id}/retry`, fresh attempts,
+rule lives in `jobline.usecases.dead_letters`: the same re-queue as `POST /jobs/{id}/retry`, fresh attempts,
 history kept, a fresh message on the jobs queue) and deletes the dead-letter message instead of
 moving it. Messages of queued or running jobs
 (the consumer was disabled, `DeadLetterConsumerEnabled=false`) are moved as they are: the worker
@@ -46,20 +46,19 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
+from jobline.aws.queue import SqsJobQueue
+from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import build_service
 from jobline.errors import JoblineError
+from jobline.limits import SQS_MAX_BATCH
 from jobline.logging import configure
 from jobline.models import JobMessage
-from jobline.queue import SqsJobQueue
-from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
 from jobline_local.settings import LocalSettings
 from pydantic import ValidationError
 
 from jobline_ops.environment import Environment, aws_environment, local_environment
 
-MAX_BATCH = 10
-"""ReceiveMessage, SendMessageBatch and DeleteMessageBatch take at most ten messages."""
 DEFAULT_MAX = 100
 DEFAULT_RATE = 10.0
 VISIBILITY_MARGIN_S = 30
@@ -134,7 +133,7 @@ class Redrive:
         if not rate > 0:
             raise ValueError("rate must be a positive number of messages per second")
         report = RedriveReport()
-        batch_size = max(1, min(MAX_BATCH, math.floor(rate)))
+        batch_size = max(1, min(SQS_MAX_BATCH, math.floor(rate)))
         visibility = VISIBILITY_MARGIN_S + math.ceil(batch_size / rate)
         started = self._clock()
         handled = 0

@@ -35,14 +35,14 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
+from jobline.aws.queue import SqsJobQueue
+from jobline.aws.repository import DynamoJobRepository
+from jobline.aws.stranded import scan_stranded
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
-from jobline.items import item_to_job
-from jobline.lifecycle import dispatch_mark, needs_message
+from jobline.lifecycle import dispatch_mark
 from jobline.logging import configure
-from jobline.models import Job, JobStatus
-from jobline.queue import SqsJobQueue
-from jobline.repository import DynamoJobRepository
+from jobline.models import Job
 from jobline_local.settings import LocalSettings
 
 from jobline_ops.environment import Environment, aws_environment, local_environment
@@ -53,8 +53,6 @@ BATCH = 10
 """The dispatch use case sends ten messages per SendMessageBatch."""
 PAGE_ITEMS = 1000
 """Items a Scan page evaluates at most (a page also ends at 1 MB)."""
-
-STRANDED = "#status = :queued AND attribute_exists(#dispatch) AND #dispatch < :cutoff"
 
 
 @dataclass
@@ -119,26 +117,13 @@ class Sweep:
 
     def _stranded(self, cutoff: int, report: SweepReport) -> Iterator[Job]:
         """Queued jobs whose dispatch mark is older than `cutoff`, page by page."""
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": STRANDED,
-            "ExpressionAttributeNames": {"#status": "status", "#dispatch": "dispatch"},
-            "ExpressionAttributeValues": {
-                ":queued": {"S": JobStatus.QUEUED.value},
-                ":cutoff": {"N": str(cutoff)},
-            },
-            "Limit": self._page_items,
-        }
-        while True:
-            page = self._dynamodb.scan(**request)
-            report.scanned += int(page.get("ScannedCount", 0))
-            for item in page.get("Items", []):
-                job = item_to_job(item)
-                if needs_message(job):
-                    yield job
-            if "LastEvaluatedKey" not in page:
-                return
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+        def count(n: int) -> None:
+            report.scanned += n
+
+        return scan_stranded(
+            self._dynamodb, self.table, cutoff, self._page_items, count
+        )
 
     def _send(
         self, jobs: Sequence[Job], now: datetime, report: SweepReport, dry_run: bool

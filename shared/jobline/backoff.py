@@ -6,20 +6,21 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-MAX_DELAY_S = 43_200
-"""No retry waits longer than 12 hours (what the jobs queue can hold a message back for)."""
+from jobline.limits import MAX_RETRY_DELAY_S, RETRY_BASE_S, RETRY_CAP_S
 
 
 @dataclass(frozen=True)
 class Backoff:
     """Backoff parameters in seconds."""
 
-    base_s: float = 2.0
-    cap_s: float = 900.0
+    base_s: float = RETRY_BASE_S
+    cap_s: float = RETRY_CAP_S
     floor_s: int = 1
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> int:
         """Whole seconds to wait before attempt `attempt + 1` (at least `floor_s`, at most the cap)."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1), MAX_DELAY_S)
+        ceiling = min(
+            self.cap_s, self.base_s * 2 ** max(0, attempt - 1), MAX_RETRY_DELAY_S
+        )
         drawn = (rng or random).uniform(0, ceiling)
-        return max(self.floor_s, min(round(drawn), MAX_DELAY_S))
+        return max(self.floor_s, min(round(drawn), MAX_RETRY_DELAY_S))

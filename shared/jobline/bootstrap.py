@@ -7,139 +7,62 @@ the defaults at moto.
 
 from __future__ import annotations
 
-import os
 import random
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, cast
 
-from botocore.config import Config
-from botocore.loaders import Loader
-from botocore.session import Session
-
-from jobline.attempt import AttemptPolicy
+from jobline.aws import clients
+from jobline.aws.clients import (
+    dynamodb_client,
+    dynamodbstreams_client,
+    sqs_client,
+    ssm_client,
+)
+from jobline.aws.parameters import load_cursor_keys
+from jobline.aws.queue import SqsJobQueue
+from jobline.aws.repository import DynamoJobRepository
+from jobline.aws.streams import DynamoStreamReader
 from jobline.backoff import Backoff
 from jobline.clock import utcnow
 from jobline.config import Settings, get_settings, lambda_initialization_type
-from jobline.control import Control
 from jobline.cursor import CursorCodec, CursorKeys
-from jobline.dispatch import Dispatch
 from jobline.egress import EgressPolicy
-from jobline.execution import Execution
-from jobline.ingest import Ingest
 from jobline.job_types import BUILTIN_JOB_TYPES, http_request
 from jobline.job_types.http_request import HttpRequestOptions
-from jobline.logging import configure
-from jobline.parameters import load_cursor_keys
 from jobline.ports import JobQueue, JobRepository
-from jobline.queries import Queries
-from jobline.queue import SqsJobQueue
-from jobline.recovery import Recovery
-from jobline.redaction import Redaction, use_for_logs
+from jobline.redaction import Redaction
 from jobline.registry import JobTypeRegistry
-from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
-from jobline.streams import DynamoStreamReader
-from jobline.submission import Submission
+from jobline.usecases.attempt import AttemptPolicy
+from jobline.usecases.control import Control
+from jobline.usecases.dead_letters import DeadLetters
+from jobline.usecases.dispatch import Dispatch
+from jobline.usecases.execution import Execution
+from jobline.usecases.ingest import Ingest
+from jobline.usecases.queries import Queries
+from jobline.usecases.submission import Submission
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
-    from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
-    from mypy_boto3_sqs.client import SQSClient
-    from mypy_boto3_ssm.client import SSMClient
-
-
-def _client_config(settings: Settings) -> Config:
-    """Timeouts and tries that fit in the function's timeout (`Settings.aws_call_budget_s`);
-    account-id endpoints off (DynamoDB Streams has none, and emulators route by service)."""
-    return Config(
-        region_name=settings.aws_region,
-        # `total_max_attempts`: every try (botocore reads "max_attempts" as retries after the first).
-        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
-        connect_timeout=settings.aws_connect_timeout_s,
-        read_timeout=settings.aws_read_timeout_s,
-        max_pool_connections=max(10, settings.worker_concurrency + 2),
-        account_id_endpoint_mode="disabled",
-    )
-
-
-class ModelLoader(Loader):
-    """botocore's loader of its bundled API models, without one directory scan: before loading a
-    service's model the stock loader checks each of ~400 service folders for that kind of model
-    (once per kind: ~25 ms of a cold start). Here the services are the folders' names, so a
-    service without the model fails when it is loaded rather than before."""
-
-    def list_available_services(self, type_name: str) -> list[str]:
-        """Every service folder on the search path."""
-        names: set[str] = set()
-        for path in self.search_paths:
-            if os.path.isdir(path):
-                names.update(os.listdir(path))
-        return sorted(names)
-
-
-@lru_cache(maxsize=1)
-def _api_models() -> Loader:
-    """botocore's API models (endpoints, service and rule-set JSON), parsed once per process:
-    they are the same files in every environment, so `reset()` keeps them."""
-    return ModelLoader()
-
-
-_CREATING = threading.RLock()
-"""Held while a client is created: clients are made on first use, which can be two of a batch's
-worker threads at once, and botocore's session must not create clients concurrently."""
-
-
-def _create_client(service: str) -> Any:
-    """A botocore client for `service` from this environment's session and settings."""
-    settings = get_settings()
-    with _CREATING:
-        return aws_session().create_client(
-            service,
-            endpoint_url=settings.aws_endpoint_url,
-            config=_client_config(settings),
-        )
-
-
-@lru_cache(maxsize=1)
-def aws_session() -> Session:
-    """The botocore session of this execution environment: one credential chain for every
-    client. (botocore directly: boto3 adds only import time here; see docs/benchmarks.md.)"""
-    session = Session()
-    session.register_component("data_loader", _api_models())
-    return session
-
-
-@lru_cache(maxsize=1)
-def dynamodb_client() -> DynamoDBClient:
-    """The DynamoDB client of this execution environment."""
-    return cast("DynamoDBClient", _create_client("dynamodb"))
-
-
-@lru_cache(maxsize=1)
-def sqs_client() -> SQSClient:
-    """The SQS client of this execution environment."""
-    return cast("SQSClient", _create_client("sqs"))
-
-
-@lru_cache(maxsize=1)
-def dynamodbstreams_client() -> DynamoDBStreamsClient:
-    """The DynamoDB Streams client of this execution environment (the outbox's recovery)."""
-    return cast("DynamoDBStreamsClient", _create_client("dynamodbstreams"))
+__all__ = [
+    "ServiceOptions",
+    "build_during_lambda_init",
+    "build_service",
+    "cursor_keys",
+    "default_registry",
+    "dynamodb_client",
+    "dynamodbstreams_client",
+    "get_service",
+    "reset",
+    "sqs_client",
+    "ssm_client",
+    "stream_reader",
+]
 
 
 def stream_reader() -> DynamoStreamReader:
     """Reads the jobs table's stream (the outbox's recovery)."""
     return DynamoStreamReader(dynamodbstreams_client())
-
-
-@lru_cache(maxsize=1)
-def ssm_client() -> SSMClient:
-    """The SSM client of this execution environment (the API's cursor key, read at init)."""
-    return cast("SSMClient", _create_client("ssm"))
 
 
 @lru_cache(maxsize=1)
@@ -170,25 +93,27 @@ def default_registry(settings: Settings | None = None) -> JobTypeRegistry:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServiceOptions:
-    """The deployment's limits and policies, as the use cases take them."""
+    """The deployment's limits and policies, as the use cases take them: built from settings
+    (`of`), the one place their defaults come from."""
 
-    cursor_secret: bytes | None = None
-    """The key that signs list cursors; None: this environment's keys (`cursor_keys`, loaded
-    when a cursor is first signed or read)."""
-    cursor_previous_secrets: tuple[bytes, ...] = ()
-    """Keys still accepted when reading a cursor (with `cursor_secret` only)."""
-    retention: timedelta = timedelta(days=30)
-    max_payload_bytes: int = 64 * 1024
-    max_result_bytes: int = 128 * 1024
-    backoff: Backoff = field(default_factory=Backoff)
-    progress_interval_s: float = 1.0
+    cursor_keys: CursorKeys | None
+    """The keys that sign and read list cursors; None: this environment's (`cursor_keys`,
+    loaded when a cursor is first signed or read)."""
+    retention: timedelta
+    max_payload_bytes: int
+    max_result_bytes: int
+    backoff: Backoff
+    progress_interval_s: float
 
     @classmethod
-    def of(cls, settings: Settings) -> ServiceOptions:
+    def of(
+        cls, settings: Settings, *, cursor_keys: CursorKeys | None = None
+    ) -> ServiceOptions:
         """The options a deployment's settings give."""
         return cls(
+            cursor_keys=cursor_keys,
             retention=timedelta(days=settings.retention_days),
             max_payload_bytes=settings.max_payload_bytes,
             max_result_bytes=settings.max_result_bytes,
@@ -224,9 +149,6 @@ def build_service(
         dynamodb_client, configured().table_name
     )
     queue = queue or SqsJobQueue(sqs_client, configured().queue_url)
-    configure(resolved.log_level if resolved is not None else None)
-    if resolved is not None:
-        use_for_logs(Redaction.of(resolved.redact_headers))
     registry = registry or default_registry(configured())
     submission = Submission(repository, registry, clock, options.max_payload_bytes)
     control = Control(repository, clock, options.retention)
@@ -238,11 +160,7 @@ def build_service(
         queries=Queries(
             repository,
             registry,
-            CursorCodec(
-                cursor_keys
-                if options.cursor_secret is None
-                else CursorKeys(options.cursor_secret, options.cursor_previous_secrets)
-            ),
+            CursorCodec(options.cursor_keys or cursor_keys),
             clock,
         ),
         control=control,
@@ -255,10 +173,10 @@ def build_service(
             options.backoff,
             rng or random.Random(),
         ),
-        ingestion=Ingest(
+        ingest=Ingest(
             submission, repository, clock, options.max_payload_bytes, options.retention
         ),
-        recovery=Recovery(repository, control, clock, options.retention),
+        dead_letters=DeadLetters(repository, control, clock, options.retention),
         dispatch=Dispatch(queue, clock),
         registry=registry,
     )
@@ -286,9 +204,5 @@ def reset() -> None:
     cursor keys and service (tests, and SnapStart restore)."""
     get_service.cache_clear()
     cursor_keys.cache_clear()
-    dynamodb_client.cache_clear()
-    dynamodbstreams_client.cache_clear()
-    sqs_client.cache_clear()
-    ssm_client.cache_clear()
-    aws_session.cache_clear()
+    clients.reset()
     get_settings.cache_clear()

@@ -5,8 +5,32 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from jobline import limits
+
+
+def _comma_separated(value: Any) -> Any:
+    """`10.1.0.0/16, fd00:1::/64` or `X-Token, X-Secret` (commas or spaces) as a list."""
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    return value
+
+
+HeaderNames = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated)]
+"""Header names, comma- or space-separated in the environment."""
+REDACT_HEADERS_DESCRIPTION = (
+    "header names (comma-separated) redacted like Authorization, Cookie and X-Api-Key in "
+    "logs, job errors and http.request results"
+)
 
 
 class Settings(BaseSettings):
@@ -19,7 +43,10 @@ class Settings(BaseSettings):
     table_name: str = Field(min_length=3, description="DynamoDB table holding jobs")
     queue_url: str = Field(min_length=1, description="URL of the jobs SQS queue")
     retention_days: int = Field(
-        default=30, ge=1, le=3650, description="keep finished jobs this long"
+        default=limits.RETENTION_DAYS,
+        ge=1,
+        le=limits.MAX_RETENTION_DAYS,
+        description="keep finished jobs this long",
     )
     allow_dev_identity: bool = Field(
         default=False,
@@ -45,13 +72,23 @@ class Settings(BaseSettings):
         description="after the parameter is overwritten, its previous version is accepted "
         "for reading this long",
     )
-    max_payload_bytes: int = Field(default=64 * 1024, ge=1, le=256 * 1024)
-    max_result_bytes: int = Field(default=128 * 1024, ge=1, le=300 * 1024)
+    max_payload_bytes: int = Field(
+        default=limits.MAX_PAYLOAD_BYTES,
+        ge=1,
+        le=limits.MAX_PAYLOAD_BYTES_BOUND,
+        description="largest payload (canonical JSON) a submit may carry",
+    )
+    max_result_bytes: int = Field(
+        default=limits.MAX_RESULT_BYTES,
+        ge=1,
+        le=limits.MAX_RESULT_BYTES_BOUND,
+        description="largest result (canonical JSON) a handler may return",
+    )
     worker_concurrency: int = Field(
         default=10, ge=1, le=100, description="records run at once per batch"
     )
     deadline_margin_ms: int = Field(
-        default=12_000,
+        default=limits.DEADLINE_MARGIN_MS,
         ge=0,
         description="stop handlers this long before the Lambda deadline: room for the outcome "
         "write even when every AWS call of it needs all its tries (see aws_call_budget_s)",
@@ -70,19 +107,19 @@ class Settings(BaseSettings):
         description="tries of one AWS call (botocore standard mode)",
     )
     retry_base_s: float = Field(
-        default=2.0,
+        default=limits.RETRY_BASE_S,
         gt=0,
-        le=43_200,
+        le=limits.MAX_RETRY_DELAY_S,
         description="backoff base: attempt n waits up to base * 2**(n-1)",
     )
     retry_cap_s: float = Field(
-        default=900.0,
+        default=limits.RETRY_CAP_S,
         gt=0,
-        le=43_200,
+        le=limits.MAX_RETRY_DELAY_S,
         description="backoff cap (ChangeMessageVisibility max 12 h)",
     )
     progress_interval_s: float = Field(
-        default=1.0,
+        default=limits.PROGRESS_INTERVAL_S,
         ge=0.1,
         le=60,
         description="at most one progress write / cancel read per job per interval",
@@ -92,16 +129,13 @@ class Settings(BaseSettings):
         min_length=1,
         description="owner of ingest submissions that name none",
     )
-    log_level: str = Field(default="INFO")
     http_allow_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
         default=(),
         description="CIDRs (comma-separated) http.request may reach although they are "
         "private, loopback or link-local",
     )
-    redact_headers: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(),
-        description="header names (comma-separated) redacted like Authorization, Cookie "
-        "and X-Api-Key in logs, job errors and http.request results",
+    redact_headers: HeaderNames = Field(
+        default=(), description=REDACT_HEADERS_DESCRIPTION
     )
 
     aws_region: str = Field(
@@ -131,13 +165,10 @@ class Settings(BaseSettings):
         backoff = sum(min(2.0**attempt, 20.0) for attempt in range(tries - 1))
         return tries * (self.aws_connect_timeout_s + self.aws_read_timeout_s) + backoff
 
-    @field_validator("http_allow_networks", "redact_headers", mode="before")
+    @field_validator("http_allow_networks", mode="before")
     @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        """`10.1.0.0/16, fd00:1::/64` or `X-Token, X-Secret` (commas or spaces) as a list."""
-        if isinstance(value, str):
-            return value.replace(",", " ").split()
-        return value
+    def _networks(cls, value: Any) -> Any:
+        return _comma_separated(value)
 
     @field_validator("aws_endpoint_url", "cursor_secret_parameter")
     @classmethod
@@ -198,6 +229,9 @@ class LogSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="INFO", description="the lowest level logged (JOBLINE_LOG_LEVEL)"
+    )
+    redact_headers: HeaderNames = Field(
+        default=(), description=REDACT_HEADERS_DESCRIPTION
     )
 
     @field_validator("log_level", mode="before")

@@ -5,12 +5,18 @@ stored job: those are `jobline.lifecycle`'s. Pure: time comes in as `now`."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
 from jobline.lifecycle import dispatch_mark
 from jobline.models import Job, JobError, JobStatus, SubmitRequest
 from jobline.transition import expiry
+
+
+def derived_id(owner: str, key: str) -> str:
+    """A job id derived from its owner and a key: the same key gives the same job."""
+    return hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()[:32]
 
 
 def submitted(

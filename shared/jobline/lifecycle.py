@@ -28,8 +28,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from jobline.limits import MAX_HISTORY
 from jobline.models import (
-    MAX_HISTORY,
     RETRYABLE_STATUSES,
     Job,
     JobError,

@@ -14,7 +14,7 @@ from typing import Any, Literal, TextIO, cast
 
 import structlog
 
-from jobline.redaction import redact_log_event
+from jobline.redaction import Redaction, redact_log_event, use_for_logs
 
 _configured = False
 
@@ -99,8 +99,10 @@ def configure(level: str | None = None, log_format: LogFormat | None = None) -> 
         return
     from jobline.config import log_settings
 
+    settings = log_settings()
     chosen = log_format or _configured_format()
-    level = level or log_settings().log_level
+    level = level or settings.log_level
+    use_for_logs(Redaction.of(settings.redact_headers))
     structlog.configure(
         processors=processors_for(chosen, colors=_stdout_is_terminal()),
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -15,12 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from jobline.limits import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS, MAX_DELAY_S, MIN_ATTEMPTS
 from jobline.validation import identity_problem, json_problem
-
-MIN_ATTEMPTS = 1
-MAX_ATTEMPTS = 20
-DEFAULT_MAX_ATTEMPTS = 3
-MAX_DELAY_SECONDS = 900
 
 
 def _whole_number(value: Any) -> Any:
@@ -55,27 +51,11 @@ class JobStatus(enum.StrEnum):
     REJECTED = "rejected"
     """A submission from the ingest queue that failed validation; kept so it is not lost."""
 
-    @property
-    def is_final(self) -> bool:
-        """True when the job will not run again on its own."""
-        return self in _FINAL
 
-
-_FINAL = frozenset(
-    {
-        JobStatus.SUCCEEDED,
-        JobStatus.FAILED,
-        JobStatus.CANCELLED,
-        JobStatus.DEAD_LETTERED,
-        JobStatus.REJECTED,
-    }
-)
 RETRYABLE_STATUSES = frozenset(
     {JobStatus.FAILED, JobStatus.DEAD_LETTERED, JobStatus.CANCELLED}
 )
 """States from which `POST /jobs/{id}/retry` re-queues a job."""
-MAX_HISTORY = 100
-"""A job keeps at most this many attempts; a retry past it is refused."""
 
 
 class RunOutcome(enum.StrEnum):
@@ -172,7 +152,7 @@ class SubmitRequest(BaseModel):
     max_attempts: JsonInteger = Field(
         default=DEFAULT_MAX_ATTEMPTS, ge=MIN_ATTEMPTS, le=MAX_ATTEMPTS
     )
-    delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
+    delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_S)
 
     _payload_is_storable = field_validator("payload")(_storable_payload)
 
@@ -215,7 +195,7 @@ class IngestSubmission(BaseModel):
     max_attempts: JsonInteger = Field(
         default=DEFAULT_MAX_ATTEMPTS, ge=MIN_ATTEMPTS, le=MAX_ATTEMPTS
     )
-    delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
+    delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_S)
 
     _payload_is_storable = field_validator("payload")(_storable_payload)
 

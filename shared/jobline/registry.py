@@ -19,6 +19,7 @@ from jobline.errors import (
     PermanentJobError,
     UnknownJobType,
 )
+from jobline.limits import LAMBDA_MAX_TIMEOUT_S
 
 __all__ = [
     "DeadlineExceeded",
@@ -60,7 +61,9 @@ class JobContext:
     job_type: str
     attempt: int
     max_attempts: int
-    deadline: float = field(default_factory=lambda: time.monotonic() + 900.0)
+    deadline: float = field(
+        default_factory=lambda: time.monotonic() + LAMBDA_MAX_TIMEOUT_S
+    )
     """`time.monotonic()` value at which the attempt must have returned."""
     progress_sink: ProgressSink = _no_progress
     cancel_probe: CancelProbe = _never_cancelled

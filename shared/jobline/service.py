@@ -2,22 +2,22 @@
 
 Each use case lives in a module of its own and takes only the ports it needs:
 `submission` (submit, idempotent replay), `queries` (get, list, job types), `control` (cancel,
-retry), `execution` (claim, attempt, outcome, backoff, lease reclaim), `ingest`, `recovery`
+retry), `execution` (claim, attempt, outcome, backoff, lease reclaim), `ingest`, `dead_letters`
 (dead letters, redrive) and `dispatch` (the outbox: a message for every job the stream shows
 queued). The state machine they share is `lifecycle`; `bootstrap` wires them.
 """
 
 from __future__ import annotations
 
-from jobline.control import Control
-from jobline.dispatch import Dispatch
-from jobline.execution import Execution
-from jobline.ingest import Ingest
 from jobline.models import RunOutcome
-from jobline.queries import Queries
-from jobline.recovery import Recovery
 from jobline.registry import JobTypeRegistry
-from jobline.submission import Submission, Submitted
+from jobline.usecases.control import Control
+from jobline.usecases.dead_letters import DeadLetters
+from jobline.usecases.dispatch import Dispatch
+from jobline.usecases.execution import Execution
+from jobline.usecases.ingest import Ingest
+from jobline.usecases.queries import Queries
+from jobline.usecases.submission import Submission, Submitted
 
 __all__ = ["JobService", "RunOutcome", "Submitted"]
 
@@ -32,8 +32,8 @@ class JobService:
         queries: Queries,
         control: Control,
         execution: Execution,
-        ingestion: Ingest,
-        recovery: Recovery,
+        ingest: Ingest,
+        dead_letters: DeadLetters,
         dispatch: Dispatch,
         registry: JobTypeRegistry,
     ) -> None:
@@ -44,8 +44,8 @@ class JobService:
         self.job_types = queries.job_types
         self.cancel = control.cancel
         self.retry = control.retry
-        self.ingest = ingestion.ingest
+        self.ingest = ingest.ingest
         self.run = execution.run
-        self.dead_letter = recovery.dead_letter
-        self.requeue_dead_lettered = recovery.requeue_dead_lettered
+        self.dead_letter = dead_letters.dead_letter
+        self.requeue_dead_lettered = dead_letters.requeue_dead_lettered
         self.dispatch = dispatch.dispatch

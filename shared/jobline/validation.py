@@ -3,6 +3,7 @@ serializes or stores it: what JSON text can hold, and what an identity may be. P
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 MAX_PAYLOAD_DEPTH = 64
@@ -63,3 +64,14 @@ def identity_problem(identity: str) -> str | None:
     if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in identity):
         return "contains a control character"
     return None
+
+
+def canonical_json(value: Any) -> str:
+    """JSON text with sorted keys and no whitespace: equal values give equal text."""
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+        ensure_ascii=False,
+    )

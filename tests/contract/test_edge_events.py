@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import default_registry
 from jobline.models import Job, JobError, JobStatus
-from jobline.repository import DynamoJobRepository
 from jobline_local.template import function_handler, load_template, resources_of_type
 
 from tests.conftest import FakeLambdaContext, MotoStack

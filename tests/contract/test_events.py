@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from jobline.aws.repository import DynamoJobRepository
 from jobline.models import Job, JobStatus
-from jobline.repository import DynamoJobRepository
 from jobline_local.settings import LocalSettings
 from jobline_local.template import (
     function_handler,

@@ -12,7 +12,7 @@ import importlib
 import json
 from typing import Any
 
-from jobline.items import item_to_job
+from jobline.aws.items import item_to_job
 from jobline.models import JobMessage
 from jobline_local.template import function_handler, load_template
 

@@ -11,13 +11,13 @@ from typing import Any
 import boto3
 import pytest
 from jobline import bootstrap
+from jobline.aws.parameters import load_cursor_keys
 from jobline.bootstrap import cursor_keys, ssm_client
 from jobline.clock import utcnow
 from jobline.config import Settings
 from jobline.cursor import DEVELOPMENT_KEY, CursorCodec, CursorKeys
 from jobline.errors import ConfigurationError, InvalidCursor
 from jobline.models import JobFilter
-from jobline.parameters import load_cursor_keys
 from jobline_api import coldstart
 from jobline_api.app import create_app
 from moto import mock_aws

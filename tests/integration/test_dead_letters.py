@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jobline.aws.repository import DynamoJobRepository
 from jobline.clock import utcnow
 from jobline.models import Attempt, Job, JobError, JobStatus
-from jobline.repository import DynamoJobRepository
 from jobline_api.app import create_app
 from jobline_dead_letters.handler import lambda_handler
 from jobline_local.poller import lambda_record

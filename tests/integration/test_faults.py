@@ -17,8 +17,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from jobline import bootstrap
+from jobline.aws.queue import SqsJobQueue
 from jobline.models import JobMessage
-from jobline.queue import SqsJobQueue
 from moto.server import ThreadedMotoServer
 
 from tests.conftest import REGION

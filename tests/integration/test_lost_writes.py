@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jobline.aws.items import item_to_job, job_to_item
 from jobline.clock import utcnow
-from jobline.items import item_to_job, job_to_item
 from jobline.models import JobStatus
 from jobline_api.app import attach_environment, create_app
 from jobline_local.poller import InvocationKilled

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
+from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
 from jobline.errors import ConditionFailed
@@ -31,7 +32,6 @@ from jobline.models import (
     SubmitRequest,
 )
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
-from jobline.repository import DynamoJobRepository
 from jobline.service import JobService, RunOutcome
 from jobline.transition import JobUpdate, Precondition
 from pydantic import BaseModel, ConfigDict

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from jobline import bootstrap
+from jobline.aws.repository import DynamoJobRepository
 from jobline.clock import utcnow
 from jobline.config import get_settings
 from jobline.models import Job, JobError, JobStatus
-from jobline.repository import DynamoJobRepository
 from jobline_api.app import create_app
 from jobline_ops.environment import Environment
 from jobline_ops.redrive import (

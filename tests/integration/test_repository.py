@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from jobline.aws.items import INDEXED_STATUSES
+from jobline.aws.listing import MAX_PAGES_PER_LIST
+from jobline.aws.repository import DynamoJobRepository
 from jobline.errors import ConditionFailed
-from jobline.items import INDEXED_STATUSES
-from jobline.listing import MAX_PAGES_PER_LIST
 from jobline.models import Job, JobError, JobFilter, JobStatus
 from jobline.ports import StartKey
-from jobline.repository import DynamoJobRepository
 from jobline.transition import JobUpdate, Precondition
 
 from tests.conftest import MotoStack

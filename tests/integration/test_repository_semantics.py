@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from jobline.aws.repository import DynamoJobRepository
 from jobline.errors import ConditionFailed
 from jobline.models import Attempt, Job, JobError, JobStatus, Progress
 from jobline.ports import JobRepository
-from jobline.repository import DynamoJobRepository
 from jobline.transition import JobUpdate, Precondition
 
 from tests.conftest import MotoStack

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
+from jobline.aws.repository import DynamoJobRepository
 from jobline.backoff import Backoff
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
 from jobline.config import get_settings
 from jobline.models import Job, JobMessage, JobStatus, SubmitRequest
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
-from jobline.repository import DynamoJobRepository
 from jobline.service import JobService
 from jobline.sqs_batch import Invocation
 from jobline.transition import JobUpdate, Precondition

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from jobline import bootstrap
-from jobline.items import item_to_job
+from jobline.aws.items import item_to_job
 from jobline.models import Job, JobStatus
 from jobline_local import stack as local_stack_module
 from jobline_local.poller import InvocationKilled, import_handler
@@ -37,6 +37,7 @@ from jobline_local.settings import LocalSettings
 from jobline_local.stack import LocalStack
 
 from tests.faults import FaultInjector, Rates
+from tests.jobfields import FINAL_STATUSES
 from tests.soak.harness import (
     SOAK_SETTINGS,
     Api,
@@ -61,7 +62,7 @@ STALL_S = 30.0
 (harness.VISIBILITY_S) plus the longest backoff, so a message that is still coming back is
 waited for."""
 DRAIN_MAX_S = 300.0
-FINAL = {status for status in JobStatus if status.is_final}
+FINAL = {JobStatus(status) for status in FINAL_STATUSES}
 STEPS = {
     (JobStatus.QUEUED, JobStatus.RUNNING),
     (JobStatus.QUEUED, JobStatus.CANCELLED),

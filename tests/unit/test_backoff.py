@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from jobline.backoff import MAX_DELAY_S, Backoff
-from jobline.queue import SQS_MAX_VISIBILITY_S
+from jobline.backoff import Backoff
+from jobline.limits import MAX_RETRY_DELAY_S, SQS_MAX_VISIBILITY_S
 
 
 class Highest(random.Random):
@@ -47,7 +47,12 @@ def test_attempt_zero_waits_like_attempt_one() -> None:
 
 def test_the_cap_cannot_exceed_what_sqs_accepts() -> None:
     backoff = Backoff(base_s=100_000, cap_s=100_000)
-    assert backoff.delay(1, Highest()) == MAX_DELAY_S == SQS_MAX_VISIBILITY_S == 43_200
+    assert (
+        backoff.delay(1, Highest())
+        == MAX_RETRY_DELAY_S
+        == SQS_MAX_VISIBILITY_S
+        == 43_200
+    )
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 5, 10, 20])

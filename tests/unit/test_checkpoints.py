@@ -10,11 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from jobline.checkpoints import AttemptChannel, run_until_deadline
 from jobline.errors import StorageUnavailable
 from jobline.models import Job, JobStatus, Progress
 from jobline.registry import DeadlineExceeded, JobCancelled, JobContext
 from jobline.transition import JobUpdate, Precondition
+from jobline.usecases.checkpoints import AttemptChannel, run_until_deadline
 
 from tests.fakes import START, FakeClock, InMemoryJobRepository
 

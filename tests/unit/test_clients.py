@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from jobline import bootstrap
+from jobline.aws import clients
 
 
 class SlowSession:
@@ -39,7 +40,7 @@ def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowSession]:
     monkeypatch.setenv("JOBLINE_QUEUE_URL", "https://sqs.example/q")
     bootstrap.reset()
     fake = SlowSession()
-    monkeypatch.setattr(bootstrap, "aws_session", lambda: fake)
+    monkeypatch.setattr(clients, "aws_session", lambda: fake)
     yield fake
     monkeypatch.undo()
     bootstrap.reset()

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 from jobline.errors import InvalidJobState, JobNotFound
-from jobline.models import MAX_HISTORY, Attempt, JobMessage, JobStatus, SubmitRequest
+from jobline.limits import MAX_HISTORY
+from jobline.models import Attempt, JobMessage, JobStatus, SubmitRequest
 from jobline.service import RunOutcome
 
 from tests.builders import (

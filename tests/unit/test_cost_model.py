@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from jobline.items import job_to_item
-from jobline.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS
+from jobline.aws.items import job_to_item
+from jobline.aws.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS
 from jobline.models import Job, JobStatus
 
 from bench.cost import Index, item_size, job_writes, table_indexes, units, value_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from jobline.items import key_part, status_key
+from jobline.aws.items import key_part, status_key
 from jobline.models import JobStatus
 
 identities = st.text(min_size=1, max_size=40) | st.text(

@@ -11,6 +11,7 @@ from jobline.models import Job, JobStatus
 
 from tests.builders import ANN, Fakes
 from tests.fakes import build_fake_service
+from tests.jobfields import FINAL_STATUSES
 
 DEFAULT_OWNER = "ingest"
 
@@ -86,7 +87,7 @@ def test_an_invalid_submission_is_kept_as_a_rejected_job(
     )
 
     job = submitted.job
-    assert job.status is JobStatus.REJECTED and job.status.is_final
+    assert job.status is JobStatus.REJECTED and job.status in FINAL_STATUSES
     assert job.error is not None and job.error.type == error_type
     assert reason in job.error.message
     assert job.expires_at is not None

@@ -24,6 +24,8 @@ from jobline.transition import (
     lost_attempt,
 )
 
+from tests.jobfields import FINAL_STATUSES
+
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 RETENTION = timedelta(days=2)
@@ -257,7 +259,7 @@ def test_writes_on_a_read_job_expect_its_state_and_attempts() -> None:
 
 def test_only_retry_leaves_a_final_state() -> None:
     for event, states in lifecycle.ALLOWED.items():
-        if any(status.is_final for status in states):
+        if any(status in FINAL_STATUSES for status in states):
             assert event is Event.RESET_FOR_RETRY
 
 
@@ -290,7 +292,7 @@ def test_new_jobs_enter_the_machine_queued_or_rejected() -> None:
         NOW + timedelta(seconds=30),
     )
     rejected = creation.rejected("c" * 32, "ann", "x", None, ERROR, NOW, RETENTION)
-    assert rejected.status is JobStatus.REJECTED and rejected.status.is_final
+    assert rejected.status is JobStatus.REJECTED and rejected.status in FINAL_STATUSES
     assert rejected.expires_at == int((NOW + RETENTION).timestamp())
 
 

@@ -1,4 +1,4 @@
-"""`jobline.listing` on a stubbed DynamoDB client: the index names the jobs, BatchGetItem reads
+"""`jobline.aws.listing` on a stubbed DynamoDB client: the index names the jobs, BatchGetItem reads
 them, and only the caller's live jobs matching the filter come back, with an exact resume key."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.session import Session
 from botocore.stub import ANY, Stubber
-from jobline.errors import StorageUnavailable
-from jobline.items import job_to_item, sort_key
-from jobline.listing import (
+from jobline.aws.items import job_to_item, sort_key
+from jobline.aws.listing import (
     INDEX_BY_OWNER,
     INDEX_BY_OWNER_STATUS,
     MAX_PAGES_PER_LIST,
@@ -20,6 +19,7 @@ from jobline.listing import (
     UNPROCESSED_PAUSES_S,
     list_jobs,
 )
+from jobline.errors import StorageUnavailable
 from jobline.models import Job, JobFilter, JobStatus
 from jobline.ports import StartKey
 

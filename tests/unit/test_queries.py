@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
-from jobline.bootstrap import ServiceOptions, build_service, default_registry
 from jobline.errors import InvalidCursor, JobNotFound
 from jobline.models import Job, JobFilter, JobStatus, SubmitRequest
-from jobline.ports import StartKey
 from jobline.service import JobService
 
 from tests.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
 from tests.fakes import (
-    CURSOR_SECRET,
     FakeClock,
-    InMemoryJobQueue,
-    InMemoryJobRepository,
     build_fake_service,
 )
 
@@ -230,49 +224,3 @@ def test_an_owner_never_lists_another_owners_jobs_through_a_separator(
 
     # Then it sees none of them
     assert page.items == []
-
-
-class _LeakyRepository:
-    """A repository whose query also returns a job of another owner (a broken index)."""
-
-    def __init__(self, inner: InMemoryJobRepository, foreign: Job) -> None:
-        self.inner = inner
-        self.foreign = foreign
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def query(
-        self,
-        owner: str,
-        job_filter: JobFilter,
-        limit: int,
-        start: StartKey | None,
-        now: datetime,
-    ) -> tuple[list[Job], StartKey | None]:
-        jobs, key = self.inner.query(owner, job_filter, limit, start, now)
-        return [self.foreign, *jobs], key
-
-
-def test_a_listing_proves_ownership_of_what_the_index_returns(clock: FakeClock) -> None:
-    # Given bob's job, and a repository whose index hands it to ann's listing
-    _, inner, _ = build_fake_service(clock=clock)
-    other, _, _ = build_fake_service(clock=clock)
-    foreign = other.submit(BOB, echo_request()).job
-    leaky = _LeakyRepository(inner, foreign)
-    service = build_service(
-        options=ServiceOptions(cursor_secret=CURSOR_SECRET),
-        repository=leaky,
-        queue=InMemoryJobQueue(),
-        registry=default_registry(),
-        clock=clock,
-    )
-    mine = service.submit(ANN, echo_request()).job
-
-    # When ann lists her jobs, unfiltered and filtered by another type
-    everything = service.list_jobs(ANN, JobFilter())
-    sleeps = service.list_jobs(ANN, JobFilter(type="sleep"))
-
-    # Then bob's job is dropped, and only what matches the filter is shown
-    assert [job.id for job in everything.items] == [mine.id]
-    assert sleeps.items == []

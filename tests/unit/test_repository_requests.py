@@ -10,11 +10,11 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.session import Session
 from botocore.stub import Stubber
+from jobline.aws.items import item_to_job, job_to_item
+from jobline.aws.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, build_query
+from jobline.aws.repository import DynamoJobRepository, build_create, build_update
 from jobline.errors import InvalidCursor
-from jobline.items import item_to_job, job_to_item
-from jobline.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, build_query
 from jobline.models import Attempt, Job, JobError, JobFilter, JobStatus, Progress
-from jobline.repository import DynamoJobRepository, build_create, build_update
 from jobline.transition import JobUpdate, Precondition
 
 if TYPE_CHECKING:

@@ -8,13 +8,14 @@ import random
 import pytest
 import snapshot_restore_py  # type: ignore[import-untyped]
 from jobline import bootstrap
+from jobline.aws import clients
 from jobline.config import get_settings
 from jobline_api import coldstart, handler
 
 
 def _environment() -> tuple[object, ...]:
     return (
-        bootstrap.aws_session(),
+        clients.aws_session(),
         bootstrap.dynamodb_client(),
         bootstrap.sqs_client(),
         bootstrap.get_service(),

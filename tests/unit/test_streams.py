@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
+from jobline.aws.streams import MAX_READS, DynamoStreamReader, StreamRecordsGone
 from jobline.errors import StorageUnavailable
 from jobline.sqs_batch import Invocation, SqsRecord
-from jobline.streams import MAX_READS, DynamoStreamReader, StreamRecordsGone
 from jobline_outbox.recovery import recover_record
 from structlog.testing import capture_logs
 

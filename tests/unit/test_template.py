@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
+from jobline.aws.items import job_to_item
+from jobline.aws.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, build_query
 from jobline.config import Settings
-from jobline.items import job_to_item
-from jobline.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, build_query
+from jobline.limits import MAX_ATTEMPTS
 from jobline.metrics import COUNTS, DURATIONS
-from jobline.models import MAX_ATTEMPTS, Job, JobFilter, JobStatus
+from jobline.models import Job, JobFilter, JobStatus
 from jobline_local.template import TEMPLATE_PATH, load_template, resources_of_type
 
 TEMPLATE = load_template()

@@ -5,35 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jobline.items import item_to_job
+from jobline.aws.streams import job_of
 from jobline.logging import get_logger
-from jobline.models import Job
 from jobline.service import JobService
-from pydantic import ValidationError
 
 log = get_logger(__name__)
-
-WRITES = frozenset({"INSERT", "MODIFY"})
-"""Stream events that leave an item behind (REMOVE is TTL or a delete: nothing to send)."""
-
-
-def job_of(record: Mapping[str, Any]) -> Job | None:
-    """The job a stream record's write left behind; None for a removal or an item that is not a
-    job (logged: it is not ours to send)."""
-    if record.get("eventName") not in WRITES:
-        return None
-    image = record.get("dynamodb", {}).get("NewImage")
-    if not isinstance(image, Mapping) or not image:
-        return None
-    try:
-        return item_to_job(dict(image))
-    except (ValidationError, KeyError, TypeError, ValueError) as exc:
-        log.error(
-            "outbox.unreadable_record",
-            sequence_number=record.get("dynamodb", {}).get("SequenceNumber"),
-            error_type=type(exc).__name__,
-        )
-        return None
 
 
 def dispatch_records(

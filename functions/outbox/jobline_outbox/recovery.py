@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jobline.aws.streams import DynamoStreamReader, StreamRecordsGone
 from jobline.errors import StorageUnavailable
 from jobline.logging import bind, get_logger
 from jobline.service import JobService
 from jobline.sqs_batch import Invocation, SqsRecord
-from jobline.streams import DynamoStreamReader, StreamRecordsGone
 
 from jobline_outbox.records import dispatch_records
 

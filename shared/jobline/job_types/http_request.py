@@ -38,7 +38,10 @@ class HttpRequestInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: AnyHttpUrl
+    url: AnyHttpUrl = Field(
+        # The schema says what the model checks: an http or https URL (any case), not any URI.
+        json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
+    )
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobline import lifecycle, metrics
-from jobline.checkpoints import AttemptChannel, HandlerOutcome, run_until_deadline
 from jobline.errors import (
     ConditionFailed,
     InvalidPayload,
@@ -25,9 +24,13 @@ from jobline.logging import get_logger
 from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import JobRepository
 from jobline.registry import JobContext, JobTypeRegistry
-from jobline.submission import canonical_json
 from jobline.transition import Ending, Transition, finished_attempt
-from jobline.validation import MAX_RESULT_DEPTH, json_problem
+from jobline.usecases.checkpoints import (
+    AttemptChannel,
+    HandlerOutcome,
+    run_until_deadline,
+)
+from jobline.validation import MAX_RESULT_DEPTH, canonical_json, json_problem
 
 log = get_logger(__name__)
 

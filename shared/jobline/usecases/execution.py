@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobline import lifecycle, metrics
-from jobline.attempt import AttemptPolicy, RunningAttempt
 from jobline.backoff import Backoff
 from jobline.errors import (
     ConditionFailed,
@@ -25,6 +24,7 @@ from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import JobQueue, JobRepository
 from jobline.registry import JobTypeRegistry
 from jobline.transition import Event, Lease
+from jobline.usecases.attempt import AttemptPolicy, RunningAttempt
 
 log = get_logger(__name__)
 

@@ -8,19 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jobline import lifecycle, metrics
-from jobline.control import Control
 from jobline.errors import ConditionFailed, InvalidJobState, JobNotFound
 from jobline.logging import get_logger
 from jobline.models import Job, JobMessage, JobStatus
 from jobline.ports import JobRepository
-from jobline.queries import find_job
 from jobline.transition import Event
+from jobline.usecases.control import Control
+from jobline.usecases.lookup import find_job
 
 log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class Recovery:
+class DeadLetters:
     """The dead-letter and redrive use cases."""
 
     repository: JobRepository

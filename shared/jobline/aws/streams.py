@@ -1,18 +1,48 @@
-"""DynamoDB Streams adapter, for the outbox's recovery: read again the stream records of a batch
+"""DynamoDB Streams adapter: the job a stream record's write left behind (`job_of`, the outbox's
+dispatcher), and, for the outbox's recovery, read again the stream records of a batch
 the dispatcher gave up on (Lambda's on-failure destination names the shard and the sequence range,
 not the records; the stream keeps them 24 hours)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
+from jobline.aws.items import item_to_job
 from jobline.errors import JoblineError, StorageUnavailable
+from jobline.logging import get_logger
+from jobline.models import Job
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
+
+log = get_logger(__name__)
+
+WRITES = frozenset({"INSERT", "MODIFY"})
+"""Stream events that leave an item behind (REMOVE is TTL or a delete: nothing to send)."""
+
+
+def job_of(record: Mapping[str, Any]) -> Job | None:
+    """The job a stream record's write left behind; None for a removal or an item that is not a
+    job (logged: it is not ours to send)."""
+    if record.get("eventName") not in WRITES:
+        return None
+    image = record.get("dynamodb", {}).get("NewImage")
+    if not isinstance(image, Mapping) or not image:
+        return None
+    try:
+        return item_to_job(dict(image))
+    except (ValidationError, KeyError, TypeError, ValueError) as exc:
+        log.error(
+            "outbox.unreadable_record",
+            sequence_number=record.get("dynamodb", {}).get("SequenceNumber"),
+            error_type=type(exc).__name__,
+        )
+        return None
+
 
 _GONE = frozenset({"TrimmedDataAccessException", "ResourceNotFoundException"})
 MAX_READS = 30

@@ -12,16 +12,12 @@ from datetime import datetime
 
 from jobline import lifecycle
 from jobline.errors import QueueUnavailable
+from jobline.limits import SQS_MAX_BATCH, SQS_MAX_DELAY_S
 from jobline.logging import get_logger
 from jobline.models import Job, JobMessage
 from jobline.ports import JobQueue
 
 log = get_logger(__name__)
-
-MAX_BATCH = 10
-"""SendMessageBatch takes at most ten messages."""
-MAX_DELAY_S = 900
-"""SQS delays a message by at most 15 minutes (a submit's `delay_seconds` is capped there too)."""
 
 
 def delay_of(job: Job, now: datetime) -> int:
@@ -29,7 +25,7 @@ def delay_of(job: Job, now: datetime) -> int:
     if job.run_after is None:
         return 0
     seconds = math.ceil((job.run_after - now).total_seconds())
-    return max(0, min(MAX_DELAY_S, seconds))
+    return max(0, min(SQS_MAX_DELAY_S, seconds))
 
 
 @dataclass(frozen=True)
@@ -49,8 +45,8 @@ class Dispatch:
             if lifecycle.needs_message(job)
         ]
         now = self.clock()
-        for start in range(0, len(pending), MAX_BATCH):
-            chunk = pending[start : start + MAX_BATCH]
+        for start in range(0, len(pending), SQS_MAX_BATCH):
+            chunk = pending[start : start + SQS_MAX_BATCH]
             messages = [
                 (
                     JobMessage(

@@ -22,8 +22,8 @@ from jobline.errors import (
 from jobline.logging import get_logger
 from jobline.models import IngestSubmission, JobError
 from jobline.ports import JobRepository
-from jobline.submission import Submission, Submitted, canonical_json, derived_id
-from jobline.validation import identity_problem, json_problem
+from jobline.usecases.submission import Submission, Submitted
+from jobline.validation import canonical_json, identity_problem, json_problem
 
 log = get_logger(__name__)
 
@@ -129,7 +129,7 @@ class Ingest:
                 payload = None
         job_type = raw.get("type")
         job = creation.rejected(
-            derived_id(owner, f"rejected:{_text(message_id)}"),
+            creation.derived_id(owner, f"rejected:{_text(message_id)}"),
             owner,
             _text(job_type)
             if isinstance(job_type, str) and 0 < len(job_type) <= 128

@@ -13,11 +13,12 @@ from jobline.errors import (
     InvalidJobState,
     JobNotFound,
 )
+from jobline.limits import MAX_HISTORY
 from jobline.logging import get_logger
-from jobline.models import MAX_HISTORY, Job, JobStatus, is_visible
+from jobline.models import Job, JobStatus, is_visible
 from jobline.ports import JobRepository
-from jobline.queries import JOB_ID, find_job
 from jobline.transition import Event
+from jobline.usecases.lookup import JOB_ID, find_job
 
 log = get_logger(__name__)
 

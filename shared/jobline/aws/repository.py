@@ -8,7 +8,7 @@ fails its condition against the write's own result. The failed condition returns
 returns what the first try would have, instead of reading "someone else changed the job".
 
 Request building is pure (`build_*` functions) so tests can assert it without a network; the item
-layout is `jobline.items`.
+layout is `jobline.aws.items`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobline import listing
-from jobline.clock import format_ts
-from jobline.errors import ConditionFailed, StorageUnavailable
-from jobline.items import (
+from jobline.aws import listing
+from jobline.aws.items import (
     attempt_attribute,
     item_to_job,
     job_to_item,
     status_index_key,
     to_attribute,
 )
+from jobline.clock import format_ts
+from jobline.errors import ConditionFailed, StorageUnavailable
 from jobline.logging import get_logger
 from jobline.models import Job, JobFilter, JobStatus
 from jobline.ports import StartKey
@@ -275,7 +275,7 @@ class DynamoJobRepository:
         now: datetime,
     ) -> tuple[list[Job], StartKey | None]:
         """Up to `limit` live jobs of `owner`, newest first, and where to resume
-        (`jobline.listing`: the index, then the items)."""
+        (`jobline.aws.listing`: the index, then the items)."""
         return listing.list_jobs(
             self._client,
             self._table,

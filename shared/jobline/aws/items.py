@@ -4,7 +4,7 @@ timestamps are fixed-width ISO 8601 UTC text (`jobline.clock`), so they sort as 
 `sk` = created_at#id sorts newest first inside each index partition;
 `owner_status` = owner#status partitions the status index, each component escaped (`key_part`)
 so that no two (owner, status) pairs share a partition, and is present only in the statuses of
-`INDEXED_STATUSES` (a sparse index: `jobline.listing`); a type is a filter, not a key;
+`INDEXED_STATUSES` (a sparse index: `jobline.aws.listing`); a type is a filter, not a key;
 `expires_at` (epoch seconds, the table's TTL attribute) is set when a job finishes.
 """
 
@@ -36,7 +36,7 @@ INDEXED_STATUSES = frozenset(
 )
 """The statuses the status index holds: the ones an owner looks for among many (what went wrong).
 `queued`, `running` and `succeeded` stay out, so that a job's usual path (submit, claim, success)
-writes the index never; listings of those read the owner's index (`jobline.listing`)."""
+writes the index never; listings of those read the owner's index (`jobline.aws.listing`)."""
 
 
 def status_index_key(owner: str, status: JobStatus) -> str | None:

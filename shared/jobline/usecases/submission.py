@@ -6,12 +6,10 @@ same key with another request conflicts."""
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from jobline import creation, metrics
 from jobline.errors import (
@@ -26,6 +24,7 @@ from jobline.logging import get_logger
 from jobline.models import Job, SubmitRequest
 from jobline.ports import JobRepository
 from jobline.registry import JobTypeRegistry
+from jobline.validation import canonical_json
 
 log = get_logger(__name__)
 
@@ -36,22 +35,6 @@ class Submitted:
 
     job: Job
     created: bool
-
-
-def canonical_json(value: Any) -> str:
-    """JSON text with sorted keys and no whitespace: equal values give equal text."""
-    return json.dumps(
-        value,
-        sort_keys=True,
-        separators=(",", ":"),
-        allow_nan=False,
-        ensure_ascii=False,
-    )
-
-
-def derived_id(owner: str, key: str) -> str:
-    """A job id derived from its owner and a key: the same key gives the same job."""
-    return hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -89,7 +72,7 @@ class Submission:
         if idempotency_key is None:
             job_id = uuid.uuid4().hex
         else:
-            job_id = derived_id(owner, idempotency_key)
+            job_id = creation.derived_id(owner, idempotency_key)
         now = self.clock()
         job = creation.submitted(
             job_id, owner, request, request_hash, now, correlation_id

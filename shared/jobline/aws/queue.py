@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobline.errors import QueueUnavailable
+from jobline.limits import SQS_MAX_VISIBILITY_S
 from jobline.models import JobMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
-SQS_MAX_VISIBILITY_S = 43_200
-"""ChangeMessageVisibility accepts at most 12 hours."""
 
 T = TypeVar("T")
 

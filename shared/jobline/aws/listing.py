@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobline.aws.items import INDEXED_STATUSES, item_to_job, status_key
 from jobline.errors import InvalidCursor, StorageUnavailable
-from jobline.items import INDEXED_STATUSES, item_to_job, status_key
 from jobline.models import Job, JobFilter, matches
 from jobline.ports import StartKey
 

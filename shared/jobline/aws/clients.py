@@ -1,0 +1,115 @@
+"""The botocore clients of this execution environment: one session (one credential chain), each
+client created once, on first use, with timeouts and tries that fit the function's timeout."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore.config import Config
+from botocore.loaders import Loader
+from botocore.session import Session
+
+from jobline.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_ssm.client import SSMClient
+
+
+def _client_config(settings: Settings) -> Config:
+    """Timeouts and tries that fit in the function's timeout (`Settings.aws_call_budget_s`);
+    account-id endpoints off (DynamoDB Streams has none, and emulators route by service)."""
+    return Config(
+        region_name=settings.aws_region,
+        # `total_max_attempts`: every try (botocore reads "max_attempts" as retries after the first).
+        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+        connect_timeout=settings.aws_connect_timeout_s,
+        read_timeout=settings.aws_read_timeout_s,
+        max_pool_connections=max(10, settings.worker_concurrency + 2),
+        account_id_endpoint_mode="disabled",
+    )
+
+
+class ModelLoader(Loader):
+    """botocore's loader of its bundled API models, without one directory scan: before loading a
+    service's model the stock loader checks each of ~400 service folders for that kind of model
+    (once per kind: ~25 ms of a cold start). Here the services are the folders' names, so a
+    service without the model fails when it is loaded rather than before."""
+
+    def list_available_services(self, type_name: str) -> list[str]:
+        """Every service folder on the search path."""
+        names: set[str] = set()
+        for path in self.search_paths:
+            if os.path.isdir(path):
+                names.update(os.listdir(path))
+        return sorted(names)
+
+
+@lru_cache(maxsize=1)
+def _api_models() -> Loader:
+    """botocore's API models (endpoints, service and rule-set JSON), parsed once per process:
+    they are the same files in every environment, so `reset()` keeps them."""
+    return ModelLoader()
+
+
+_CREATING = threading.RLock()
+"""Held while a client is created: clients are made on first use, which can be two of a batch's
+worker threads at once, and botocore's session must not create clients concurrently."""
+
+
+def _create_client(service: str) -> Any:
+    """A botocore client for `service` from this environment's session and settings."""
+    settings = get_settings()
+    with _CREATING:
+        return aws_session().create_client(
+            service,
+            endpoint_url=settings.aws_endpoint_url,
+            config=_client_config(settings),
+        )
+
+
+@lru_cache(maxsize=1)
+def aws_session() -> Session:
+    """The botocore session of this execution environment: one credential chain for every
+    client. (botocore directly: boto3 adds only import time here; see docs/benchmarks.md.)"""
+    session = Session()
+    session.register_component("data_loader", _api_models())
+    return session
+
+
+@lru_cache(maxsize=1)
+def dynamodb_client() -> DynamoDBClient:
+    """The DynamoDB client of this execution environment."""
+    return cast("DynamoDBClient", _create_client("dynamodb"))
+
+
+@lru_cache(maxsize=1)
+def sqs_client() -> SQSClient:
+    """The SQS client of this execution environment."""
+    return cast("SQSClient", _create_client("sqs"))
+
+
+@lru_cache(maxsize=1)
+def dynamodbstreams_client() -> DynamoDBStreamsClient:
+    """The DynamoDB Streams client of this execution environment (the outbox's recovery)."""
+    return cast("DynamoDBStreamsClient", _create_client("dynamodbstreams"))
+
+
+@lru_cache(maxsize=1)
+def ssm_client() -> SSMClient:
+    """The SSM client of this execution environment (the API's cursor key, read at init)."""
+    return cast("SSMClient", _create_client("ssm"))
+
+
+def reset() -> None:
+    """Forget the clients (their connections) and the session (its credentials)."""
+    dynamodb_client.cache_clear()
+    dynamodbstreams_client.cache_clear()
+    sqs_client.cache_clear()
+    ssm_client.cache_clear()
+    aws_session.cache_clear()

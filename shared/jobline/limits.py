@@ -1,0 +1,56 @@
+"""Every number Jobline's behaviour depends on, said once: what AWS allows, and the defaults and
+bounds of the deployment's settings. Settings (`jobline.config`), the models, the adapters, the
+OpenAPI document, the docs' tables and the tests read them here. Pure constants."""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------------------- what AWS allows
+SQS_MAX_DELAY_S = 900
+"""SQS delays a message by at most 15 minutes (SendMessage `DelaySeconds`)."""
+SQS_MAX_VISIBILITY_S = 43_200
+"""ChangeMessageVisibility accepts at most 12 hours."""
+SQS_MAX_BATCH = 10
+"""SendMessageBatch and ReceiveMessage take at most ten messages."""
+LAMBDA_MAX_TIMEOUT_S = 900
+"""A Lambda invocation runs at most 15 minutes."""
+LAMBDA_MAX_SYNC_RESPONSE_BYTES = 6 * 1024 * 1024
+"""A synchronous Lambda invocation answers with at most 6 MB (the API's responses)."""
+DYNAMODB_MAX_ITEM_BYTES = 400 * 1024
+"""A DynamoDB item holds at most 400 KB."""
+
+# ------------------------------------------------------------------------------- job limits
+MIN_ATTEMPTS = 1
+MAX_ATTEMPTS = 20
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_DELAY_S = SQS_MAX_DELAY_S
+"""A submit's `delay_seconds` is at most what SQS can delay its message by."""
+MAX_HISTORY = 100
+"""A job keeps at most this many attempts; a retry past it is refused."""
+MAX_RETRY_DELAY_S = SQS_MAX_VISIBILITY_S
+"""No retry waits longer than what the jobs queue can hold a message back for."""
+
+# ------------------------------------------------------------------- settings: defaults, bounds
+RETENTION_DAYS = 30
+"""Finished jobs are kept this long (the table's TTL)."""
+MAX_RETENTION_DAYS = 3650
+MAX_PAYLOAD_BYTES = 64 * 1024
+"""A job's payload, as canonical JSON (the default of `JOBLINE_MAX_PAYLOAD_BYTES`)."""
+MAX_PAYLOAD_BYTES_BOUND = 256 * 1024
+"""The most `JOBLINE_MAX_PAYLOAD_BYTES` may be set to (room for the item's other attributes)."""
+MAX_RESULT_BYTES = 128 * 1024
+"""A handler's result, as canonical JSON (the default of `JOBLINE_MAX_RESULT_BYTES`)."""
+MAX_RESULT_BYTES_BOUND = 300 * 1024
+"""The most `JOBLINE_MAX_RESULT_BYTES` may be set to (the item must stay under 400 KB)."""
+RETRY_BASE_S = 2.0
+"""Backoff base: attempt n waits up to base * 2**(n-1)."""
+RETRY_CAP_S = 900.0
+"""Backoff cap."""
+PROGRESS_INTERVAL_S = 1.0
+"""At most one progress write and one cancel read per job per interval."""
+DEADLINE_MARGIN_MS = 12_000
+"""Handlers stop this long before the Lambda deadline: room for the outcome write."""
+
+# ----------------------------------------------------------------------------------- listings
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+"""A listing page holds at most this many jobs."""
