@@ -29,7 +29,7 @@ from jobline_local.template import (
 )
 from moto import mock_aws
 
-from tests.faults import FaultInjector
+from tests.support.faults import FaultInjector
 
 REGION = "us-east-1"
 

@@ -59,13 +59,15 @@ RETRYABLE_STATUSES = frozenset(
 
 
 class RunOutcome(enum.StrEnum):
-    """What the worker does with a job message once an attempt (or a duplicate) is handled."""
+    """What the worker does with a job message once it is handled: the message's fate, not the
+    job's (a job retry is a new message, sent by the outbox)."""
 
     DONE = "done"
-    """The job reached a final state, or the message was a duplicate: acknowledge it."""
-    RETRY = "retry"
-    """Return the message for redelivery: the attempt failed and the job is queued again (its
-    delivery already postponed by the backoff), or another worker's live lease holds the job."""
+    """Delete the message: the attempt is recorded (ended, or queued again after its backoff with
+    the message postponed to then), or the message was a duplicate."""
+    REDELIVER = "redeliver"
+    """Give the message back to SQS: the attempt failed and the job is queued again (its delivery
+    already postponed by the backoff), or another worker's live lease holds the job."""
 
 
 class JobError(BaseModel):
@@ -174,7 +176,7 @@ class Delivery(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     message: JobMessage
-    handle: str | None = None
+    receipt_handle: str | None = None
     """What `JobQueue.postpone` needs to deliver this message again later (None: it cannot be)."""
     request_id: str | None = None
     lease_until: datetime

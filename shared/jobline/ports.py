@@ -48,12 +48,8 @@ class JobRepository(Protocol):
 class JobQueue(Protocol):
     """The jobs queue."""
 
-    def send(self, message: JobMessage, delay_seconds: int) -> str:
-        """Enqueue a job message; return the message id."""
-
     def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
         """Enqueue up to ten (message, delay seconds); for each, whether it was accepted."""
 
-    def postpone(self, handle: str, seconds: int) -> None:
-        """Deliver a received message again no sooner than `seconds` from now (`handle`: the
-        delivery's redelivery handle)."""
+    def postpone(self, receipt_handle: str, seconds: int) -> None:
+        """Deliver a received message again no sooner than `seconds` from now."""

@@ -20,11 +20,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from pydantic import ValidationError
-
 from jobline.clock import utcnow
 from jobline.logging import bind, bind_invocation, get_logger
-from jobline.models import JobMessage
 
 log = get_logger(__name__)
 
@@ -96,24 +93,12 @@ class SqsRecord:
         )
 
 
-def parse_job_message(record: SqsRecord, malformed_event: str) -> JobMessage | None:
-    """The job message in the record's body; None, logged as `malformed_event` with pydantic's
-    errors (never the body), when it is not one."""
-    try:
-        return JobMessage.model_validate_json(record.body)
-    except ValidationError as exc:
-        log.error(
-            malformed_event, errors=exc.errors(include_url=False, include_input=False)
-        )
-        return None
-
-
-RecordHandler = Callable[[SqsRecord, Invocation], bool]
+RecordProcessor = Callable[[SqsRecord, Invocation], bool]
 """Handles one record; True when its message may be deleted, False to have it delivered again."""
 
 
 def _run_one(
-    handle: RecordHandler, raw: Mapping[str, Any], invocation: Invocation
+    process: RecordProcessor, raw: Mapping[str, Any], invocation: Invocation
 ) -> bool:
     record = SqsRecord.of(raw)
     attributes = raw.get("attributes")
@@ -127,7 +112,7 @@ def _run_one(
         log.warning("record.not_started", reason="deadline near")
         return False
     try:
-        return handle(record, invocation)
+        return process(record, invocation)
     except (
         Exception
     ) as exc:  # never let one record take the batch down: log it, return it
@@ -137,7 +122,7 @@ def _run_one(
 
 def run_records(
     records: Sequence[Mapping[str, Any]],
-    handle: RecordHandler,
+    process: RecordProcessor,
     invocation: Invocation,
     executor: Executor | None = None,
 ) -> list[str]:
@@ -147,10 +132,10 @@ def run_records(
         for raw in records
     ]
     if executor is None:
-        done = [ctx.run(_run_one, handle, raw, invocation) for _, ctx, raw in runs]
+        done = [ctx.run(_run_one, process, raw, invocation) for _, ctx, raw in runs]
     else:
         futures = [
-            executor.submit(ctx.run, _run_one, handle, raw, invocation)
+            executor.submit(ctx.run, _run_one, process, raw, invocation)
             for _, ctx, raw in runs
         ]
         done = [future.result() for future in futures]
@@ -168,7 +153,7 @@ def thread_pool(max_workers: int) -> ThreadPoolExecutor:
 def run_batch(
     event: Mapping[str, Any],
     context: Any,
-    handle: RecordHandler,
+    process: RecordProcessor,
     *,
     margin_ms: int,
     executor: Executor | None = None,
@@ -179,7 +164,9 @@ def run_batch(
         getattr(context, "function_name", None),
     )
     records = event.get("Records", [])
-    failures = run_records(records, handle, Invocation.of(context, margin_ms), executor)
+    failures = run_records(
+        records, process, Invocation.of(context, margin_ms), executor
+    )
     log.info("batch.done", records=len(records), failures=len(failures))
     return {
         "batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]

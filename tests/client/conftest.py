@@ -1,6 +1,6 @@
 """The real API app over the in-memory fakes, in-process, for the client and CLI tests.
 
-`stack` is the only fixture that knows how the domain is built (`tests.fakes`) and how a job is
+`stack` is the only fixture that knows how the domain is built (`tests.support.services`) and how a job is
 moved (the worker's `service.run`, or a state written straight into the fake repository); every
 other fixture and test goes through HTTP.
 """
@@ -30,16 +30,15 @@ from tests.client.transports import (
     AsyncScriptedTransport,
     ScriptedTransport,
 )
-from tests.fakes import (
+from tests.support.fakes import (
     START,
     AnyInput,
     FakeClock,
     InMemoryJobQueue,
     InMemoryJobRepository,
-    build_fake_service,
-    build_registry,
     job_type_of,
 )
+from tests.support.services import build_fake_service, build_registry
 
 OWNER = "alice"
 BASE_URL = "http://testserver"
@@ -93,7 +92,7 @@ class Stack:
         self.service.run(
             Delivery(
                 message=sent.message,
-                handle=f"handle-{sent.message_id}",
+                receipt_handle=f"handle-{sent.message_id}",
                 request_id=f"req-{sent.message_id}",
                 lease_until=START + timedelta(days=1),
                 deadline=time.monotonic() + 60,

@@ -22,7 +22,7 @@ from jobline.models import Job, JobError, JobStatus
 from jobline_local.template import function_handler, load_template, resources_of_type
 
 from tests.conftest import FakeLambdaContext, MotoStack
-from tests.eventdata import event_names, load_event
+from tests.support.events import event_names, load_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

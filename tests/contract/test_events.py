@@ -28,8 +28,8 @@ from jobline_local.template import (
 from moto import mock_aws
 
 from tests.conftest import REGION, FakeLambdaContext, MotoStack
-from tests.eventdata import event_names, load_event
-from tests.jobfields import PUBLIC_FIELDS, TIMESTAMPS
+from tests.support.events import event_names, load_event
+from tests.support.jobfields import PUBLIC_FIELDS, TIMESTAMPS
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -28,7 +28,8 @@ from schemathesis import CheckContext, GenerationMode, Response
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from tests.fakes import JwtAuthorizerStandIn, build_fake_service
+from tests.support.events import JwtAuthorizerStandIn
+from tests.support.services import build_fake_service
 
 Case = AnyCase[Any]
 TOKENS = {"alice-token-1f2e": "alice", "bob-token-9c8d": "bob"}

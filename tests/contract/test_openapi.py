@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from jobline_api.app import create_app
 
-from tests.fakes import build_fake_service
+from tests.support.services import build_fake_service
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 

@@ -17,7 +17,7 @@ from jobline.models import JobMessage
 from jobline_local.template import function_handler, load_template
 
 from tests.conftest import FakeLambdaContext, MotoStack
-from tests.eventdata import load_event
+from tests.support.events import load_event
 
 TEMPLATE = load_template()
 

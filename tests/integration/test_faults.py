@@ -22,7 +22,7 @@ from jobline.models import JobMessage
 from moto.server import ThreadedMotoServer
 
 from tests.conftest import REGION
-from tests.faults import (
+from tests.support.faults import (
     Call,
     FaultInjector,
     FaultKind,
@@ -471,13 +471,13 @@ def test_it_attaches_to_bootstraps_clients_and_detaches(
     queue = SqsJobQueue(client, url)
     message = JobMessage(job_id="0" * 32, owner="ann", job_type="echo")
     injector = FaultInjector()
-    injector.script(Unavailable(), "sqs.SendMessage", nth=1)
-    injector.script(Throttle(), "sqs.SendMessage", nth=2)
+    injector.script(Unavailable(), "sqs.SendMessageBatch", nth=1)
+    injector.script(Throttle(), "sqs.SendMessageBatch", nth=2)
 
     # When the adapter sends while attached (a 503, retried), then once detached
     with injector.attached(client):
-        queue.send(message, 0)
-    queue.send(message, 0)
+        assert queue.send_batch([(message, 0)]) == [True]
+    assert queue.send_batch([(message, 0)]) == [True]
 
     # Then the first send succeeded on its retry, and the second saw no fault at all
     assert [d.fault for d in injector.injected] == [Unavailable()]

@@ -22,7 +22,7 @@ from jobline_ingest.handler import lambda_handler
 from jobline_local.poller import lambda_record
 
 from tests.conftest import REGION, FakeLambdaContext, MotoStack
-from tests.jobfields import TIMELESS_FIELDS
+from tests.support.jobfields import TIMELESS_FIELDS
 
 ANN = {"X-Dev-User": "ann"}
 SNS_MESSAGE_ID = "b3c1e0a2-7f4d-5a6b-9c8d-2e1f0a9b8c7d"

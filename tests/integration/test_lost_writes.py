@@ -20,7 +20,7 @@ from jobline_local.poller import InvocationKilled
 from jobline_worker.handler import lambda_handler as worker
 
 from tests.conftest import FakeLambdaContext, ServerStack, sqs_event
-from tests.faults import (
+from tests.support.faults import (
     Call,
     Kill,
     LostResponse,

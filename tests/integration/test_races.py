@@ -221,7 +221,7 @@ def test_two_deliveries_of_one_job_run_its_handler_once(
         done, running = wait(futures, timeout=WAIT_S, return_when=FIRST_COMPLETED)
         assert (len(done), len(running)) == (1, 1)
         # ... while the other found it held under a live lease: its message comes back later
-        assert done.pop().result() is RunOutcome.RETRY
+        assert done.pop().result() is RunOutcome.REDELIVER
         claimed = repo.get(job.id)
         assert claimed is not None
         assert (claimed.status, claimed.attempts) == (JobStatus.RUNNING, 1)

@@ -17,7 +17,7 @@ from jobline.ports import JobRepository
 from jobline.transition import JobUpdate, Precondition
 
 from tests.conftest import MotoStack
-from tests.fakes import InMemoryJobRepository
+from tests.support.fakes import InMemoryJobRepository
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 QUEUED = frozenset({JobStatus.QUEUED})

@@ -34,8 +34,9 @@ from jobline_api.app import create_app
 from jobline_worker.handler import lambda_handler
 
 from tests.conftest import FakeLambdaContext, MotoStack, sqs_event
-from tests.fakes import AnyInput, job_type_of, process_batch
 from tests.integration.test_races import Gate, GateInput, SerializedDynamoDB
+from tests.support.fakes import AnyInput, job_type_of
+from tests.support.services import process_batch
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -36,8 +36,6 @@ from jobline_local.poller import InvocationKilled, import_handler
 from jobline_local.settings import LocalSettings
 from jobline_local.stack import LocalStack
 
-from tests.faults import FaultInjector, Rates
-from tests.jobfields import FINAL_STATUSES
 from tests.soak.harness import (
     SOAK_SETTINGS,
     Api,
@@ -49,6 +47,8 @@ from tests.soak.harness import (
     flaky_server,
     scaled_template,
 )
+from tests.support.faults import FaultInjector, Rates
+from tests.support.jobfields import FINAL_STATUSES
 
 pytestmark = pytest.mark.soak
 

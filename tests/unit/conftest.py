@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests.builders import Fakes
-from tests.fakes import FakeClock, build_fake_service
+from tests.support.builders import Fakes
+from tests.support.fakes import FakeClock
+from tests.support.services import build_fake_service
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from jobline.registry import DeadlineExceeded, JobCancelled, JobContext
 from jobline.transition import JobUpdate, Precondition
 from jobline.usecases.checkpoints import AttemptChannel, run_until_deadline
 
-from tests.fakes import START, FakeClock, InMemoryJobRepository
+from tests.support.fakes import START, FakeClock, InMemoryJobRepository
 
 WAIT_S = 10.0
 """Upper bound of every wait on a thread in this file; a healthy run never comes near it."""

@@ -10,7 +10,7 @@ from jobline.limits import MAX_HISTORY
 from jobline.models import Attempt, JobMessage, JobStatus, SubmitRequest
 from jobline.service import RunOutcome
 
-from tests.builders import (
+from tests.support.builders import (
     ANN,
     BOB,
     UNKNOWN_ID,
@@ -20,13 +20,8 @@ from tests.builders import (
     finished_job,
     with_handler,
 )
-from tests.fakes import (
-    START,
-    CountingHandler,
-    FakeClock,
-    build_fake_service,
-    failing_handler,
-)
+from tests.support.fakes import START, CountingHandler, FakeClock, failing_handler
+from tests.support.services import build_fake_service
 
 # ---------------------------------------------------------------------------- cancel
 

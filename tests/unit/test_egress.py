@@ -23,8 +23,8 @@ from jobline.models import JobStatus, SubmitRequest
 from jobline.registry import JobContext
 from jobline.service import RunOutcome
 
-from tests.builders import ANN, delivery_of
-from tests.fakes import build_fake_service
+from tests.support.builders import ANN, delivery_of
+from tests.support.services import build_fake_service
 
 LOOPBACK = EgressPolicy(allow=(ipaddress.ip_network("127.0.0.0/8"),))
 

@@ -16,7 +16,7 @@ from jobline.service import RunOutcome
 from jobline.transition import JobUpdate, Precondition
 from structlog.testing import capture_logs
 
-from tests.builders import (
+from tests.support.builders import (
     ANN,
     BOB,
     SEED,
@@ -29,17 +29,16 @@ from tests.builders import (
     with_handler,
     with_type,
 )
-from tests.fakes import (
+from tests.support.fakes import (
     START,
     AnyInput,
     CountingHandler,
     FakeClock,
     InMemoryJobRepository,
-    build_fake_service,
-    build_registry,
     failing_handler,
     job_type_of,
 )
+from tests.support.services import build_fake_service, build_registry
 
 # ------------------------------------------------------------------------------- run
 
@@ -230,7 +229,7 @@ def test_a_failing_attempt_with_attempts_left_is_retried_after_a_backoff() -> No
 
     # Then the message is returned, hidden for the backoff of attempt 1 ...
     delay = Backoff().delay(1, random.Random(SEED))
-    assert outcome is RunOutcome.RETRY
+    assert outcome is RunOutcome.REDELIVER
     assert queue.visibility == [("handle-a", delay)]
     # ... and the job is queued again with the error, to run after the backoff
     [queued] = repo.jobs
@@ -257,7 +256,7 @@ def test_the_last_failing_attempt_fails_the_job() -> None:
     outcomes.append(service.run(delivery_of(job)))
 
     # Then the first is retried, the second fails the job for good and is acknowledged
-    assert outcomes == [RunOutcome.RETRY, RunOutcome.DONE]
+    assert outcomes == [RunOutcome.REDELIVER, RunOutcome.DONE]
     [failed] = repo.jobs
     assert (failed.status, failed.attempts, handler.calls) == (JobStatus.FAILED, 2, 2)
     assert failed.error == JobError(type="JobHandlerError", message="still broken")
@@ -287,7 +286,7 @@ def test_a_retry_succeeds_and_clears_the_error() -> None:
     after_backoff(clock, queue)
     outcomes.append(service.run(delivery_of(job)))
 
-    assert outcomes == [RunOutcome.RETRY, RunOutcome.DONE]
+    assert outcomes == [RunOutcome.REDELIVER, RunOutcome.DONE]
     [done] = repo.jobs
     assert (done.status, done.attempts, done.result, done.error) == (
         JobStatus.SUCCEEDED,
@@ -333,7 +332,7 @@ def test_a_crashing_handler_is_retried() -> None:
 
     outcome = service.run(delivery_of(job))
 
-    assert outcome is RunOutcome.RETRY
+    assert outcome is RunOutcome.REDELIVER
     [queued] = repo.jobs
     assert (queued.status, queued.error) == (
         JobStatus.QUEUED,
@@ -457,7 +456,7 @@ def test_each_retry_waits_the_backoff_of_its_attempt() -> None:
     # Then each message was hidden for exactly the seeded draw of its attempt's backoff
     rng = random.Random(SEED)
     expected = [backoff.delay(attempt, rng) for attempt in (1, 2, 3, 4)]
-    assert outcomes == [RunOutcome.RETRY] * 4
+    assert outcomes == [RunOutcome.REDELIVER] * 4
     assert queue.visibility == [("handle-1", delay) for delay in expected]
     # And each is at least a second and within its ceiling (10, 20, 40, then capped at 100)
     assert all(
@@ -478,7 +477,7 @@ def test_a_job_type_can_override_the_backoff() -> None:
     job = service.submit(ANN, SubmitRequest(type="slow-retry")).job
 
     # When its attempt fails
-    assert service.run(delivery_of(job)) is RunOutcome.RETRY
+    assert service.run(delivery_of(job)) is RunOutcome.REDELIVER
 
     # Then the message is hidden for the job type's backoff
     delay = own.delay(1, random.Random(SEED))
@@ -498,7 +497,7 @@ def test_a_queue_outage_while_hiding_the_message_still_queues_the_job() -> None:
 
     # Then the message still goes back (with the queue's own visibility timeout) and the job
     # is queued for the next attempt
-    assert outcome is RunOutcome.RETRY
+    assert outcome is RunOutcome.REDELIVER
     assert [(j.status, j.attempts) for j in repo.jobs] == [(JobStatus.QUEUED, 1)]
     assert "job.backoff_not_applied" in [entry["event"] for entry in logs]
 

@@ -7,7 +7,7 @@ from jobline.errors import ConditionFailed, StorageUnavailable
 from jobline.models import JobStatus
 from jobline.transition import JobUpdate, Precondition
 
-from tests.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
+from tests.support.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
 
 
 def test_the_fake_repository_refuses_writes_whose_expectation_fails(

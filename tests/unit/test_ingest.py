@@ -9,9 +9,9 @@ import pytest
 from jobline.errors import StorageUnavailable
 from jobline.models import Job, JobStatus
 
-from tests.builders import ANN, Fakes
-from tests.fakes import build_fake_service
-from tests.jobfields import FINAL_STATUSES
+from tests.support.builders import ANN, Fakes
+from tests.support.jobfields import FINAL_STATUSES
+from tests.support.services import build_fake_service
 
 DEFAULT_OWNER = "ingest"
 

@@ -13,7 +13,7 @@ from jobline.models import Attempt, JobError, JobStatus, SubmitRequest
 from jobline.registry import JobContext
 from jobline.service import RunOutcome
 
-from tests.builders import (
+from tests.support.builders import (
     ANN,
     SEED,
     WAIT_S,
@@ -23,15 +23,8 @@ from tests.builders import (
     running_job,
     with_handler,
 )
-from tests.fakes import (
-    START,
-    AnyInput,
-    CountingHandler,
-    FakeClock,
-    build_fake_service,
-    build_registry,
-    job_type_of,
-)
+from tests.support.fakes import START, AnyInput, CountingHandler, FakeClock, job_type_of
+from tests.support.services import build_fake_service, build_registry
 
 # --------------------------------------------------------------------------- leases
 
@@ -46,7 +39,7 @@ def test_a_delivery_while_another_invocation_holds_the_lease_comes_back_later() 
     outcome = service.run(delivery_of(held, receipt_handle="handle-dup"))
 
     # Then it never runs and never fails the job: the message comes back once the lease ends
-    assert outcome is RunOutcome.RETRY
+    assert outcome is RunOutcome.REDELIVER
     assert handler.calls == 0
     assert repo.jobs == [held]
     assert queue.visibility == [("handle-dup", 31)]
@@ -186,7 +179,7 @@ def test_a_handler_still_running_at_the_deadline_is_stopped_and_retried() -> Non
         outcome = service.run(delivery_of(job, deadline=time.monotonic() + 0.2))
 
         # Then the attempt is recorded as timed out and retried after a backoff
-        assert outcome is RunOutcome.RETRY
+        assert outcome is RunOutcome.REDELIVER
         [queued] = repo.jobs
         error = JobError(
             type="DeadlineExceeded",

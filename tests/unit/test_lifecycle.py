@@ -24,7 +24,7 @@ from jobline.transition import (
     lost_attempt,
 )
 
-from tests.jobfields import FINAL_STATUSES
+from tests.support.jobfields import FINAL_STATUSES
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)

@@ -18,13 +18,9 @@ from jobline_api.dependencies import get_job_service
 from jobline_api.handler import app, lambda_handler
 
 from tests.conftest import FakeLambdaContext
-from tests.fakes import (
-    START,
-    InMemoryJobRepository,
-    build_fake_service,
-    http_api_event,
-    process_batch,
-)
+from tests.support.events import http_api_event
+from tests.support.fakes import START, InMemoryJobRepository
+from tests.support.services import build_fake_service, process_batch
 
 
 @pytest.fixture(autouse=True)

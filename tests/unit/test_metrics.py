@@ -13,14 +13,9 @@ from jobline import metrics
 from jobline.models import SubmitRequest
 from structlog.testing import capture_logs
 
-from tests.builders import ANN, Fakes, after_backoff, delivery_of, message_of
-from tests.fakes import (
-    FakeClock,
-    build_fake_service,
-    build_registry,
-    counting_job_type,
-    failing_handler,
-)
+from tests.support.builders import ANN, Fakes, after_backoff, delivery_of, message_of
+from tests.support.fakes import FakeClock, counting_job_type, failing_handler
+from tests.support.services import build_fake_service, build_registry
 
 
 def _metrics(logs: list[MutableMapping[str, Any]]) -> Counter[tuple[str, str]]:

@@ -9,16 +9,15 @@ from jobline.models import JobError, JobStatus, Progress, SubmitRequest
 from jobline.registry import JobCancelled, JobContext, JobHandlerError
 from jobline.service import RunOutcome
 
-from tests.builders import ANN, after_backoff, delivery_of, running_job, with_handler
-from tests.fakes import (
-    START,
-    AnyInput,
-    CountingHandler,
-    FakeClock,
-    build_fake_service,
-    build_registry,
-    job_type_of,
+from tests.support.builders import (
+    ANN,
+    after_backoff,
+    delivery_of,
+    running_job,
+    with_handler,
 )
+from tests.support.fakes import START, AnyInput, CountingHandler, FakeClock, job_type_of
+from tests.support.services import build_fake_service, build_registry
 
 # ------------------------------------------------------------------------- progress
 
@@ -69,7 +68,7 @@ def test_progress_of_a_failed_attempt_is_kept_and_cleared_by_the_next_claim() ->
     job = service.submit(ANN, SubmitRequest(type="half")).job
 
     # When the first attempt fails, then the queued job shows how far it got
-    assert service.run(delivery_of(job)) is RunOutcome.RETRY
+    assert service.run(delivery_of(job)) is RunOutcome.REDELIVER
     [queued] = repo.jobs
     assert queued.progress == Progress(percent=50, message="half", updated_at=START)
 
@@ -241,7 +240,7 @@ def test_a_cancel_requested_during_a_failing_attempt_stops_the_retry() -> None:
     job = service.submit(ANN, SubmitRequest(type="t", max_attempts=3)).job
 
     # When the attempt fails, the job is queued for a retry with the request kept
-    assert service.run(delivery_of(job)) is RunOutcome.RETRY
+    assert service.run(delivery_of(job)) is RunOutcome.REDELIVER
     assert repo.jobs[0].cancel_requested_at == START
 
     # When the retry is delivered, then it ends cancelled without running again

@@ -9,11 +9,9 @@ from jobline.errors import InvalidCursor, JobNotFound
 from jobline.models import Job, JobFilter, JobStatus, SubmitRequest
 from jobline.service import JobService
 
-from tests.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
-from tests.fakes import (
-    FakeClock,
-    build_fake_service,
-)
+from tests.support.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
+from tests.support.fakes import FakeClock
+from tests.support.services import build_fake_service
 
 # ------------------------------------------------------------------------------- get
 

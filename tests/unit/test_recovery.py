@@ -9,7 +9,7 @@ import pytest
 from jobline.errors import JobNotFound, StorageUnavailable
 from jobline.models import JobError, JobMessage, JobStatus, SubmitRequest
 
-from tests.builders import (
+from tests.support.builders import (
     ANN,
     BOB,
     UNKNOWN_ID,
@@ -18,13 +18,8 @@ from tests.builders import (
     message_of,
     running_job,
 )
-from tests.fakes import (
-    START,
-    build_fake_service,
-    build_registry,
-    counting_job_type,
-    failing_handler,
-)
+from tests.support.fakes import START, counting_job_type, failing_handler
+from tests.support.services import build_fake_service, build_registry
 
 
 def _fakes() -> Fakes:

@@ -32,8 +32,8 @@ from jobline.redaction import (
 from jobline.registry import JobTypeRegistry
 from jobline.service import RunOutcome
 
-from tests.builders import ANN, delivery_of
-from tests.fakes import build_fake_service
+from tests.support.builders import ANN, delivery_of
+from tests.support.services import build_fake_service
 
 TOKEN = "tok-3f9a1c"
 PASSWORD = "pw-77d2e0"

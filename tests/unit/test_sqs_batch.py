@@ -14,7 +14,7 @@ from jobline.sqs_batch import Invocation, SqsRecord, run_batch, run_records
 from structlog.testing import capture_logs
 
 from tests.conftest import FakeLambdaContext
-from tests.fakes import START
+from tests.support.fakes import START
 
 
 def _record(

@@ -15,8 +15,9 @@ from jobline.errors import (
 )
 from jobline.models import Job, JobMessage, JobStatus, SubmitRequest
 
-from tests.builders import ANN, BOB, Fakes, echo_request
-from tests.fakes import START, FakeClock, build_fake_service
+from tests.support.builders import ANN, BOB, Fakes, echo_request
+from tests.support.fakes import START, FakeClock
+from tests.support.services import build_fake_service
 
 # ---------------------------------------------------------------------------- submit
 

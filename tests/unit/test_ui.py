@@ -15,7 +15,8 @@ from jobline_api.handler import lambda_handler
 from jobline_api.ui import ASSETS, CONTENT_SECURITY_POLICY
 
 from tests.conftest import FakeLambdaContext
-from tests.fakes import build_fake_service, http_api_event
+from tests.support.events import http_api_event
+from tests.support.services import build_fake_service
 
 STATIC = Path(__file__).resolve().parents[2] / "functions/api/jobline_api/static"
 

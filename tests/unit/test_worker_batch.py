@@ -19,19 +19,17 @@ from jobline.service import JobService
 from jobline.sqs_batch import Invocation
 from structlog.testing import capture_logs
 
-from tests.fakes import (
+from tests.support.fakes import (
     START,
     AnyInput,
     CountingHandler,
     InMemoryJobQueue,
     InMemoryJobRepository,
-    build_fake_service,
-    build_registry,
     counting_job_type,
     failing_handler,
     job_type_of,
-    process_batch,
 )
+from tests.support.services import build_fake_service, build_registry, process_batch
 
 ANN = "ann"
 UNKNOWN_ID = "0" * 32

@@ -19,7 +19,7 @@ build_during_lambda_init(dynamodb_client)
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Record every dead-lettered job; answer with the records SQS must deliver again."""
-    handle = partial(dead_letter_record, get_service())
+    process = partial(dead_letter_record, get_service())
     return run_batch(
-        event, context, handle, margin_ms=get_settings().deadline_margin_ms
+        event, context, process, margin_ms=get_settings().deadline_margin_ms
     )

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from jobline.errors import JoblineError, JobNotFound
 from jobline.logging import bind, get_logger
+from jobline.messages import parse_job_message
 from jobline.service import JobService
-from jobline.sqs_batch import Invocation, SqsRecord, parse_job_message
+from jobline.sqs_batch import Invocation, SqsRecord
 
 log = get_logger(__name__)
 

@@ -19,5 +19,5 @@ build_during_lambda_init(dynamodb_client)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Submit every record's job; answer with the records SQS must deliver again."""
     settings = get_settings()
-    handle = partial(ingest_record, get_service(), settings.ingest_default_owner)
-    return run_batch(event, context, handle, margin_ms=settings.deadline_margin_ms)
+    process = partial(ingest_record, get_service(), settings.ingest_default_owner)
+    return run_batch(event, context, process, margin_ms=settings.deadline_margin_ms)

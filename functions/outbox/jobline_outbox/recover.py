@@ -25,7 +25,7 @@ build_during_lambda_init(dynamodbstreams_client, sqs_client)
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Dispatch every batch the records name; answer with the records to deliver again."""
-    handle = partial(recover_record, get_service(), stream_reader())
+    process = partial(recover_record, get_service(), stream_reader())
     return run_batch(
-        event, context, handle, margin_ms=get_settings().deadline_margin_ms
+        event, context, process, margin_ms=get_settings().deadline_margin_ms
     )

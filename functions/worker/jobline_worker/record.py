@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from jobline.errors import JoblineError
 from jobline.logging import bind, get_logger
+from jobline.messages import parse_job_message
 from jobline.models import Delivery, RunOutcome
 from jobline.service import JobService
-from jobline.sqs_batch import Invocation, SqsRecord, parse_job_message
+from jobline.sqs_batch import Invocation, SqsRecord
 
 log = get_logger(__name__)
 
@@ -22,7 +23,7 @@ def run_record(service: JobService, record: SqsRecord, invocation: Invocation) -
     )
     delivery = Delivery(
         message=message,
-        handle=record.receipt_handle,
+        receipt_handle=record.receipt_handle,
         request_id=invocation.request_id,
         lease_until=invocation.lease_until,
         deadline=invocation.deadline,

@@ -19,17 +19,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def build_send(
-    queue_url: str, message: JobMessage, delay_seconds: int
-) -> dict[str, Any]:
-    """SendMessage request for a job message."""
-    return {
-        "QueueUrl": queue_url,
-        "MessageBody": message.model_dump_json(exclude_none=True),
-        "DelaySeconds": delay_seconds,
-    }
-
-
 CORRELATION_ATTRIBUTE = "correlation_id"
 """The message attribute carrying a job's correlation id (for consumers that read attributes)."""
 
@@ -86,12 +75,6 @@ class SqsJobQueue:
     def _client(self) -> SQSClient:
         return self._connect()
 
-    def send(self, message: JobMessage, delay_seconds: int) -> str:
-        """Enqueue a job message; return the SQS message id."""
-        request = build_send(self._queue_url, message, delay_seconds)
-        response = _call(lambda: self._client.send_message(**request))
-        return response["MessageId"]
-
     def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
         """Enqueue up to ten (message, delay seconds) in one call; for each, whether SQS
         accepted it (SendMessageBatch answers per entry)."""
@@ -100,13 +83,13 @@ class SqsJobQueue:
         accepted = {int(entry["Id"]) for entry in response.get("Successful", [])}
         return [index in accepted for index in range(len(messages))]
 
-    def postpone(self, handle: str, seconds: int) -> None:
-        """Hide a received message (`handle`: its receipt handle) for `seconds` from now, at most
+    def postpone(self, receipt_handle: str, seconds: int) -> None:
+        """Hide a received message (by its receipt handle) for `seconds` from now, at most
         SQS's 12 hours: the backoff before the next attempt."""
         _call(
             lambda: self._client.change_message_visibility(
                 QueueUrl=self._queue_url,
-                ReceiptHandle=handle,
+                ReceiptHandle=receipt_handle,
                 VisibilityTimeout=max(0, min(seconds, SQS_MAX_VISIBILITY_S)),
             )
         )

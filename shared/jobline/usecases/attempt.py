@@ -1,9 +1,12 @@
 """One attempt of a claimed job, in named steps (as rq's worker names them): `perform` starts the
 handler in its own thread until the deadline, then ends the attempt with exactly one of `succeed`,
-`fail`, `time_out` or `cancel`, each one conditional write of the job's outcome and history entry."""
+`fail`, `time_out` or `cancel`, each one conditional write of the job's outcome and history entry.
+Each step returns what happened (`Ended`): the execution acts on it (deletes or returns the
+message, postpones it by the backoff)."""
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -12,18 +15,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobline import lifecycle, metrics
+from jobline.backoff import Backoff
 from jobline.errors import (
     ConditionFailed,
     InvalidPayload,
     JobCancelled,
     JobHandlerError,
     StorageUnavailable,
-    UnknownJobType,
 )
 from jobline.logging import get_logger
 from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import JobRepository
-from jobline.registry import JobContext, JobTypeRegistry
+from jobline.registry import JobContext, JobType
 from jobline.transition import Ending, Transition, finished_attempt
 from jobline.usecases.checkpoints import (
     AttemptChannel,
@@ -44,6 +47,15 @@ OUTCOME_RETRY_PAUSES_S = (0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
+class Ended:
+    """How an attempt ended, for the execution: the message's fate, and when the job is queued
+    again after a retryable failure, the backoff to postpone its message by."""
+
+    outcome: RunOutcome
+    retry_in_s: int | None = None
+
+
+@dataclass(frozen=True)
 class AttemptPolicy:
     """The deployment's limits on an attempt."""
 
@@ -54,16 +66,16 @@ class AttemptPolicy:
 
 @dataclass
 class RunningAttempt:
-    """The attempt `job` (just claimed) is making under `delivery`. `retry_in(job)` draws the
-    backoff before the next attempt; `postpone(seconds)` hides the delivery's message that long."""
+    """The attempt `job` (just claimed) is making under `delivery`; `backoff` draws the delay
+    before the next attempt after a retryable failure."""
 
     job: Job
     delivery: Delivery
     repository: JobRepository
     clock: Callable[[], datetime]
     policy: AttemptPolicy
-    retry_in: Callable[[Job], int]
-    postpone: Callable[[int], None]
+    backoff: Backoff
+    rng: random.Random
     channel: AttemptChannel = field(init=False)
     started: float = field(init=False, default_factory=time.monotonic)
 
@@ -73,14 +85,14 @@ class RunningAttempt:
         )
 
     # --------------------------------------------------------------------- steps
-    def perform(self, registry: JobTypeRegistry) -> RunOutcome:
-        """Run the job's handler and end the attempt with its outcome."""
+    def perform(self, job_type: JobType[Any] | None) -> Ended:
+        """Run the job's handler (`job_type` None: the deployment knows no such type) and end
+        the attempt with its outcome."""
         if self.job.cancel_requested_at is not None:
             return self.cancel("cancellation was requested before the attempt started")
-        try:
-            job_type = registry.get(self.job.type)
-        except UnknownJobType as exc:
-            return self.fail(JobError(type="UnknownJobType", message=exc.message))
+        if job_type is None:
+            message = f"job type {self.job.type!r} is not registered"
+            return self.fail(JobError(type="UnknownJobType", message=message))
         outcome = self.start(lambda context: job_type.run(self.job.payload, context))
         if outcome.timed_out:
             return self.time_out()
@@ -102,7 +114,7 @@ class RunningAttempt:
         )
         return run_until_deadline(lambda: call(context), context, deadline)
 
-    def handle_failure(self, failure: BaseException) -> RunOutcome:
+    def handle_failure(self, failure: BaseException) -> Ended:
         """End the attempt after the handler raised `failure`."""
         if isinstance(failure, JobCancelled):
             return self.cancel(str(failure))
@@ -122,7 +134,7 @@ class RunningAttempt:
         )
         return self.fail(error, retryable=True)
 
-    def succeed(self, result: Any) -> RunOutcome:
+    def succeed(self, result: Any) -> Ended:
         """End the attempt with the handler's result, if it can be stored and served back (a
         result nested too deep, or holding text that is not valid Unicode, fails the job)."""
         problem = json_problem(result, MAX_RESULT_DEPTH)
@@ -140,28 +152,24 @@ class RunningAttempt:
         if size > limit:
             message = f"result is {size} bytes; the limit is {limit}"
             return self.fail(JobError(type="ResultTooLarge", message=message))
+        end = self._ending(None)
         return self._record(
-            None, lambda end: lifecycle.succeed(self.job, end, result, self._retention)
+            lifecycle.succeed(self.job, end, result, self._retention), end
         )
 
-    def fail(self, error: JobError, *, retryable: bool = False) -> RunOutcome:
+    def fail(self, error: JobError, *, retryable: bool = False) -> Ended:
         """End the attempt with `error`: queued again after a backoff when it is retryable and
         attempts are left, else the job fails."""
+        end = self._ending(error)
         if retryable and lifecycle.has_attempts_left(self.job):
-            delay = self.retry_in(self.job)
+            delay = self.backoff.delay(self.job.attempts, self.rng)
+            run_after = end.now + timedelta(seconds=delay)
+            requeue = lifecycle.requeue(self.job, end, error, run_after)
+            return self._record(requeue, end, retry_in_s=delay)
+        failed = lifecycle.fail(self.job, end, error, self._retention)
+        return self._record(failed, end, retryable=retryable)
 
-            def requeue(end: Ending) -> Transition:
-                run_after = end.now + timedelta(seconds=delay)
-                return lifecycle.requeue(self.job, end, error, run_after)
-
-            return self._record(error, requeue, retry_in_s=delay, retryable=True)
-        return self._record(
-            error,
-            lambda end: lifecycle.fail(self.job, end, error, self._retention),
-            retryable=retryable,
-        )
-
-    def time_out(self) -> RunOutcome:
+    def time_out(self) -> Ended:
         """End the attempt the deadline stopped (retryable)."""
         log.warning("job.deadline_reached", attempt=self.job.attempts)
         message = "the attempt was stopped before the Lambda deadline"
@@ -169,17 +177,23 @@ class RunningAttempt:
             JobError(type="DeadlineExceeded", message=message), retryable=True
         )
 
-    def cancel(self, message: str) -> RunOutcome:
+    def cancel(self, message: str) -> Ended:
         """End the attempt, and the job, `cancelled`."""
         error = JobError(type="JobCancelled", message=message)
-        return self._record(
-            error,
-            lambda end: lifecycle.cancel_at_checkpoint(
-                self.job, end, error, self._retention
-            ),
-        )
+        end = self._ending(error)
+        write = lifecycle.cancel_at_checkpoint(self.job, end, error, self._retention)
+        return self._record(write, end)
 
     # ------------------------------------------------------------------ recording
+    def _ending(self, error: JobError | None) -> Ending:
+        """The attempt's end now: its history entry and the handler's latest progress."""
+        now = self.clock()
+        duration_ms = round((time.monotonic() - self.started) * 1000)
+        entry = finished_attempt(
+            self.job, now, error, self.delivery.request_id, duration_ms
+        )
+        return Ending(now, entry, self.channel.latest)
+
     def _write(self, write: Transition) -> None:
         """The outcome write, tried again (as the same logical write: one token) while the store
         is unavailable and time is left before the deadline: an outcome not recorded means the
@@ -208,20 +222,15 @@ class RunningAttempt:
 
     def _record(
         self,
-        error: JobError | None,
-        transition: Callable[[Ending], Transition],
+        write: Transition,
+        end: Ending,
         *,
         retry_in_s: int | None = None,
         retryable: bool = False,
-    ) -> RunOutcome:
-        """Write the outcome and its history entry in one conditional write, then log it. The
-        outcome is discarded when the job changed under the attempt (cancelled, reclaimed)."""
-        now = self.clock()
-        duration_ms = round((time.monotonic() - self.started) * 1000)
-        entry = finished_attempt(
-            self.job, now, error, self.delivery.request_id, duration_ms
-        )
-        write = transition(Ending(now, entry, self.channel.latest))
+    ) -> Ended:
+        """Write the outcome and its history entry in one conditional write, then log and count
+        it. The outcome is discarded when the job changed under the attempt (cancelled,
+        reclaimed)."""
         try:
             self._write(write)
         except ConditionFailed as lost:
@@ -231,20 +240,22 @@ class RunningAttempt:
                 reason="job changed while running",
                 status=state,
             )
-            return RunOutcome.DONE
+            return Ended(RunOutcome.DONE)
+        error = end.attempt.error
         fields: dict[str, Any] = {
             "attempt": self.job.attempts,
-            "duration_ms": duration_ms,
+            "duration_ms": end.attempt.duration_ms,
         }
         if error is not None:
             fields.update(error_type=error.type, error=error.message)
         job_type, job_id = self.job.type, self.job.id
-        metrics.duration("AttemptDuration", duration_ms, job_type, job_id=job_id)
+        metrics.duration(
+            "AttemptDuration", end.attempt.duration_ms or 0, job_type, job_id=job_id
+        )
         if retry_in_s is not None:
-            self.postpone(retry_in_s)
             log.warning("job.attempt_failed", retry_in_s=retry_in_s, **fields)
             metrics.count("JobsRetried", job_type, job_id=job_id)
-            return RunOutcome.RETRY
+            return Ended(RunOutcome.REDELIVER, retry_in_s)
         status = write.update.status
         if status is JobStatus.FAILED:
             log.error("job.failed", retryable=retryable, **fields)
@@ -252,4 +263,4 @@ class RunningAttempt:
             log.info(f"job.{status.value}", **fields)
         if isinstance(status, JobStatus) and status in OUTCOME_COUNTS:
             metrics.count(OUTCOME_COUNTS[status], job_type, job_id=job_id)
-        return RunOutcome.DONE
+        return Ended(RunOutcome.DONE)

@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from jobline import lifecycle, metrics
 from jobline.backoff import Backoff
@@ -22,7 +23,7 @@ from jobline.errors import (
 from jobline.logging import bind, bound, get_logger
 from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import JobQueue, JobRepository
-from jobline.registry import JobTypeRegistry
+from jobline.registry import JobType, JobTypeRegistry
 from jobline.transition import Event, Lease
 from jobline.usecases.attempt import AttemptPolicy, RunningAttempt
 
@@ -59,19 +60,24 @@ class Execution:
                     retry_in_s=STORAGE_RETRY_S,
                 )
                 self._postpone(delivery, STORAGE_RETRY_S)
-                return RunOutcome.RETRY
+                return RunOutcome.REDELIVER
             if isinstance(job, RunOutcome):
                 return job
+            job_type = self._job_type(job)
+            backoff = job_type.backoff if job_type and job_type.backoff else None
             attempt = RunningAttempt(
                 job,
                 delivery,
                 self.repository,
                 self.clock,
                 self.policy,
-                self._retry_in,
-                lambda seconds: self._postpone(delivery, seconds),
+                backoff=backoff or self.backoff,
+                rng=self.rng,
             )
-            return attempt.perform(self.registry)
+            ended = attempt.perform(job_type)
+            if ended.retry_in_s is not None:
+                self._postpone(delivery, ended.retry_in_s)
+            return ended.outcome
 
     # ---------------------------------------------------------------- claiming
     def _claim(self, delivery: Delivery) -> Job | RunOutcome:
@@ -133,7 +139,7 @@ class Execution:
                 lease_until=lease.isoformat(),
                 retry_in_s=wait,
             )
-            return RunOutcome.RETRY
+            return RunOutcome.REDELIVER
         due = current.run_after
         if (
             current.status is JobStatus.QUEUED
@@ -146,7 +152,7 @@ class Execution:
             wait = math.ceil((due - now).total_seconds())
             self._postpone(delivery, wait)
             log.info("job.not_due", run_after=due.isoformat(), retry_in_s=wait)
-            return RunOutcome.RETRY
+            return RunOutcome.REDELIVER
         if current.status in lifecycle.ALLOWED[Event.FAIL_EXHAUSTED] and (
             not lifecycle.has_attempts_left(current)
         ):
@@ -177,20 +183,19 @@ class Execution:
                 error=error.message,
             )
 
-    # ----------------------------------------------------------------- retrying
-    def _retry_in(self, job: Job) -> int:
-        """The backoff before `job`'s next attempt: its type's own, else the deployment's."""
+    # ------------------------------------------------------------------ helpers
+    def _job_type(self, job: Job) -> JobType[Any] | None:
+        """The job's type, looked up once per attempt (None: this deployment does not know it)."""
         try:
-            backoff = self.registry.get(job.type).backoff or self.backoff
+            return self.registry.get(job.type)
         except UnknownJobType:
-            backoff = self.backoff
-        return backoff.delay(job.attempts, self.rng)
+            return None
 
     def _postpone(self, delivery: Delivery, seconds: int) -> None:
-        if delivery.handle is None:
+        if delivery.receipt_handle is None:
             return
         try:
-            self.queue.postpone(delivery.handle, seconds)
+            self.queue.postpone(delivery.receipt_handle, seconds)
         except QueueUnavailable as exc:
             log.warning(
                 "job.backoff_not_applied", error=exc.message, retry_in_s=seconds

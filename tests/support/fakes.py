@@ -11,21 +11,15 @@ and the outbox dispatcher: every write is handed to `service.dispatch` as it hap
 from __future__ import annotations
 
 import json
-import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from jobline.aws.items import sort_key, status_index_key
 from jobline.aws.listing import plan
 from jobline.backoff import Backoff
-from jobline.bootstrap import ServiceOptions, build_service, default_registry
-from jobline.config import Settings
-from jobline.cursor import CursorKeys
 from jobline.errors import (
     ConditionFailed,
     InvalidCursor,
@@ -34,16 +28,11 @@ from jobline.errors import (
 )
 from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
 from jobline.ports import StartKey
-from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
-from jobline.service import JobService
-from jobline.sqs_batch import Invocation, run_records
+from jobline.registry import JobContext, JobHandlerError, JobType
 from jobline.transition import JobUpdate, Precondition, apply
-from jobline.usecases.dispatch import Dispatch
-from jobline_worker.record import run_record
 from pydantic import RootModel
-from starlette.responses import JSONResponse
 
-from tests.jobfields import STORED_TIMESTAMPS
+from tests.support.jobfields import STORED_TIMESTAMPS
 
 CURSOR_SECRET = b"unit-test-cursor-secret"
 START = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
@@ -286,11 +275,11 @@ class InMemoryJobQueue:
     def __init__(self) -> None:
         self.sent: list[SentMessage] = []
         self.visibility: list[tuple[str, int]] = []
-        """Every `postpone` call: (handle, seconds)."""
+        """Every `postpone` call: (receipt handle, seconds)."""
         self.fail_with: str | None = None
         self._lock = threading.Lock()
 
-    def send(self, message: JobMessage, delay_seconds: int) -> str:
+    def _send(self, message: JobMessage, delay_seconds: int) -> str:
         """Record the message, or raise `QueueUnavailable` when told to fail."""
         with self._lock:
             if self.fail_with is not None:
@@ -301,14 +290,14 @@ class InMemoryJobQueue:
 
     def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
         """Record every message, or raise `QueueUnavailable` when told to fail."""
-        return [self.send(message, delay) is not None for message, delay in messages]
+        return [self._send(message, delay) is not None for message, delay in messages]
 
-    def postpone(self, handle: str, seconds: int) -> None:
+    def postpone(self, receipt_handle: str, seconds: int) -> None:
         """Record the postponement, or raise `QueueUnavailable` when told to fail."""
         with self._lock:
             if self.fail_with is not None:
                 raise QueueUnavailable(self.fail_with)
-            self.visibility.append((handle, seconds))
+            self.visibility.append((receipt_handle, seconds))
 
 
 @dataclass
@@ -379,171 +368,3 @@ def failing_handler(
 ) -> CountingHandler:
     """A counting handler that always raises `JobHandlerError`."""
     return CountingHandler(error=JobHandlerError(message, retryable=retryable))
-
-
-def fake_options() -> ServiceOptions:
-    """The options of a deployment with default settings, signing cursors with `CURSOR_SECRET`."""
-    settings = Settings(table_name="jobline-fake", queue_url="fake://jobs")
-    return ServiceOptions.of(settings, cursor_keys=CursorKeys(CURSOR_SECRET))
-
-
-def build_registry(extra: Iterable[JobType[Any]] = ()) -> JobTypeRegistry:
-    """The built-in job types plus `extra`."""
-    registry = default_registry()
-    for job_type in extra:
-        registry.register(job_type)
-    return registry
-
-
-def build_fake_service(
-    registry: JobTypeRegistry | None = None,
-    *,
-    clock: FakeClock | None = None,
-    retention: timedelta | None = None,
-    max_payload_bytes: int | None = None,
-    max_result_bytes: int | None = None,
-    backoff: Backoff | None = None,
-    progress_interval_s: float | None = None,
-    rng: random.Random | None = None,
-) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
-    """A JobService over in-memory fakes (built-in job types unless `registry` is given), wired by
-    the one composition root, `jobline.bootstrap.build_service`, with the settings' defaults
-    unless a test overrides one."""
-    repo = InMemoryJobRepository()
-    queue = InMemoryJobQueue()
-    fake_clock = clock or FakeClock()
-    overrides = {
-        "retention": retention,
-        "max_payload_bytes": max_payload_bytes,
-        "max_result_bytes": max_result_bytes,
-        "backoff": backoff,
-        "progress_interval_s": progress_interval_s,
-    }
-    options = replace(
-        fake_options(), **{k: v for k, v in overrides.items() if v is not None}
-    )
-    service = build_service(
-        options=options,
-        repository=repo,
-        queue=queue,
-        registry=registry or default_registry(),
-        clock=fake_clock,
-        rng=rng or random.Random(0),
-    )
-    # The dispatcher runs in a function of its own: it reads the time without moving the fake
-    # clock, so the use cases' timestamps stay as each test expects them.
-    repo.stream.deliver = Dispatch(queue, fake_clock.peek).dispatch
-    return service, repo, queue
-
-
-def http_api_event(
-    method: str,
-    path: str,
-    *,
-    body: str | None = None,
-    headers: dict[str, str] | None = None,
-    sub: str | None = None,
-    stage: str = "$default",
-    query: str = "",
-) -> dict[str, Any]:
-    """A minimal API Gateway HTTP API (payload 2.0) event, as the Lambda integration sends it.
-
-    `sub` becomes the JWT authorizer's subject claim; a named `stage` prefixes the paths.
-    """
-    full_path = path if stage == "$default" else f"/{stage}{path}"
-    request_context: dict[str, Any] = {
-        "accountId": "123456789012",
-        "apiId": "api1234567",
-        "domainName": "api1234567.execute-api.us-east-1.amazonaws.com",
-        "domainPrefix": "api1234567",
-        "http": {
-            "method": method,
-            "path": full_path,
-            "protocol": "HTTP/1.1",
-            "sourceIp": "203.0.113.10",
-            "userAgent": "unit-test",
-        },
-        "requestId": "req-0001",
-        "routeKey": "$default",
-        "stage": stage,
-        "time": "15/Jan/2025:12:00:00 +0000",
-        "timeEpoch": 1736942400000,
-    }
-    if sub is not None:
-        request_context["authorizer"] = {
-            "jwt": {"claims": {"sub": sub, "aud": "jobline-api"}, "scopes": None}
-        }
-    all_headers = {
-        "host": "api1234567.execute-api.us-east-1.amazonaws.com",
-        "x-forwarded-proto": "https",
-    }
-    if body is not None:
-        all_headers["content-type"] = "application/json"
-    all_headers.update({name.lower(): value for name, value in (headers or {}).items()})
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": full_path,
-        "rawQueryString": query,
-        "headers": all_headers,
-        "requestContext": request_context,
-        "isBase64Encoded": False,
-    }
-    if body is not None:
-        event["body"] = body
-    return event
-
-
-class JwtAuthorizerStandIn:
-    """ASGI middleware standing in for the HTTP API's JWT authorizer, for in-process tests of the
-    deployed app: a request with `Authorization: Bearer <token>` of a known token reaches the
-    app with the token's `sub` in the Lambda event, where Mangum puts it (`scope["aws.event"]`);
-    any other request is answered the way API Gateway answers it, 401 `{"message":
-    "Unauthorized"}`. Routes the template leaves open (`/health`) pass as they are."""
-
-    def __init__(
-        self,
-        app: Any,
-        subjects: dict[str, str],
-        open_paths: frozenset[str] = frozenset({"/health"}),
-    ) -> None:
-        self.app = app
-        self.subjects = subjects
-        """token -> the `sub` claim of the JWT it stands for."""
-        self.open_paths = open_paths
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        scheme, _, token = (
-            headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        )
-        subject = self.subjects.get(token) if scheme.lower() == "bearer" else None
-        if subject is None:
-            refusal = JSONResponse(
-                {"message": "Unauthorized"},
-                status_code=401,
-                headers={"www-authenticate": "Bearer"},
-            )
-            await refusal(scope, receive, send)
-            return
-        claims = {"sub": subject, "aud": "jobline-api"}
-        event = {
-            "requestContext": {
-                "stage": "$default",
-                "authorizer": {"jwt": {"claims": claims, "scopes": None}},
-            }
-        }
-        await self.app({**scope, "aws.event": event}, receive, send)
-
-
-def process_batch(
-    service: JobService,
-    records: list[dict[str, Any]],
-    invocation: Invocation,
-    executor: Executor | None = None,
-) -> list[str]:
-    """The worker's records through the shared batch runner: the message ids to return."""
-    return run_records(records, partial(run_record, service), invocation, executor)

@@ -21,18 +21,17 @@ from jobline.registry import (
 )
 from jobline.service import JobService, RunOutcome
 
-from tests.fakes import (
+from tests.support.fakes import (
     START,
     AnyInput,
     CountingHandler,
     FakeClock,
     InMemoryJobQueue,
     InMemoryJobRepository,
-    build_fake_service,
-    build_registry,
     counting_job_type,
     job_type_of,
 )
+from tests.support.services import build_fake_service, build_registry
 
 ANN = "ann"
 BOB = "bob"
@@ -72,7 +71,7 @@ def delivery_of(
     message = job if isinstance(job, JobMessage) else message_of(job, owner)
     return Delivery(
         message=message,
-        handle=receipt_handle,
+        receipt_handle=receipt_handle,
         request_id=request_id,
         lease_until=lease_until,
         deadline=in_a_minute() if deadline is None else deadline,

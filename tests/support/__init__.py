@@ -1,0 +1,1 @@
+"""Test helpers, in one place: fakes (in-memory adapters, a clock), services (the service over fakes, built by the composition root), builders (requests, deliveries, jobs in a given state), events (sample Lambda events, API Gateway events, the JWT authorizer stand-in), faults (botocore-level fault injection) and jobfields (the names of a job's fields)."""
