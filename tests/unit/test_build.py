@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobline_api.ui import ASSETS
 from jobline_local.template import REPO_ROOT, load_template, resources_of_type
 
 from tools.artifact import FLAG_HASH_BASED, NOT_SHIPPED
@@ -152,6 +153,17 @@ def test_the_layer_ships_its_code_under_python(artifacts: dict[str, Path]) -> No
     # Then everything is under python/ (what Lambda puts on sys.path from /opt)
     assert [path.name for path in layer.iterdir()] == ["python"]
     assert (layer / "python" / "jobline" / "__init__.py").is_file()
+
+
+def test_the_api_ships_every_file_of_the_dashboard(artifacts: dict[str, Path]) -> None:
+    # Given the built API function's static folder (the router reads it with importlib.resources)
+    static = artifacts["ApiFunction"] / "jobline_api" / "static"
+    source = code_folder("ApiFunction") / "jobline_api" / "static"
+
+    # Then it holds exactly the files the router serves (the page and all its modules), unchanged
+    assert sorted(path.name for path in static.iterdir()) == sorted(ASSETS)
+    for name in ASSETS:
+        assert (static / name).read_bytes() == (source / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("logical_id", sorted(BUILT))

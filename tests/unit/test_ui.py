@@ -12,13 +12,23 @@ import pytest
 from fastapi.testclient import TestClient
 from jobline_api.app import create_app
 from jobline_api.handler import lambda_handler
-from jobline_api.ui import ASSETS, CONTENT_SECURITY_POLICY
+from jobline_api.ui import ASSETS, CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 
 from tests.conftest import FakeLambdaContext
 from tests.support.events import http_api_event
 from tests.support.services import build_fake_service
 
 STATIC = Path(__file__).resolve().parents[2] / "functions/api/jobline_api/static"
+JAVASCRIPT = "text/javascript; charset=utf-8"
+"""What a browser requires of a module script's response (it refuses to run any other type)."""
+ENTRY = "app.js"
+"""The page's one script tag: the module that imports the others."""
+SCRIPTS = sorted(name for name in ASSETS if name.endswith(".js"))
+IMPORT = re.compile(
+    r"""^(?:import|export)\s*(?:[\w$*{}\s,]+?\s*from\s*)?(["'])(?P<specifier>[^"']+)\1""",
+    re.MULTILINE,
+)
+"""`import {a, b} from "./x.js"`, `import "./x.js"`, `export * from "./x.js"` (over lines too)."""
 
 
 @pytest.fixture
@@ -85,7 +95,7 @@ def test_the_page_has_no_inline_code_and_only_relative_urls() -> None:
     # Then no script is inline, no element has an event handler or a style attribute
     assert not page.inline_script
     scripts = [attrs for tag, attrs in page.tags if tag == "script"]
-    assert scripts == [{"src": "ui/app.js", "defer": None}]
+    assert scripts == [{"type": "module", "src": "ui/app.js"}]
     for tag, attrs in page.tags:
         assert not [name for name in attrs if name.startswith("on")], tag
         assert "style" not in attrs, tag
@@ -95,9 +105,10 @@ def test_the_page_has_no_inline_code_and_only_relative_urls() -> None:
             assert url is None or not re.match(r"^(/|[a-z]+:)", url), (tag, url)
 
 
-def test_the_script_never_parses_data_as_html() -> None:
-    # Given the page's script: job payloads, results and errors are attacker-controlled
-    script = (STATIC / "app.js").read_text()
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_the_script_never_parses_data_as_html(name: str) -> None:
+    # Given one of the page's scripts: job payloads, results and errors are attacker-controlled
+    script = (STATIC / name).read_text()
 
     # Then it puts nothing in the page as markup, and evaluates no strings
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
@@ -115,7 +126,52 @@ def test_each_file_of_the_page_is_served_with_its_type(
     assert response.status_code == 200
     assert response.headers["content-type"] == ASSETS[name]
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    for header, value in SECURITY_HEADERS.items():
+        assert response.headers[header] == value, header
     assert response.content == (STATIC / name).read_bytes()
+
+
+def imports_of(name: str) -> list[str]:
+    """The specifiers of a script's static imports (and re-exports)."""
+    script = (STATIC / name).read_text()
+    specifiers = [match["specifier"] for match in IMPORT.finditer(script)]
+    # Every import statement is one the pattern reads, and none is dynamic (an `import(...)`
+    # would load a module this check cannot see)
+    statements = re.findall(r"^(?:import\b|export\s*[*{])", script, re.MULTILINE)
+    assert len(specifiers) == len(statements), f"{name}: an import the test cannot read"
+    assert not re.search(r"\bimport\s*\(", script), f"{name}: a dynamic import"
+    return specifiers
+
+
+def test_every_module_the_page_imports_is_served_as_javascript() -> None:
+    # Given the modules reached from the page's script through their imports
+    reached: set[str] = set()
+    pending = [ENTRY]
+    while pending:
+        name = pending.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        for specifier in imports_of(name):
+            # Then each import is relative to the module's own folder (./name.js: it resolves
+            # to /ui/name.js, and to /prod/ui/name.js behind a named stage) ...
+            assert re.fullmatch(r"\./[\w-]+\.js", specifier), (name, specifier)
+            imported = specifier.removeprefix("./")
+            # ... and names a file the router serves, as JavaScript
+            assert imported in ASSETS, f"{name} imports {specifier}: not in ui.ASSETS"
+            assert ASSETS[imported] == JAVASCRIPT, imported
+            pending.append(imported)
+
+    # And every script served is one the page runs
+    assert ASSETS[ENTRY] == JAVASCRIPT
+    assert sorted(reached) == SCRIPTS
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_script_is_a_short_file_of_short_lines(name: str) -> None:
+    lines = (STATIC / name).read_text().splitlines()
+    assert len(lines) < 300
+    assert [n for n, line in enumerate(lines, 1) if len(line) > 100] == []
 
 
 @pytest.mark.parametrize(
@@ -151,4 +207,4 @@ def test_behind_a_named_stage_the_page_and_its_redirect_keep_the_stage() -> None
     assert page["statusCode"] == 200
     assert page["headers"]["content-type"] == "text/html; charset=utf-8"
     assert not page["isBase64Encoded"]
-    assert '<script src="ui/app.js" defer></script>' in page["body"]
+    assert '<script type="module" src="ui/app.js"></script>' in page["body"]

@@ -38,10 +38,18 @@ SECURITY_HEADERS = {
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "api.js": "text/javascript; charset=utf-8",
+    "dom.js": "text/javascript; charset=utf-8",
+    "schema-form.js": "text/javascript; charset=utf-8",
+    "view-jobs.js": "text/javascript; charset=utf-8",
+    "view-job.js": "text/javascript; charset=utf-8",
+    "view-submit.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
-"""Every file the page is made of: only these are served (no path from the request is opened)."""
+"""Every file the page is made of: only these are served (no path from the request is opened).
+The scripts are ES modules (`app.js` imports the others as `./name.js`, so under `/ui/` too):
+browsers run a module only when it is served as JavaScript."""
 
 router = APIRouter(include_in_schema=False)
 
