@@ -56,7 +56,7 @@ sweep: $(STAMP)
 
 ## openapi: write docs/openapi.json, the API's OpenAPI document (a test fails when it is stale).
 openapi: $(STAMP)
-	$(BIN)/python -m jobline_api.openapi docs/openapi.json
+	$(BIN)/python -m tools.openapi docs/openapi.json
 
 ## test: linters, type checks and every test. unit / integration / contract: one suite each.
 test: lint pytest

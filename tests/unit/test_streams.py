@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from jobline.aws.streams import MAX_READS, DynamoStreamReader, StreamRecordsGone
 from jobline.errors import StorageUnavailable
 from jobline.sqs_batch import Invocation, SqsRecord
-from jobline_outbox.recovery import recover_record
+from jobline_outbox.recovery_record import recover_record
 from structlog.testing import capture_logs
 
 ARN = (

@@ -840,7 +840,7 @@ def test_the_table_streams_every_write_to_the_outbox_dispatcher() -> None:
     assert consumers == ["OutboxRecoveryFunction"]
     assert (
         FUNCTIONS["OutboxRecoveryFunction"]["Properties"]["Handler"]
-        == "jobline_outbox.recover.lambda_handler"
+        == "jobline_outbox.recovery_handler.lambda_handler"
     )
     # And what the recovery cannot dispatch within an hour of receives goes to a DLQ (alarmed)
     policy = QUEUES[queue]["Properties"]["RedrivePolicy"]

@@ -9,16 +9,12 @@
 - links from a submitted job to reading, cancelling and retrying it (stateful testing follows them).
 
 Built on the first `GET /openapi.json` (never at import: cold starts do not pay for it).
-`python -m jobline_api.openapi PATH` (`make openapi`) writes the deployed document
-(`docs/openapi.json`, no development identity).
+`make openapi` (`tools/openapi.py`) writes the deployed document (`docs/openapi.json`, no
+development identity).
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -149,7 +145,7 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             service = getattr(app.state, "service", None)
-            registry = service.registry if service is not None else _default_registry()
+            registry = service.registry if service is not None else default_registry()
             dev_identity = bool(
                 getattr(app.state, "allow_dev_identity", app.state.dev_identity)
             )
@@ -159,25 +155,8 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _default_registry() -> JobTypeRegistry:
+def default_registry() -> JobTypeRegistry:
+    """The deployment's job types, for a document built before the app has its service."""
     from jobline.bootstrap import default_registry
 
     return default_registry()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the deployed API's document (built-in job types, no development identity)."""
-    from jobline_api.app import create_app
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m jobline_api.openapi PATH\n")
-        return 2
-    app = create_app(allow_dev_identity=False)
-    document = build_openapi(app, _default_registry(), dev_identity=False)
-    Path(args[0]).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Lambda entry point of the outbox recovery (template.yaml: `jobline_outbox.recover.lambda_handler`),
+"""Lambda entry point of the outbox recovery (template.yaml: `jobline_outbox.recovery_handler.lambda_handler`),
 triggered by the queue Lambda sends the dispatcher's exhausted batches to."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from jobline.config import get_settings
 from jobline.logging import configure
 from jobline.sqs_batch import run_batch
 
-from jobline_outbox.recovery import recover_record
+from jobline_outbox.recovery_record import recover_record
 
 configure()
 build_during_lambda_init(dynamodbstreams_client, sqs_client)
