@@ -1,6 +1,6 @@
-"""samconfig.toml: `sam deploy --config-env ENV` deploys without a prompt and without a value it
-lacks: every template parameter has a default or an override, every override is a parameter the
-template declares, with a value the parameter accepts."""
+"""samconfig.toml: `sam deploy --config-env ENV` deploys without asking for a value and without a
+value it lacks (it asks only to confirm the change set): every template parameter has a default or
+an override, every override is a parameter the template declares, with a value the parameter accepts."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from asyncio import to_thread
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+from jobline.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from jobline.models import JobFilter, JobStatus, SubmitRequest
 from jobline.service import JobService
 
@@ -98,7 +99,7 @@ async def list_jobs(
     owner: Owner,
     status: JobStatus | None = None,
     type: Annotated[str | None, Query(max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> JobPageOut:
     page = await to_thread(

@@ -1,5 +1,5 @@
 """Listing an owner's jobs from the table's two indexes, which are shaped for the cost of a job's
-writes rather than for reads (docs/benchmarks.md, Cost; README, Scale):
+writes rather than for reads (docs/benchmarks.md, Cost; docs/architecture.md, Scale):
 
 - `by_owner` (`owner`, `sk`) projects only the keys and `type`. Neither changes after the submit,
   so the index is written once per job, never on a transition.

@@ -19,7 +19,6 @@ from jobline_client.errors import (
     JobNotFound,
     ServiceUnavailable,
     Unauthorized,
-    WaitTimeout,
 )
 from jobline_client.models import (
     Attempt,
@@ -30,6 +29,7 @@ from jobline_client.models import (
     JobTypeInfo,
     Progress,
 )
+from jobline_client.pacing import WaitTimeout
 
 __all__ = [
     "DEFAULT_API_URL",

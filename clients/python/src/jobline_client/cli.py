@@ -22,10 +22,10 @@ from jobline_client.errors import (
     ApiError,
     InvalidRequest,
     JoblineClientError,
-    WaitTimeout,
     describe_detail,
 )
 from jobline_client.models import Job, JobStatus
+from jobline_client.pacing import WaitTimeout
 from jobline_client.render import (
     CLEAR_TO_END,
     job_table,

@@ -1,16 +1,14 @@
 """Every error the client raises: one class per kind of API answer, all `JoblineClientError`.
 
 No httpx exception escapes the client: transport failures become `ServiceUnavailable` (after the
-retries) or `JoblineClientError`."""
+retries) or `JoblineClientError`. `WaitTimeout`, which carries a `Job`, lives with the waiting that
+raises it (`jobline_client.pacing`), so this module needs no model; `jobline_client` exports both."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from jobline_client.models import Job
+from typing import Any
 
 
 class JoblineClientError(Exception):
@@ -91,15 +89,6 @@ class ServiceUnavailable(JoblineClientError):
 
 class InvalidResponse(JoblineClientError):
     """The API answered, but not with what the route returns (not JSON, or not the right shape)."""
-
-
-class WaitTimeout(JoblineClientError):
-    """`wait()` gave up before the job reached a final state; `job` is its last known state."""
-
-    def __init__(self, job: Job, timeout: float) -> None:
-        self.job = job
-        self.timeout = timeout
-        super().__init__(f"job {job.id} is still {job.status.value} after {timeout:g}s")
 
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from jobline_client.errors import WaitTimeout
+from jobline_client.errors import JoblineClientError
 from jobline_client.models import Job, Progress
 
 MAX_RETRY_AFTER_S = 60.0
@@ -64,6 +64,15 @@ def may_have_arrived(exc: httpx.HTTPError) -> bool:
 
 
 ProgressCallback = Callable[[Job], object]
+
+
+class WaitTimeout(JoblineClientError):
+    """`wait()` gave up before the job reached a final state; `job` is its last known state."""
+
+    def __init__(self, job: Job, timeout: float) -> None:
+        self.job = job
+        self.timeout = timeout
+        super().__init__(f"job {job.id} is still {job.status.value} after {timeout:g}s")
 
 
 class Waiting:
