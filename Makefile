@@ -15,7 +15,11 @@ export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: run test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive sweep openapi
+.PHONY: help run test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive sweep openapi
+
+## help: list the targets (each `##` comment of this Makefile).
+help:
+	@sed -n 's/^## \{0,1\}//p' $(MAKEFILE_LIST)
 
 # The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project
 # and the client, editable, without dependencies of their own (`make lock` rewrites the lock).
@@ -24,7 +28,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml requirements-dev.lock Mak
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e . -e clients/python
-	@$(BIN)/python -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "jobline-source-roots.pth").write_text("".join(str(pathlib.Path(root).resolve()) + "\n" for root in sys.argv[1:]))' $(SOURCE_ROOTS)
+	@$(BIN)/python -m tools.source_roots $(SOURCE_ROOTS)
 	@touch $(STAMP)
 
 ## lock: pin every dependency (with hashes) from pyproject.toml: requirements-dev.lock (this
@@ -61,12 +65,14 @@ openapi: $(STAMP)
 ## test: linters, type checks and every test. unit / integration / contract: one suite each.
 test: lint pytest
 
+## lint: ruff (lint and format check), mypy --strict on every Python folder, cfn-lint.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict $(SOURCE_ROOTS) clients/python/src tools bench tests
 	$(BIN)/cfn-lint template.yaml
 
+## pytest: every test, without the linters.
 pytest: $(STAMP)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
@@ -88,6 +94,7 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+## format: ruff format and ruff's safe fixes.
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

@@ -1,6 +1,19 @@
 """Every error Jobline raises on purpose, in one hierarchy under `JoblineError`: the use cases raise
 the domain errors (the API maps each to HTTP in one place), the adapters raise the storage and queue
 ones, and job handlers raise the handler errors (also importable from `jobline.registry`).
+
+    JoblineError
+    ├── JobNotFound, InvalidJobState, UnknownJobType, InvalidPayload, PayloadTooLarge,
+    │   IdempotencyConflict, InvalidCursor, Unauthenticated          domain: the API answers 4xx
+    ├── StorageUnavailable ── SubmitOutcomeUnknown                    adapters: 503
+    ├── QueueUnavailable, StreamRecordsGone, ConditionFailed           adapters, used by use cases
+    ├── ConfigurationError                                            a function refuses to start
+    ├── JobHandlerError (retryable unless told) ── PermanentJobError ── EgressRefused (egress.py)
+    │                                            └─ DeadlineExceeded
+    └── JobCancelled                                                  raised at a checkpoint
+
+`transition.TransitionRefused` is not one of them: it is a programming error (a use case asked the
+state machine for an arrow its own check should have ruled out), a `ValueError`.
 """
 
 from __future__ import annotations
@@ -170,3 +183,11 @@ class JobCancelled(JoblineError):
 
     def __init__(self, message: str = "the job was cancelled") -> None:
         super().__init__(message)
+
+
+class StreamRecordsGone(JoblineError):
+    """The stream no longer holds the records (older than its 24 h retention, or disabled)."""
+
+    def __init__(self, shard_id: str, start: str) -> None:
+        super().__init__(f"stream records from {start} in shard {shard_id} are gone")
+        self.shard_id = shard_id

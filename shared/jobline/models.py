@@ -135,9 +135,9 @@ class Job(BaseModel):
     request_hash: str | None = None
     expires_at: int | None = None
     dispatch: int | None = None
-    """Set while a message must be sent for the job (the outbox): how many times it was queued
-    with a fresh message (1 at submit, one more per retry). The stream's dispatcher sends one for
-    every write that leaves it set; the claim (or any other way out of `queued`) removes it."""
+    """Set while a message must be sent for the job (the outbox): when the message was asked for
+    (epoch ms; at submit and at each retry). The stream's dispatcher sends one for every write
+    that leaves it set; the claim (or any other way out of `queued`) removes it."""
 
     def is_expired(self, now_epoch: float) -> bool:
         """DynamoDB TTL deletes up to 48 h late: a job past `expires_at` is gone to readers."""

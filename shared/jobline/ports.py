@@ -42,7 +42,9 @@ class JobRepository(Protocol):
         start: StartKey | None,
         now: datetime,
     ) -> tuple[list[Job], StartKey | None]:
-        """Up to `limit` live jobs of `owner`, newest first, and where to resume."""
+        """Up to `limit` live jobs of `owner`, newest first, and where to resume. Every job
+        returned is one `models.matches(job, owner, job_filter, now)` admits: an index names
+        where to look, never proof of ownership (this is the one visibility filter)."""
 
 
 class JobQueue(Protocol):

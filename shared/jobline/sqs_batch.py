@@ -1,4 +1,5 @@
-"""The one SQS batch runner of the worker, ingest and dead-letter functions: Lambda's SQS event in,
+"""The one SQS batch runner of the queue-triggered functions (the worker, ingest, the dead-letter
+consumer and the outbox's recovery): Lambda's SQS event in,
 one callable per record, the exact `batchItemFailures` out (the template turns on
 `ReportBatchItemFailures` for every SQS trigger).
 

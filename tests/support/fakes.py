@@ -26,7 +26,7 @@ from jobline.errors import (
     QueueUnavailable,
     StorageUnavailable,
 )
-from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress
+from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress, matches
 from jobline.ports import StartKey
 from jobline.registry import JobContext, JobHandlerError, JobType
 from jobline.transition import JobUpdate, Precondition, apply
@@ -248,6 +248,7 @@ class InMemoryJobRepository:
             for job in candidates
             if not job.is_expired(now_epoch)
             and (not chosen.status_on_items or job.status is job_filter.status)
+            and matches(job, owner, job_filter, now)  # the port's one visibility filter
         ][:limit]
         if len(page) < limit:
             return page, None

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
-from jobline.aws.streams import MAX_READS, DynamoStreamReader, StreamRecordsGone
-from jobline.errors import StorageUnavailable
+from jobline.aws.streams import MAX_READS, DynamoStreamReader
+from jobline.errors import StorageUnavailable, StreamRecordsGone
 from jobline.sqs_batch import Invocation, SqsRecord
 from jobline_outbox.recovery_record import recover_record
 from structlog.testing import capture_logs

@@ -13,13 +13,13 @@ import gc
 # nothing until init is done, then freeze what it built out of later collections (bottom).
 gc.disable()
 
-import sys  # noqa: E402
-from typing import Any  # noqa: E402
+import sys
+from typing import Any
 
-from jobline.config import lambda_initialization_type  # noqa: E402
-from jobline.logging import bind_invocation, configure  # noqa: E402
-from mangum import Mangum  # noqa: E402
-from snapshot_restore_py import register_after_restore  # type: ignore[import-untyped]  # noqa: E402
+from jobline.config import lambda_initialization_type
+from jobline.logging import bind_invocation, configure
+from mangum import Mangum
+from snapshot_restore_py import register_after_restore  # type: ignore[import-untyped]
 
 if lambda_initialization_type() is not None:
     # FastAPI asks of every route's types, as the routes are declared, whether they are
@@ -28,9 +28,9 @@ if lambda_initialization_type() is not None:
     # it does where pydantic has no v1. (Not in tests: aws-sam-translator uses pydantic.v1.)
     sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
 
-from jobline_api import coldstart  # noqa: E402
-from jobline_api.app import attach_environment, create_app  # noqa: E402
-from jobline_api.stage import StageRootPath  # noqa: E402
+from jobline_api import coldstart
+from jobline_api.app import attach_environment, create_app
+from jobline_api.stage import StageRootPath
 
 configure()
 app = create_app()

@@ -55,6 +55,15 @@ class Unwrapped:
     problem: str | None = None
     """Why the submission could not be decoded (it will be rejected), or None."""
 
+    @property
+    def correlation_id(self) -> str | None:
+        """The id the job carries through its logs: the sender's correlation id, else the
+        envelope's own message id (SNS, EventBridge); None when the record has neither."""
+        for key in ("correlation_id", "sns_message_id", "eventbridge_id"):
+            if key in self.correlation:
+                return self.correlation[key]
+        return None
+
 
 def _short(value: str) -> str:
     return value[:MAX_ID_LENGTH]

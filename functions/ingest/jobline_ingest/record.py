@@ -28,10 +28,7 @@ def ingest_record(
             unwrapped.submission,
             message_id=unwrapped.dedupe_id or record.message_id,
             default_owner=default_owner,
-            correlation_id=unwrapped.correlation.get("correlation_id")
-            or unwrapped.correlation.get("sns_message_id")
-            or unwrapped.correlation.get("eventbridge_id")
-            or record.message_id,
+            correlation_id=unwrapped.correlation_id or record.message_id,
         )
     except JoblineError as exc:  # storage or queue unavailable: SQS delivers it again
         log.error("ingest.failed", error_type=type(exc).__name__, error=exc.message)

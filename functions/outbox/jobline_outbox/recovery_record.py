@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jobline.aws.streams import DynamoStreamReader, StreamRecordsGone
-from jobline.errors import StorageUnavailable
+from jobline.aws.streams import DynamoStreamReader
+from jobline.errors import StorageUnavailable, StreamRecordsGone
 from jobline.logging import bind, get_logger
 from jobline.service import JobService
 from jobline.sqs_batch import Invocation, SqsRecord

@@ -8,15 +8,15 @@ import gc
 # execution environment; what init built is frozen out of later collections (bottom).
 gc.disable()
 
-from functools import partial  # noqa: E402
-from typing import Any  # noqa: E402
+from functools import partial
+from typing import Any
 
-from jobline.bootstrap import build_during_lambda_init, dynamodb_client, get_service  # noqa: E402
-from jobline.config import get_settings  # noqa: E402
-from jobline.logging import configure  # noqa: E402
-from jobline.sqs_batch import run_batch, thread_pool  # noqa: E402
+from jobline.bootstrap import build_during_lambda_init, dynamodb_client, get_service
+from jobline.config import get_settings
+from jobline.logging import configure
+from jobline.sqs_batch import run_batch, thread_pool
 
-from jobline_worker.record import run_record  # noqa: E402
+from jobline_worker.record import run_record
 
 configure()
 build_during_lambda_init(dynamodb_client)

@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from jobline.aws.items import item_to_job
-from jobline.errors import JoblineError, StorageUnavailable
+from jobline.errors import StorageUnavailable, StreamRecordsGone
 from jobline.logging import get_logger
 from jobline.models import Job
 
@@ -48,14 +48,6 @@ _GONE = frozenset({"TrimmedDataAccessException", "ResourceNotFoundException"})
 MAX_READS = 30
 """GetRecords calls one range may take: a range is one batch of at most 100 records, which a page
 (1 MB) holds unless the jobs are large (payloads up to the submit limit: then up to ~25 pages)."""
-
-
-class StreamRecordsGone(JoblineError):
-    """The stream no longer holds the records (older than its 24 h retention, or disabled)."""
-
-    def __init__(self, shard_id: str, start: str) -> None:
-        super().__init__(f"stream records from {start} in shard {shard_id} are gone")
-        self.shard_id = shard_id
 
 
 class DynamoStreamReader:

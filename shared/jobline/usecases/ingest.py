@@ -54,20 +54,20 @@ class Ingest:
 
     def ingest(
         self,
-        submission: Any,
+        body: Any,
         *,
         message_id: str,
         default_owner: str,
         correlation_id: str | None = None,
     ) -> Submitted:
-        """Submit `submission` (decoded JSON, or the raw text that was not JSON). Its job id
+        """Submit `body` (decoded JSON, or the raw text that was not JSON). Its job id
         comes from its `idempotency_key`, else from `message_id`, so a redelivery is a replay."""
         owner = default_owner
-        named = submission.get("owner") if isinstance(submission, dict) else None
+        named = body.get("owner") if isinstance(body, dict) else None
         if isinstance(named, str) and identity_problem(named) is None:
             owner = named
         try:
-            parsed = IngestSubmission.model_validate(submission)
+            parsed = IngestSubmission.model_validate(body)
             owner = parsed.owner or default_owner
             key = parsed.idempotency_key or f"sqs-message:{message_id}"
             return self.submission.submit(
@@ -77,7 +77,7 @@ class Ingest:
             errors = exc.errors(include_url=False, include_input=False)
             reason = _locations(list(errors), empty="submission")
             return self._reject(
-                submission,
+                body,
                 owner,
                 message_id,
                 "InvalidSubmission",
@@ -94,7 +94,7 @@ class Ingest:
             if isinstance(exc, InvalidPayload):
                 reason += ": " + _locations(exc.errors)
             return self._reject(
-                submission,
+                body,
                 owner,
                 message_id,
                 type(exc).__name__,
@@ -104,7 +104,7 @@ class Ingest:
 
     def _reject(
         self,
-        submission: Any,
+        body: Any,
         owner: str,
         message_id: str,
         error_type: str,
@@ -112,7 +112,7 @@ class Ingest:
         correlation_id: str | None,
     ) -> Submitted:
         now = self.clock()
-        raw = submission if isinstance(submission, dict) else {"body": submission}
+        raw = body if isinstance(body, dict) else {"body": body}
         payload = raw.get("payload", raw)
         problem = json_problem(payload)
         if problem is not None:

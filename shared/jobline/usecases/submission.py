@@ -39,7 +39,7 @@ class Submitted:
 
 @dataclass(frozen=True)
 class Submission:
-    """The submit use case over a repository, the queue and the job types."""
+    """The submit use case over the repository and the job types (the outbox sends the message)."""
 
     repository: JobRepository
     registry: JobTypeRegistry
