@@ -26,8 +26,11 @@ def submitted(
     request_hash: str,
     now: datetime,
     correlation_id: str | None = None,
+    token: str | None = None,
 ) -> Job:
-    """A new job, queued, due `request.delay_seconds` after `now`."""
+    """A new job, queued in its first run, due `request.delay_seconds` after `now`; `token`
+    (the submit's write) is kept among its control tokens, so a submit whose answer was lost
+    recognises its job whatever happened to it since."""
     return Job(
         id=job_id,
         owner=owner,
@@ -42,6 +45,7 @@ def submitted(
         request_hash=request_hash,
         dispatch=dispatch_mark(now),
         correlation_id=correlation_id,
+        control_tokens=(token,) if token else (),
     )
 
 

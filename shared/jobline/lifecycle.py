@@ -16,6 +16,12 @@ Every arrow is a conditional write: the precondition says what the stored job mu
 write to apply, so a stale or duplicate writer loses instead of moving a job backwards. `ALLOWED`
 names the states each event leaves from; tests/unit/test_lifecycle.py walks every (state, event).
 
+The fences: every write is conditioned on the job's run (its incarnation: a retry or redrive
+starts the next, so nothing written for an earlier run lands on a later one), and every write of
+a running attempt on its claim's lease id (so a straggler of an earlier claim, or of a worker
+thought dead, never lands on a later one's). Progress reports are ordered (`Progress.seq`). API
+writes carry a control token (`Job.control_tokens`) that a write whose answer was lost finds.
+
 The outbox: the two arrows into `queued` that need a new message (submit, reset for retry) set
 `dispatch` in the same write; the table's stream hands that write to the dispatcher, which sends
 the message. Every arrow out of `queued` removes it. Nothing else ever sends a job message.
@@ -28,7 +34,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline.limits import MAX_HISTORY
+from jobline.limits import MAX_CONTROL_TOKENS, MAX_HISTORY
 from jobline.models import (
     RETRYABLE_STATUSES,
     Job,
@@ -38,6 +44,7 @@ from jobline.models import (
 )
 from jobline.transition import (
     KEEP,
+    NO_LEASE,
     Ending,
     Event,
     JobUpdate,
@@ -67,12 +74,23 @@ ALLOWED: Mapping[Event, frozenset[JobStatus]] = {
 
 
 def _seen(event: Event, job: Job) -> Precondition:
-    """The precondition of an event on a job the caller has read: still its state and attempts."""
+    """The precondition of an event on a job the caller has read: still its state, run and
+    attempts, and (running) still its claim's."""
     if job.status not in ALLOWED[event]:
         raise TransitionRefused(event, job)
+    running = job.status is JobStatus.RUNNING
     return Precondition(
-        owner=job.owner, status_in=frozenset({job.status}), attempts=job.attempts
+        owner=job.owner,
+        status_in=frozenset({job.status}),
+        attempts=job.attempts,
+        run=job.run,
+        lease_id=(job.lease_id or NO_LEASE) if running else None,
     )
+
+
+def with_token(job: Job, token: str) -> tuple[str, ...]:
+    """`job`'s control tokens after an API write with `token` (the latest few are kept)."""
+    return (*job.control_tokens, token)[-MAX_CONTROL_TOKENS:]
 
 
 def dispatch_mark(now: datetime) -> int:
@@ -102,6 +120,7 @@ def _claimed(now: datetime, lease: Lease) -> JobUpdate:
         started_at=now,
         updated_at=now,
         lease_until=lease.until,
+        lease_id=lease.id,
         attempt_request_id=lease.request_id,
         progress=None,
         dispatch=None,
@@ -109,15 +128,17 @@ def _claimed(now: datetime, lease: Lease) -> JobUpdate:
     )
 
 
-def claim(owner: str, now: datetime, lease: Lease) -> Transition:
+def claim(owner: str, now: datetime, lease: Lease, run: int | None) -> Transition:
     """queued -> running: the next attempt starts under `lease`, once the job is due (its delay or
-    backoff has passed). Written blind (the worker knows only the message), so the precondition
+    backoff has passed), if the job is still in the message's `run` (None: a message sent before
+    runs were numbered). Written blind (the worker knows only the message), so the precondition
     alone decides."""
     allowed = Precondition(
         owner=owner,
         status_in=ALLOWED[Event.CLAIM],
         below_max_attempts=True,
         due_by=now,
+        run=run,
     )
     return Transition(Event.CLAIM, _claimed(now, lease), allowed)
 
@@ -125,11 +146,10 @@ def claim(owner: str, now: datetime, lease: Lease) -> Transition:
 def reclaim(job: Job, now: datetime, lease: Lease) -> Transition:
     """running -> running: the lease of `job`'s attempt ended without an outcome (its worker
     died); the next attempt starts, and the lost one goes into `history` in the same write."""
-    _seen(Event.RECLAIM, job)
-    lease_ended = Precondition(
-        owner=job.owner,
+    seen = _seen(Event.RECLAIM, job)
+    lease_ended = replace(
+        seen,
         status_in=frozenset(),
-        attempts=job.attempts,
         lease_ended_before=now,
         below_max_attempts=True,
     )
@@ -142,6 +162,7 @@ def _ended(end: Ending) -> JobUpdate:
     return JobUpdate(
         updated_at=end.now,
         lease_until=None,
+        lease_id=None,
         attempt_request_id=None,
         run_after=None,
         progress=KEEP if end.progress is None else end.progress,
@@ -210,6 +231,7 @@ def _lost(job: Job, now: datetime, error: JobError) -> JobUpdate:
         error=error,
         updated_at=now,
         lease_until=None,
+        lease_id=None,
         dispatch=None,
         append_history=lost,
     )
@@ -227,34 +249,50 @@ def fail_exhausted(job: Job, now: datetime, retention: timedelta) -> Transition:
 
 
 def report_progress(job: Job, progress: Progress) -> Transition:
-    """running -> running: the handler's latest progress, while the attempt is still the job's."""
+    """running -> running: the handler's latest progress, while the attempt is still the job's
+    and no later report of it is stored (`progress.seq` orders them)."""
     update = JobUpdate(progress=progress)
-    return Transition(Event.REPORT_PROGRESS, update, _seen(Event.REPORT_PROGRESS, job))
+    seen = _seen(Event.REPORT_PROGRESS, job)
+    return Transition(
+        Event.REPORT_PROGRESS, update, replace(seen, progress_before=progress.seq)
+    )
 
 
 # ----------------------------------------------------------------------------------- control
-def cancel_queued(owner: str, now: datetime, retention: timedelta) -> Transition:
-    """queued -> cancelled: it never runs. Written blind: the precondition alone decides."""
-    update = _final(
-        JobUpdate(updated_at=now, dispatch=None), JobStatus.CANCELLED, now, retention
+def cancel_queued(
+    job: Job, now: datetime, retention: timedelta, token: str
+) -> Transition:
+    """queued -> cancelled: this run never runs (a run the job starts later is not cancelled)."""
+    seen = _seen(Event.CANCEL_QUEUED, job)
+    update = JobUpdate(
+        updated_at=now, dispatch=None, control_tokens=with_token(job, token)
     )
-    queued = Precondition(owner=owner, status_in=ALLOWED[Event.CANCEL_QUEUED])
-    return Transition(Event.CANCEL_QUEUED, update, queued)
+    update = _final(update, JobStatus.CANCELLED, now, retention)
+    return Transition(Event.CANCEL_QUEUED, update, replace(seen, attempts=None))
 
 
-def request_cancel(job: Job, now: datetime) -> Transition:
+def request_cancel(job: Job, now: datetime, token: str) -> Transition:
     """running -> running with `cancel_requested_at`: the handler sees it at its next checkpoint
-    (whichever attempt is running when the request lands)."""
-    _seen(Event.REQUEST_CANCEL, job)
-    running = Precondition(owner=job.owner, status_in=ALLOWED[Event.REQUEST_CANCEL])
-    update = JobUpdate(cancel_requested_at=now, updated_at=now)
+    (whichever attempt of this run is running when the request lands)."""
+    seen = _seen(Event.REQUEST_CANCEL, job)
+    running = Precondition(
+        owner=job.owner, status_in=ALLOWED[Event.REQUEST_CANCEL], run=seen.run
+    )
+    update = JobUpdate(
+        cancel_requested_at=now,
+        updated_at=now,
+        control_tokens=with_token(job, token),
+    )
     return Transition(Event.REQUEST_CANCEL, update, running)
 
 
-def reset_for_retry(job: Job, now: datetime) -> Transition:
-    """failed|dead_lettered|cancelled -> queued with a fresh attempts budget; history is kept."""
+def reset_for_retry(job: Job, now: datetime, token: str) -> Transition:
+    """failed|dead_lettered|cancelled -> queued: the next run, with a fresh attempts budget;
+    history is kept."""
     update = JobUpdate(
         status=JobStatus.QUEUED,
+        run=job.run + 1,
+        control_tokens=with_token(job, token),
         attempts=0,
         result=None,
         error=None,
@@ -263,6 +301,7 @@ def reset_for_retry(job: Job, now: datetime) -> Transition:
         expires_at=None,
         cancel_requested_at=None,
         lease_until=None,
+        lease_id=None,
         run_after=now,
         updated_at=now,
         dispatch=dispatch_mark(now),
@@ -274,10 +313,14 @@ def dead_letter(
     job: Job, now: datetime, receive_count: int, retention: timedelta
 ) -> Transition:
     """queued|running -> dead_lettered: SQS gave up on the job's message. The last error is kept
-    (or one says so); a running attempt goes into `history` as lost."""
+    (or one says so); a running attempt goes into `history` as lost, and only once its lease
+    has ended (a job a live claim holds is never dead-lettered)."""
     error = job.error or JobError(
         type="DeadLettered",
         message=f"the message was dead-lettered after {receive_count} receives",
     )
     update = _final(_lost(job, now, error), JobStatus.DEAD_LETTERED, now, retention)
-    return Transition(Event.DEAD_LETTER, update, _seen(Event.DEAD_LETTER, job))
+    seen = _seen(Event.DEAD_LETTER, job)
+    if job.status is JobStatus.RUNNING:
+        seen = replace(seen, status_in=frozenset(), lease_ended_before=now)
+    return Transition(Event.DEAD_LETTER, update, seen)

@@ -54,3 +54,11 @@ DEADLINE_MARGIN_MS = 12_000
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 """A listing page holds at most this many jobs."""
+
+# ------------------------------------------------------------------------------------- fences
+MAX_CONTROL_TOKENS = 8
+"""A job remembers the tokens of its latest API writes (submit, cancel, retry, redrive), so a
+write whose answer was lost recognises itself; older ones are forgotten (the item stays small)."""
+MAX_CONTROL_DECISIONS = 4
+"""A cancel or retry that finds the job changed under it reads the new state and decides again,
+at most this many times (then the caller is told to try again)."""

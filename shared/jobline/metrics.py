@@ -26,6 +26,8 @@ COUNTS = frozenset(
         "JobsCancelled",
         "JobsDeadLettered",
         "JobsRejected",
+        "StaleMessages",
+        "DeadLettersIgnored",
     }
 )
 DURATIONS = frozenset({"AttemptDuration", "QueueDelay"})

@@ -80,16 +80,21 @@ class JobError(BaseModel):
 
 
 class Attempt(BaseModel):
-    """One attempt in a job's history. `finished_at` is None while it runs (or if its worker died)."""
+    """One attempt in a job's history. `finished_at` is None while it runs (or if its worker died).
+    Attempts are numbered within a run: a retry starts run 2 at attempt 1."""
 
     model_config = ConfigDict(frozen=True)
 
     attempt: int
+    run: int = 1
     started_at: datetime
     finished_at: datetime | None = None
     error: JobError | None = None
     request_id: str | None = None
     duration_ms: int | None = None
+    token: str | None = None
+    """Internal: the token of the write that recorded this entry (an attempt's outcome: its
+    claim's lease id), so a write whose answer was lost recognises itself in the history."""
 
 
 class Progress(BaseModel):
@@ -100,6 +105,9 @@ class Progress(BaseModel):
     percent: float = Field(ge=0, le=100, allow_inf_nan=False)
     message: str | None = Field(default=None, max_length=1024)
     updated_at: datetime
+    seq: int | None = None
+    """Internal: the report's place in its attempt's order of reports: a write of an older report
+    (a resend held past a timeout) never replaces a newer one."""
 
 
 class Job(BaseModel):
@@ -115,7 +123,11 @@ class Job(BaseModel):
     result: Any = None
     error: JobError | None = None
     attempts: int = 0
+    """Attempts made in the current run."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    run: int = 1
+    """The job's incarnation: 1 at submit, one more at each retry or redrive. Every message and
+    history entry carries it; a message or a dead letter of another run changes nothing."""
     delay_seconds: int = 0
     created_at: datetime
     updated_at: datetime
@@ -132,6 +144,14 @@ class Job(BaseModel):
     """While `running`: when the claiming invocation's Lambda deadline passes."""
     attempt_request_id: str | None = None
     """While `running`: the Lambda request id of the invocation running the attempt."""
+    lease_id: str | None = None
+    """While `running`: the claim's unique token. Every write of the attempt (progress, outcome,
+    requeue, cancel at a checkpoint) is conditioned on it, so a write of an earlier claim (a
+    straggler, a worker thought dead) never changes a later one's job."""
+    control_tokens: tuple[str, ...] = ()
+    """Internal: the tokens of the latest API writes (submit, cancel, retry, redrive), at most
+    `limits.MAX_CONTROL_TOKENS`: a write whose answer was lost recognises itself here, whatever was
+    written since."""
     request_hash: str | None = None
     expires_at: int | None = None
     dispatch: int | None = None
@@ -168,6 +188,8 @@ class JobMessage(BaseModel):
     owner: str = Field(min_length=1, max_length=256)
     job_type: str | None = None
     correlation_id: str | None = Field(default=None, max_length=256)
+    run: int | None = Field(default=None, ge=1)
+    """The job's run the message was sent for (None: sent before runs were numbered)."""
 
 
 class Delivery(BaseModel):

@@ -17,8 +17,9 @@ class JobRepository(Protocol):
     """Job storage with conditional writes. Lost conditions raise `ConditionFailed(current)`;
     a write that meets its own earlier application (a retry after a lost response) succeeds."""
 
-    def create(self, job: Job, now: datetime) -> None:
-        """Store a new job unless a live job with its id exists."""
+    def create(self, job: Job, now: datetime, *, token: str | None = None) -> None:
+        """Store a new job unless a live job with its id exists (`token` names the write, a
+        fresh one by default: a retry that meets its own earlier success succeeds)."""
 
     def get(self, job_id: str) -> Job | None:
         """The stored job (expired or not), strongly consistent."""
@@ -32,7 +33,9 @@ class JobRepository(Protocol):
         token: str | None = None,
     ) -> Job:
         """Apply `update` if `precondition` holds; return the job after the write. Calls with
-        the same `token` are one logical write (a fresh token when None)."""
+        the same `token` are one logical write (a fresh token when None): a try that finds the
+        write applied (the token is the item's last write's, one of its `control_tokens`, or a
+        history entry's) returns the job as it is."""
 
     def query(
         self,

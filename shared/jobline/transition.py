@@ -51,6 +51,7 @@ class JobUpdate:
     result: Any = KEEP
     error: JobError | Keep | None = KEEP
     attempts: int | Keep = KEEP
+    run: int | Keep = KEEP
     progress: Progress | Keep | None = KEEP
     started_at: datetime | Keep | None = KEEP
     updated_at: datetime | Keep = KEEP
@@ -59,6 +60,8 @@ class JobUpdate:
     cancel_requested_at: datetime | Keep | None = KEEP
     lease_until: datetime | Keep | None = KEEP
     attempt_request_id: str | Keep | None = KEEP
+    lease_id: str | Keep | None = KEEP
+    control_tokens: tuple[str, ...] | Keep = KEEP
     expires_at: int | Keep | None = KEEP
     dispatch: int | Keep | None = KEEP
     """Set: a message must be sent for the job (the outbox); None: it has been, or never will."""
@@ -77,12 +80,20 @@ class JobUpdate:
         }
 
 
+NO_LEASE = ""
+"""`Precondition.lease_id` of a running job read without a lease id (written before claims
+carried one): the write requires the attribute to be absent."""
+
+
 @dataclass(frozen=True)
 class Precondition:
     """What the stored job must be for an update to apply: it exists, belongs to `owner`, and is in
     one of `status_in` (or, with `lease_ended_before`, is running under a lease that ended before
     then); with `attempts`, has made exactly that many; with `below_max_attempts`, has some left;
-    with `due_by`, its `run_after` (if any) is not later than then."""
+    with `due_by`, its `run_after` (if any) is not later than then; with `run`, is in that run
+    (its incarnation: a retry or redrive starts the next); with `lease_id`, is held by that claim
+    (`NO_LEASE`: by a claim that recorded none); with `progress_before`, holds no report of its
+    attempt from that place in its order of reports or later."""
 
     owner: str
     status_in: frozenset[JobStatus]
@@ -90,6 +101,9 @@ class Precondition:
     lease_ended_before: datetime | None = None
     below_max_attempts: bool = False
     due_by: datetime | None = None
+    run: int | None = None
+    lease_id: str | None = None
+    progress_before: int | None = None
 
     def admits(self, job: Job | None) -> bool:
         """Whether the write would apply to `job` (the repository's condition, evaluated here)."""
@@ -107,6 +121,14 @@ class Precondition:
         due_by, run_after = self.due_by, job.run_after
         if due_by is not None and run_after is not None and run_after > due_by:
             return False
+        if self.run is not None and job.run != self.run:
+            return False
+        if self.lease_id is not None and (job.lease_id or NO_LEASE) != self.lease_id:
+            return False
+        if self.progress_before is not None:
+            seq = job.progress.seq if job.progress is not None else None
+            if seq is not None and seq >= self.progress_before:
+                return False
         return self.attempts is None or job.attempts == self.attempts
 
 
@@ -140,8 +162,10 @@ def apply(job: Job, update: JobUpdate) -> Job:
 
 @dataclass(frozen=True)
 class Lease:
-    """Who runs an attempt and until when: the claiming invocation and its Lambda deadline."""
+    """Who runs an attempt and until when: the claim's unique id, the claiming invocation and its
+    Lambda deadline."""
 
+    id: str
     until: datetime
     request_id: str | None
 
@@ -164,6 +188,7 @@ def lost_attempt(job: Job) -> Attempt:
     """The history entry of an attempt whose worker died before recording an outcome."""
     return Attempt(
         attempt=job.attempts,
+        run=job.run,
         started_at=job.started_at or job.updated_at,
         error=JobError(
             type="WorkerLost",
@@ -177,13 +202,16 @@ def lost_attempt(job: Job) -> Attempt:
 def finished_attempt(
     job: Job, now: datetime, error: JobError | None, request_id: str | None, ms: int
 ) -> Attempt:
-    """The history entry of `job`'s current attempt, ending at `now` after `ms` milliseconds."""
+    """The history entry of `job`'s current attempt, ending at `now` after `ms` milliseconds;
+    its token is the claim's lease id (one outcome per claim)."""
     started = job.started_at or now
     return Attempt(
         attempt=job.attempts,
+        run=job.run,
         started_at=started,
         finished_at=now,
         error=error,
         request_id=request_id,
         duration_ms=ms,
+        token=job.lease_id,
     )

@@ -206,7 +206,7 @@ def test_ingest_raw_queues_the_valid_submission_and_rejects_the_unknown_type(
     assert accepted.payload == {"order": 4711, "action": "invoice"}
     assert accepted.max_attempts == 5
     assert queued_bodies(moto_stack) == [
-        {"job_id": accepted_id, "owner": OWNER, "job_type": "echo"}
+        {"job_id": accepted_id, "owner": OWNER, "job_type": "echo", "run": 1}
     ]
     # And the unknown type is kept as a rejected job saying what was wrong
     rejected = stored(moto_stack, rejected_id)
@@ -256,7 +256,7 @@ def test_ingest_sns_queues_the_message_for_the_default_owner(
         {"order": 4712, "action": "notify"},
     )
     assert queued_bodies(moto_stack) == [
-        {"job_id": job_id, "owner": DEFAULT_OWNER, "job_type": "echo"}
+        {"job_id": job_id, "owner": DEFAULT_OWNER, "job_type": "echo", "run": 1}
     ]
     # And the SNS message id and the SNS correlation attribute are on the log line
     (accepted,) = [
@@ -290,7 +290,7 @@ def test_ingest_eventbridge_queues_the_events_detail(
         {"order": 4713, "action": "archive"},
     )
     assert queued_bodies(moto_stack) == [
-        {"job_id": job_id, "owner": OWNER, "job_type": "echo"}
+        {"job_id": job_id, "owner": OWNER, "job_type": "echo", "run": 1}
     ]
     # And the EventBridge event id is on the log line
     (accepted,) = [

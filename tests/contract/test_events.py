@@ -310,6 +310,7 @@ def test_submit_is_accepted_and_its_replay_returns_the_same_job(
         "payload": {"message": "hello from events/", "n": 3},
         "result": None,
         "error": None,
+        "run": 1,
         "attempts": 0,
         "max_attempts": 3,
         "created_at": job.created_at,
@@ -326,7 +327,7 @@ def test_submit_is_accepted_and_its_replay_returns_the_same_job(
     # And one message naming the job is on the queue, its correlation id an attribute
     messages = moto_stack.receive()
     assert [json.loads(message["Body"]) for message in messages] == [
-        {"job_id": job_id, "owner": OWNER, "job_type": "echo"}
+        {"job_id": job_id, "owner": OWNER, "job_type": "echo", "run": 1}
     ]
     assert [
         message["MessageAttributes"]["correlation_id"]["StringValue"]
@@ -382,6 +383,7 @@ def test_get_returns_the_callers_job(moto_stack: MotoStack) -> None:
         "payload": {"message": "seeded"},
         "result": None,
         "error": None,
+        "run": 1,
         "attempts": 0,
         "max_attempts": 3,
         "created_at": CREATED,

@@ -152,8 +152,8 @@ def test_the_document_is_built_on_first_request_not_at_startup() -> None:
 CLIENT_MODELS = {
     "JobOut": jobline_client.Job,
     "JobError": jobline_client.models.JobError,
-    "Progress": jobline_client.models.Progress,
-    "Attempt": jobline_client.models.Attempt,
+    "ProgressOut": jobline_client.models.Progress,
+    "AttemptOut": jobline_client.models.Attempt,
     "JobTypeOut": jobline_client.models.JobTypeInfo,
     "JobPageOut": jobline_client.models.JobPage,
 }

@@ -71,7 +71,7 @@ def test_the_stream_batch_sends_one_message_for_the_queued_job(
     assert response == {"batchItemFailures": []}
     [message] = messages(moto_stack)
     assert JobMessage.model_validate_json(message["Body"]) == JobMessage(
-        job_id=inserted.id, owner=inserted.owner, job_type="echo"
+        job_id=inserted.id, owner=inserted.owner, job_type="echo", run=1
     )
     # (the sample's job was due in 2024: no delay is left)
     assert messages(moto_stack) == []

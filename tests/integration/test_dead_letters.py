@@ -229,7 +229,9 @@ def test_a_running_job_whose_worker_died_is_dead_lettered_then_retried(
         "job_id": JOB_ID,
         "owner": "ann",
         "job_type": "echo",
+        "run": 2,
     }
+    assert body["run"] == 2
     # And retrying it again while queued is refused
     assert api.post(f"/jobs/{JOB_ID}/retry", headers=ANN).status_code == 409
 

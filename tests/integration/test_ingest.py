@@ -159,7 +159,7 @@ def test_each_envelope_queues_the_job_exactly_like_post_jobs(
     assert submitted.status_code == 202, submitted.text
     over_http = submitted.json()
     assert jobs_queue_bodies(moto_stack) == [
-        {"job_id": over_http["id"], "owner": "ann", "job_type": "echo"}
+        {"job_id": over_http["id"], "owner": "ann", "job_type": "echo", "run": 1}
     ]
 
     # When the same submission, naming ann as its owner, arrives on the ingest queue
@@ -177,7 +177,7 @@ def test_each_envelope_queues_the_job_exactly_like_post_jobs(
     assert ingested["status"] == "queued"
     # And it is enqueued with the same kind of message
     assert jobs_queue_bodies(moto_stack) == [
-        {"job_id": ingested["id"], "owner": "ann", "job_type": "echo"}
+        {"job_id": ingested["id"], "owner": "ann", "job_type": "echo", "run": 1}
     ]
 
 
@@ -238,7 +238,7 @@ def test_an_idempotency_key_makes_separate_messages_one_job(
     assert ingest(receive_event(moto_stack)) == {"batchItemFailures": []}
     job_id = derived_id("ann", "order-42")
     assert jobs_queue_bodies(moto_stack) == [
-        {"job_id": job_id, "owner": "ann", "job_type": "echo"}
+        {"job_id": job_id, "owner": "ann", "job_type": "echo", "run": 1}
     ]
 
     # When the same submission is sent again as another message

@@ -340,9 +340,9 @@ def test_dead_lettered_jobs_are_requeued_through_the_service(
     # And the jobs queue holds a fresh message for it, the queued job's and the stray body
     assert sorted(m["Body"] for m in drain(moto_stack, moto_stack.queue_url)) == sorted(
         [
-            json.dumps({"job_id": dead.id, "owner": "ann", "job_type": "echo"}).replace(
-                " ", ""
-            ),
+            json.dumps(
+                {"job_id": dead.id, "owner": "ann", "job_type": "echo", "run": 2}
+            ).replace(" ", ""),
             bodies[queued.id],
             "not a job message",
         ]

@@ -43,7 +43,10 @@ def echo_request(payload: dict[str, Any] | None = None, **fields: Any) -> Submit
 
 
 def message_of(job: Job, owner: str | None = None) -> JobMessage:
-    return JobMessage(job_id=job.id, owner=owner or job.owner, job_type=job.type)
+    """The message the outbox sends for `job` as it is (its run)."""
+    return JobMessage(
+        job_id=job.id, owner=owner or job.owner, job_type=job.type, run=job.run
+    )
 
 
 def in_a_minute() -> float:

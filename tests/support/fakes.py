@@ -72,6 +72,7 @@ def _stored(job: Job) -> Job:
             percent=float(f"{job.progress.percent:.3f}"),
             message=job.progress.message,
             updated_at=job.progress.updated_at.astimezone(UTC),
+            seq=job.progress.seq,
         )
     return Job.model_validate(data)
 
@@ -164,15 +165,25 @@ class InMemoryJobRepository:
             self._jobs[job.id] = _stored(job)
 
     # ------------------------------------------------------------------ port
-    def create(self, job: Job, now: datetime) -> None:
-        """Store a new job unless a live job with its id exists."""
+    def create(self, job: Job, now: datetime, *, token: str | None = None) -> None:
+        """Store a new job unless a live job with its id exists (or it shows this `token`)."""
         with self._lock:
             current = self._jobs.get(job.id)
             if current is not None and not current.is_expired(int(now.timestamp())):
+                if token and self._applied(job.id, current, token):
+                    return
                 raise ConditionFailed(current)
             stored = self._jobs[job.id] = _stored(job)
-            self._tokens[job.id] = None
+            self._tokens[job.id] = token
         self.stream.written(stored)
+
+    def _applied(self, job_id: str, current: Job, token: str) -> bool:
+        """Whether `current` shows the write with `token` (`aws.repository.applied_by`)."""
+        return (
+            self._tokens.get(job_id) == token
+            or token in current.control_tokens
+            or any(entry.token == token for entry in current.history)
+        )
 
     def get(self, job_id: str) -> Job | None:
         """The stored job (expired or not)."""
@@ -195,7 +206,11 @@ class InMemoryJobRepository:
                 raise self.broken[job_id]
             current = self._jobs.get(job_id)
             if not precondition.admits(current):
-                if current is not None and token and self._tokens.get(job_id) == token:
+                if (
+                    current is not None
+                    and token
+                    and self._applied(job_id, current, token)
+                ):
                     return current
                 raise ConditionFailed(current)
             assert current is not None

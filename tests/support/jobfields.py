@@ -21,6 +21,7 @@ PUBLIC_FIELDS = (
     "payload",
     "result",
     "error",
+    "run",
     "attempts",
     "max_attempts",
     *TIMESTAMPS,

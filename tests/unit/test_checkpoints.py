@@ -103,12 +103,16 @@ def test_the_first_report_is_written_and_later_ones_wait_for_the_interval() -> N
 
     # Then only the first was written; the latest is kept for the outcome write
     assert _progress_writes(repo) == [
-        Progress(percent=10, message="at 10", updated_at=START)
+        Progress(percent=10, message="at 10", updated_at=START, seq=1)
     ]
-    assert channel.latest == Progress(percent=30, message="at 30", updated_at=START)
+    assert channel.latest == Progress(
+        percent=30, message="at 30", updated_at=START, seq=3
+    )
     stored = repo.get(channel.job.id)
     assert stored is not None
-    assert stored.progress == Progress(percent=10, message="at 10", updated_at=START)
+    assert stored.progress == Progress(
+        percent=10, message="at 10", updated_at=START, seq=1
+    )
 
 
 def test_without_an_interval_every_report_is_written() -> None:

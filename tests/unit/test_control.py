@@ -121,9 +121,12 @@ def test_retry_requeues_with_a_fresh_budget_and_keeps_the_history(
 
     # Then it is queued again with no attempts, error, result or end, and its history kept
     now = clock.now - timedelta(seconds=1)
+    [token] = retried.control_tokens[len(finished.control_tokens) :]
     assert retried == finished.model_copy(
         update={
             "status": JobStatus.QUEUED,
+            "run": finished.run + 1,
+            "control_tokens": (*finished.control_tokens, token),
             "attempts": 0,
             "error": None,
             "result": None,
@@ -140,7 +143,7 @@ def test_retry_requeues_with_a_fresh_budget_and_keeps_the_history(
     assert repo.jobs == [retried]
     # And a new message for it was sent
     assert [(s.message, s.delay_seconds) for s in queue.sent[sent:]] == [
-        (JobMessage(job_id=finished.id, owner=ANN, job_type="count"), 0)
+        (JobMessage(job_id=finished.id, owner=ANN, job_type="count", run=2), 0)
     ]
 
     # When that message is delivered and the handler now works
@@ -155,6 +158,11 @@ def test_retry_requeues_with_a_fresh_budget_and_keeps_the_history(
         done.history[-1],
     )
     assert (done.history[-1].attempt, done.history[-1].request_id) == (1, "req-retry")
+    # And it is numbered as attempt 1 of run 2, after the first run's
+    assert [(e.run, e.attempt) for e in finished.history] == [
+        (1, n) for n in range(1, len(finished.history) + 1)
+    ]
+    assert (done.run, done.history[-1].run) == (2, 2)
 
 
 @pytest.mark.parametrize(

@@ -67,12 +67,17 @@ def test_run_claims_runs_and_records_success(clock: FakeClock) -> None:
     [entry] = done.history
     assert entry == Attempt(
         attempt=1,
+        run=1,
         started_at=START + timedelta(seconds=1),
         finished_at=START + timedelta(seconds=2),
         error=None,
         request_id="req-1",
         duration_ms=entry.duration_ms,
+        token=entry.token,
     )
+    # (recorded by the write its claim's lease id names, which the job no longer holds)
+    assert entry.token is not None and len(entry.token) == 32
+    assert done.lease_id is None
     assert (done.lease_until, done.attempt_request_id, done.run_after) == (
         None,
         None,
@@ -529,20 +534,26 @@ def test_every_attempt_appends_one_history_entry(clock: FakeClock) -> None:
     first, second = done.history
     assert first == Attempt(
         attempt=1,
+        run=1,
         started_at=at[1],
         finished_at=at[2],
         error=JobError(type="JobHandlerError", message="transient"),
         request_id="req-a",
         duration_ms=first.duration_ms,
+        token=first.token,
     )
     assert second == Attempt(
         attempt=2,
+        run=1,
         started_at=at[3],
         finished_at=at[4],
         error=None,
         request_id="req-b",
         duration_ms=second.duration_ms,
+        token=second.token,
     )
+    # Each entry names the claim whose outcome it is: one claim per attempt
+    assert None not in (first.token, second.token) and first.token != second.token
     assert all(
         isinstance(entry.duration_ms, int) and entry.duration_ms >= 0
         for entry in done.history

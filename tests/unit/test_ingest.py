@@ -126,7 +126,7 @@ def test_a_queue_outage_stores_the_job_and_the_outbox_sends_later(fakes: Fakes) 
 def test_a_storage_outage_is_raised_for_the_message_to_come_back(fakes: Fakes) -> None:
     service, repo, _ = fakes
 
-    def down(job: Job, now: datetime) -> None:
+    def down(job: Job, now: datetime, *, token: str | None = None) -> None:
         raise StorageUnavailable("create: ThrottlingException")
 
     repo.create = down  # type: ignore[method-assign]

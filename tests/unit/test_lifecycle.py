@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from jobline import creation, lifecycle
+from jobline.limits import MAX_CONTROL_TOKENS
 from jobline.models import Attempt, Job, JobError, JobStatus, Progress, SubmitRequest
 from jobline.transition import (
     KEEP,
@@ -21,6 +22,7 @@ from jobline.transition import (
     Transition,
     TransitionRefused,
     apply,
+    finished_attempt,
     lost_attempt,
 )
 
@@ -29,7 +31,7 @@ from tests.support.jobfields import FINAL_STATUSES
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 RETENTION = timedelta(days=2)
-LEASE = Lease(until=NOW + timedelta(minutes=15), request_id="req-new")
+LEASE = Lease(id="lease-new", until=NOW + timedelta(minutes=15), request_id="req-new")
 ERROR = JobError(type="Boom", message="it failed")
 PROGRESS = Progress(percent=50, message="half", updated_at=NOW)
 ENTRY = Attempt(attempt=1, started_at=NOW - timedelta(seconds=5), finished_at=NOW)
@@ -54,6 +56,7 @@ def job_in(status: JobStatus, **fields: Any) -> Job:
         if status is JobStatus.RUNNING
         else None,
         "attempt_request_id": "req-old" if status is JobStatus.RUNNING else None,
+        "lease_id": "lease-old" if status is JobStatus.RUNNING else None,
         **fields,
     }
     return Job.model_validate(values)
@@ -61,7 +64,7 @@ def job_in(status: JobStatus, **fields: Any) -> Job:
 
 MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
     Event.CLAIM: (
-        lambda job: lifecycle.claim(job.owner, NOW, LEASE),
+        lambda job: lifecycle.claim(job.owner, NOW, LEASE, job.run),
         JobStatus.RUNNING,
     ),
     Event.RECLAIM: (lambda job: lifecycle.reclaim(job, NOW, LEASE), JobStatus.RUNNING),
@@ -90,11 +93,11 @@ MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
         JobStatus.RUNNING,
     ),
     Event.CANCEL_QUEUED: (
-        lambda job: lifecycle.cancel_queued(job.owner, NOW, RETENTION),
+        lambda job: lifecycle.cancel_queued(job, NOW, RETENTION, "token-cancel"),
         JobStatus.CANCELLED,
     ),
     Event.REQUEST_CANCEL: (
-        lambda job: lifecycle.request_cancel(job, NOW),
+        lambda job: lifecycle.request_cancel(job, NOW, "token-cancel"),
         JobStatus.RUNNING,
     ),
     Event.DEAD_LETTER: (
@@ -102,7 +105,7 @@ MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
         JobStatus.DEAD_LETTERED,
     ),
     Event.RESET_FOR_RETRY: (
-        lambda job: lifecycle.reset_for_retry(job, NOW),
+        lambda job: lifecycle.reset_for_retry(job, NOW, "token-retry"),
         JobStatus.QUEUED,
     ),
 }
@@ -155,7 +158,7 @@ def test_claim_starts_the_next_attempt_under_the_lease() -> None:
 
 def test_claim_refuses_a_job_without_attempts_left() -> None:
     exhausted = job_in(JobStatus.QUEUED, attempts=3)
-    assert not lifecycle.claim("ann", NOW, LEASE).precondition.admits(exhausted)
+    assert not lifecycle.claim("ann", NOW, LEASE, 1).precondition.admits(exhausted)
 
 
 def test_reclaim_records_the_lost_attempt_in_the_same_write() -> None:
@@ -320,9 +323,110 @@ def test_every_arrow_out_of_queued_removes_the_dispatch_mark() -> None:
 
 
 def test_a_claim_waits_until_the_job_is_due() -> None:
-    claim = lifecycle.claim("ann", NOW, LEASE).precondition
+    claim = lifecycle.claim("ann", NOW, LEASE, 1).precondition
     assert claim.admits(job_in(JobStatus.QUEUED, run_after=NOW))
     assert claim.admits(job_in(JobStatus.QUEUED, run_after=None))
     assert not claim.admits(
         job_in(JobStatus.QUEUED, run_after=NOW + timedelta(microseconds=1))
     )
+
+
+# ------------------------------------------------------------------------------- fences
+def test_a_write_for_another_run_is_refused_for_every_transition() -> None:
+    # A stale writer of an earlier incarnation (a resend held past a retry, a message or a dead
+    # letter of the previous run) never lands on the job's next run
+    for event in Event:
+        for status in sorted(lifecycle.ALLOWED[event]):
+            job = job_in(status, run=3)
+            transition = MAKE[event][0](job)
+            assert transition.precondition.admits(job), (event, status)
+            for other in (2, 4):
+                later = job.model_copy(update={"run": other})
+                assert not transition.precondition.admits(later), (event, status, other)
+
+
+def test_a_write_of_another_claim_is_refused_for_every_transition_of_a_running_job() -> (
+    None
+):
+    # The ABA on attempts: the same state and attempt number, but a later claim's (the job was
+    # retried and claimed again, or reclaimed): an earlier claim's write is refused
+    any_attempt_of_the_run = {Event.REQUEST_CANCEL}
+    for event in Event:
+        if JobStatus.RUNNING not in lifecycle.ALLOWED[event]:
+            continue
+        job = job_in(JobStatus.RUNNING)
+        transition = MAKE[event][0](job)
+        reclaimed = job.model_copy(update={"lease_id": "lease-later"})
+        refused = not transition.precondition.admits(reclaimed)
+        assert refused is (event not in any_attempt_of_the_run), event
+
+
+def test_a_claim_for_another_run_is_refused_and_one_without_a_run_is_not_fenced() -> (
+    None
+):
+    queued = job_in(JobStatus.QUEUED, run=2, run_after=NOW)
+    assert lifecycle.claim("ann", NOW, LEASE, 2).precondition.admits(queued)
+    assert not lifecycle.claim("ann", NOW, LEASE, 1).precondition.admits(queued)
+    # A message sent before runs were numbered claims whatever run is queued
+    assert lifecycle.claim("ann", NOW, LEASE, None).precondition.admits(queued)
+
+
+def test_the_claim_records_its_lease_id_and_every_outcome_releases_it() -> None:
+    _, claimed = _after(Event.CLAIM, JobStatus.QUEUED, run_after=NOW)
+    assert claimed.lease_id == LEASE.id
+    _, reclaimed = _after(Event.RECLAIM, JobStatus.RUNNING)
+    assert reclaimed.lease_id == LEASE.id
+    for event in (
+        Event.SUCCEED,
+        Event.FAIL,
+        Event.REQUEUE,
+        Event.CANCEL_AT_CHECKPOINT,
+        Event.FAIL_EXHAUSTED,
+        Event.DEAD_LETTER,
+    ):
+        _, after = _after(event, JobStatus.RUNNING)
+        assert after.lease_id is None, event
+
+
+def test_an_older_progress_report_never_replaces_a_newer_one() -> None:
+    stored = job_in(
+        JobStatus.RUNNING,
+        progress=Progress(percent=47.5, updated_at=NOW, seq=5),
+    )
+    older = Progress(percent=12.6, updated_at=NOW - timedelta(seconds=2), seq=4)
+    newer = Progress(percent=60, updated_at=NOW, seq=6)
+    assert not lifecycle.report_progress(stored, older).precondition.admits(stored)
+    assert not lifecycle.report_progress(
+        stored, older.model_copy(update={"seq": 5})
+    ).precondition.admits(stored)
+    assert lifecycle.report_progress(stored, newer).precondition.admits(stored)
+    # The first report of an attempt (none stored) is written
+    fresh = job_in(JobStatus.RUNNING)
+    assert lifecycle.report_progress(fresh, older).precondition.admits(fresh)
+
+
+def test_a_running_job_is_dead_lettered_only_once_its_lease_has_ended() -> None:
+    live = job_in(JobStatus.RUNNING, lease_until=NOW + timedelta(seconds=30))
+    ended = job_in(JobStatus.RUNNING, lease_until=NOW - timedelta(seconds=1))
+    assert not lifecycle.dead_letter(live, NOW, 25, RETENTION).precondition.admits(live)
+    assert lifecycle.dead_letter(ended, NOW, 25, RETENTION).precondition.admits(ended)
+
+
+def test_a_retry_starts_the_next_run_and_api_writes_keep_their_latest_tokens() -> None:
+    job = job_in(
+        JobStatus.FAILED, run=4, control_tokens=tuple(f"t{i}" for i in range(8))
+    )
+    after = apply(job, lifecycle.reset_for_retry(job, NOW, "t-new").update)
+    assert after.run == 5
+    assert after.control_tokens == (*(f"t{i}" for i in range(1, 8)), "t-new")
+    assert len(after.control_tokens) == MAX_CONTROL_TOKENS
+    cancel = lifecycle.cancel_queued(after, NOW, RETENTION, "t-cancel")
+    assert apply(after, cancel.update).control_tokens[-1] == "t-cancel"
+
+
+def test_an_attempts_history_entry_carries_its_run_and_its_claims_token() -> None:
+    job = job_in(JobStatus.RUNNING, run=2)
+    entry = finished_attempt(job, NOW, None, "req-1", 5)
+    assert (entry.run, entry.attempt, entry.token) == (2, 1, "lease-old")
+    lost = lost_attempt(job)
+    assert (lost.run, lost.attempt, lost.token) == (2, 1, None)

@@ -44,13 +44,15 @@ def test_progress_writes_are_throttled_and_the_latest_report_is_kept() -> None:
         if set(change.values) == {"progress"}
     ]
     assert progress_writes == [
-        Progress(percent=0.0, message="step 0", updated_at=START)
+        Progress(percent=0.0, message="step 0", updated_at=START, seq=1)
     ]
     assert len(repo.writes) == 3
     # And the outcome write carried the latest report
     [done] = repo.jobs
     assert done.status is JobStatus.SUCCEEDED
-    assert done.progress == Progress(percent=99.9, message="step 999", updated_at=START)
+    assert done.progress == Progress(
+        percent=99.9, message="step 999", updated_at=START, seq=1000
+    )
 
 
 def test_progress_of_a_failed_attempt_is_kept_and_cleared_by_the_next_claim() -> None:
@@ -70,7 +72,9 @@ def test_progress_of_a_failed_attempt_is_kept_and_cleared_by_the_next_claim() ->
     # When the first attempt fails, then the queued job shows how far it got
     assert service.run(delivery_of(job)) is RunOutcome.REDELIVER
     [queued] = repo.jobs
-    assert queued.progress == Progress(percent=50, message="half", updated_at=START)
+    assert queued.progress == Progress(
+        percent=50, message="half", updated_at=START, seq=1
+    )
 
     # When the second attempt succeeds without reporting, then no stale progress is left
     after_backoff(clock, queue)
@@ -115,8 +119,13 @@ def test_cancel_of_a_running_job_records_the_request() -> None:
 
     # Then it keeps running with the request recorded (the API answers 202)
     now = START + timedelta(seconds=1)
+    [token] = requested.control_tokens[len(running.control_tokens) :]
     assert requested == running.model_copy(
-        update={"cancel_requested_at": now, "updated_at": now}
+        update={
+            "cancel_requested_at": now,
+            "updated_at": now,
+            "control_tokens": (*running.control_tokens, token),
+        }
     )
     assert repo.jobs == [requested]
 
@@ -157,7 +166,11 @@ def test_a_handler_that_sees_the_cancel_request_ends_the_job_cancelled() -> None
     assert cancelled.error == JobError(
         type="JobCancelled", message=f"job {job.id} was cancelled"
     )
-    assert cancelled.progress == Progress(percent=50, message="half", updated_at=START)
+    assert cancelled.progress is not None and cancelled.progress.seq is not None
+    assert cancelled.progress == Progress(
+        percent=50, message="half", updated_at=START, seq=cancelled.progress.seq
+    )
+    assert cancelled.progress.seq >= 1
     assert cancelled.cancel_requested_at == START
     assert (cancelled.finished_at, cancelled.lease_until) == (START, None)
     assert cancelled.expires_at == int((START + timedelta(days=30)).timestamp())

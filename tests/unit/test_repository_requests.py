@@ -248,6 +248,7 @@ def test_history_entries_are_appended_to_the_list() -> None:
             {
                 "M": {
                     "attempt": {"N": "1"},
+                    "run": {"N": "1"},
                     "started_at": {"S": "2025-01-15T12:00:00.123456Z"},
                     "error": {
                         "M": {"type": {"S": "WorkerLost"}, "message": {"S": "gone"}}
@@ -258,6 +259,7 @@ def test_history_entries_are_appended_to_the_list() -> None:
             {
                 "M": {
                     "attempt": {"N": "2"},
+                    "run": {"N": "1"},
                     "started_at": {"S": "2025-01-15T12:00:00.123456Z"},
                     "finished_at": {"S": "2025-01-15T12:00:00.123456Z"},
                     "request_id": {"S": "req-2"},
@@ -480,6 +482,7 @@ def test_a_new_job_item_has_no_empty_attributes() -> None:
         "payload",
         "attempts",
         "max_attempts",
+        "run",
         "delay_seconds",
         "created_at",
         "updated_at",

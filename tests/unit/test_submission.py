@@ -43,7 +43,7 @@ def test_submit_stores_a_queued_job_and_enqueues_one_message(fakes: Fakes) -> No
     assert (job.attempts, job.max_attempts, job.delay_seconds) == (0, 5, 30)
     assert job.created_at == job.updated_at == START
     assert [(s.message, s.delay_seconds) for s in queue.sent] == [
-        (JobMessage(job_id=job.id, owner=ANN, job_type="echo"), 30)
+        (JobMessage(job_id=job.id, owner=ANN, job_type="echo", run=1), 30)
     ]
 
 
@@ -188,7 +188,7 @@ def test_a_store_that_does_not_answer_says_the_job_may_be_stored(fakes: Fakes) -
     # Given a store whose answer to the create is lost after the SDK's retries
     broken = StorageUnavailable("create: ReadTimeoutError")
 
-    def lost_create(job: Job, now: datetime) -> None:
+    def lost_create(job: Job, now: datetime, *, token: str | None = None) -> None:
         raise broken
 
     repo.create = lost_create  # type: ignore[method-assign]

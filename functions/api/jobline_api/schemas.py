@@ -5,9 +5,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobline.models import Attempt, Job, JobError, JobPage, JobStatus, Progress
+from jobline.models import Job, JobError, JobPage, JobStatus
 from jobline.registry import JobType
 from pydantic import BaseModel
+
+
+class ProgressOut(BaseModel):
+    """What a running handler last reported."""
+
+    percent: float
+    message: str | None
+    updated_at: datetime
+
+
+class AttemptOut(BaseModel):
+    """One attempt in a job's history: attempts are numbered within a run (a retry starts the
+    next run at attempt 1). `finished_at` is None while it runs, or if its worker died."""
+
+    run: int
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None
+    error: JobError | None
+    request_id: str | None
+    duration_ms: int | None
 
 
 class JobOut(BaseModel):
@@ -19,22 +40,33 @@ class JobOut(BaseModel):
     payload: Any
     result: Any
     error: JobError | None
+    run: int
+    """The job's run: 1 at submit, one more at each retry or redrive."""
     attempts: int
+    """Attempts made in the current run."""
     max_attempts: int
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     run_after: datetime | None
-    progress: Progress | None
+    progress: ProgressOut | None
     cancel_requested_at: datetime | None
-    history: list[Attempt]
+    history: list[AttemptOut]
     correlation_id: str | None
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
         """The public view of a stored job."""
-        return cls.model_validate(job.model_dump(include=set(cls.model_fields)))
+        return cls.model_validate(
+            job.model_dump(
+                include={
+                    **{name: True for name in cls.model_fields},
+                    "progress": set(ProgressOut.model_fields),
+                    "history": {"__all__": set(AttemptOut.model_fields)},
+                }
+            )
+        )
 
 
 class JobPageOut(BaseModel):

@@ -95,7 +95,11 @@ def to_attribute(name: str, value: Any) -> dict[str, Any]:
         }
         if progress.message is not None:
             fields["message"] = {"S": progress.message}
+        if progress.seq is not None:
+            fields["seq"] = {"N": str(progress.seq)}
         return {"M": fields}
+    if name == "control_tokens":
+        return {"L": [{"S": token} for token in value]}
     if isinstance(value, JobStatus):
         return {"S": value.value}
     if isinstance(value, str):
@@ -111,8 +115,11 @@ def attempt_attribute(attempt: Attempt) -> dict[str, Any]:
     """One history entry as a DynamoDB map."""
     fields: dict[str, Any] = {
         "attempt": {"N": str(attempt.attempt)},
+        "run": {"N": str(attempt.run)},
         "started_at": {"S": format_ts(attempt.started_at)},
     }
+    if attempt.token is not None:
+        fields["token"] = {"S": attempt.token}
     if attempt.finished_at is not None:
         fields["finished_at"] = {"S": format_ts(attempt.finished_at)}
     if attempt.error is not None:
@@ -128,6 +135,8 @@ def _attempt_from(attr: dict[str, Any]) -> Attempt:
     fields = attr["M"]
     return Attempt(
         attempt=int(fields["attempt"]["N"]),
+        run=int(fields["run"]["N"]) if "run" in fields else 1,
+        token=fields["token"]["S"] if "token" in fields else None,
         started_at=parse_ts(fields["started_at"]["S"]),
         finished_at=parse_ts(fields["finished_at"]["S"])
         if "finished_at" in fields
@@ -149,7 +158,7 @@ def job_to_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {}
     for name, value in job:
         if (value is None and name not in _JSON_FIELDS) or (
-            name == "history" and not value
+            name in ("history", "control_tokens") and not value
         ):
             continue
         item[name] = to_attribute(name, value)
@@ -182,7 +191,10 @@ def item_to_job(item: dict[str, Any]) -> Job:
                 percent=float(fields["percent"]["N"]),
                 message=fields["message"]["S"] if "message" in fields else None,
                 updated_at=parse_ts(fields["updated_at"]["S"]),
+                seq=int(fields["seq"]["N"]) if "seq" in fields else None,
             )
+        elif name == "control_tokens":
+            data[name] = tuple(entry["S"] for entry in attr["L"])
         elif "S" in attr:
             data[name] = attr["S"]
     return Job.model_validate(data)

@@ -4,8 +4,11 @@ ClientError codes -> domain errors.
 Every write carries a write token (`write_token`, fresh per logical write). botocore retries a
 write whose response was lost (a 500, a read timeout) although DynamoDB applied it; the retry then
 fails its condition against the write's own result. The failed condition returns the item as it is
-(`ReturnValuesOnConditionCheckFailure`), so a token that matches means "already applied": the call
-returns what the first try would have, instead of reading "someone else changed the job".
+(`ReturnValuesOnConditionCheckFailure`), so a token the item shows means "already applied": the call
+returns what the first try would have, instead of reading "someone else changed the job". The item
+shows a token as its last write's (`write_token`), and whatever was written since, as one of its
+latest API writes (`control_tokens`: submit, cancel, retry) or as the token of a history entry (an
+attempt's outcome: the claim's lease id) (`applied_by`).
 
 Request building is pure (`build_*` functions) so tests can assert it without a network; the item
 layout is `jobline.aws.items`.
@@ -33,7 +36,7 @@ from jobline.errors import ConditionFailed, StorageUnavailable
 from jobline.logging import get_logger
 from jobline.models import Job, JobFilter, JobStatus
 from jobline.ports import StartKey
-from jobline.transition import JobUpdate, Precondition
+from jobline.transition import NO_LEASE, JobUpdate, Precondition
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -112,6 +115,26 @@ def _condition(
         names["#run_after"] = "run_after"
         values[":due_by"] = {"S": format_ts(precondition.due_by)}
         parts.append("(attribute_not_exists(#run_after) OR #run_after <= :due_by)")
+    if precondition.run is not None:
+        names["#run"] = "run"
+        values[":expect_run"] = {"N": str(precondition.run)}
+        # A job stored before runs were numbered is in its first.
+        first = " OR attribute_not_exists(#run)" if precondition.run == 1 else ""
+        parts.append(f"(#run = :expect_run{first})")
+    if precondition.lease_id is not None:
+        names["#lease_id"] = "lease_id"
+        if precondition.lease_id == NO_LEASE:
+            parts.append("attribute_not_exists(#lease_id)")
+        else:
+            values[":expect_lease"] = {"S": precondition.lease_id}
+            parts.append("#lease_id = :expect_lease")
+    if precondition.progress_before is not None:
+        names["#progress"] = "progress"
+        names["#seq"] = "seq"
+        values[":progress_before"] = {"N": str(precondition.progress_before)}
+        parts.append(
+            "(attribute_not_exists(#progress.#seq) OR #progress.#seq < :progress_before)"
+        )
     return " AND ".join(parts)
 
 
@@ -183,9 +206,19 @@ def _lost_condition(exc: ClientError) -> dict[str, Any] | None:
     return item
 
 
-def _applied_by(item: dict[str, Any] | None, token: str) -> bool:
-    """Whether the item's last write is the one with `token` (an earlier try of this write)."""
-    return item is not None and item.get(WRITE_TOKEN, {}).get("S") == token
+def applied_by(item: dict[str, Any] | None, token: str) -> bool:
+    """Whether the item shows the write with `token` applied (an earlier try of this write): as
+    its last write, among its latest API writes, or as the token of a history entry."""
+    if item is None or not item:
+        return False
+    if item.get(WRITE_TOKEN, {}).get("S") == token:
+        return True
+    if any(t.get("S") == token for t in item.get("control_tokens", {}).get("L", [])):
+        return True
+    return any(
+        entry.get("M", {}).get("token", {}).get("S") == token
+        for entry in item.get("history", {}).get("L", [])
+    )
 
 
 def _translate(exc: ClientError | BotoCoreError, operation: str) -> Exception:
@@ -215,14 +248,16 @@ class DynamoJobRepository:
     def _client(self) -> DynamoDBClient:
         return self._connect()
 
-    def create(self, job: Job, now: datetime) -> None:
+    def create(self, job: Job, now: datetime, *, token: str | None = None) -> None:
         """Store a new job unless a live job with its id exists (a retry of this very call
-        that meets its own earlier success succeeds)."""
-        token = new_token()
+        that meets its own earlier success succeeds: `token`, a fresh one by default, names it;
+        a job created with its token among `control_tokens` recognises it whatever happened
+        to the job since)."""
+        token = token or new_token()
         try:
             self._client.put_item(**build_create(self._table, job, now, token))
         except ClientError as exc:
-            if _applied_by(_lost_condition(exc), token):
+            if applied_by(_lost_condition(exc), token):
                 log.info("storage.write_applied_before", operation="create")
                 return
             raise _translate(exc, "create") from exc
@@ -258,7 +293,7 @@ class DynamoJobRepository:
             )
         except ClientError as exc:
             item = _lost_condition(exc)
-            if item is not None and _applied_by(item, token):
+            if item is not None and applied_by(item, token):
                 log.info("storage.write_applied_before", operation="update")
                 return item_to_job(item)
             raise _translate(exc, "update") from exc

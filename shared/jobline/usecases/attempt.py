@@ -195,10 +195,11 @@ class RunningAttempt:
         return Ending(now, entry, self.channel.latest)
 
     def _write(self, write: Transition) -> None:
-        """The outcome write, tried again (as the same logical write: one token) while the store
-        is unavailable and time is left before the deadline: an outcome not recorded means the
-        handler runs again once the lease ends."""
-        token = uuid.uuid4().hex
+        """The outcome write, tried again (as the same logical write: one token, the claim's
+        lease id, which its history entry keeps) while the store is unavailable and time is left
+        before the deadline: an outcome not recorded means the handler runs again once the lease
+        ends."""
+        token = self.job.lease_id or uuid.uuid4().hex
         for pause in OUTCOME_RETRY_PAUSES_S:
             try:
                 self.repository.update(

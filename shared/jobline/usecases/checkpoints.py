@@ -1,5 +1,9 @@
 """Where a running handler meets its job: a throttled progress sink and cancellation probe that talk
-to the job store (`AttemptChannel`), and the handler's own thread, run until the deadline."""
+to the job store (`AttemptChannel`), and the handler's own thread, run until the deadline.
+
+Every write is the attempt's: fenced by its claim's lease id, so nothing lands once the job is
+another claim's. Reports are numbered in the order the handler made them (`Progress.seq`), and a
+write of an older report (a resend held past the SDK's timeout) never replaces a newer one."""
 
 from __future__ import annotations
 
@@ -36,14 +40,16 @@ class AttemptChannel:
     """The job stopped being this attempt's (reclaimed, or changed by another writer)."""
     _last_write: float = field(default=float("-inf"))
     _last_check: float = field(default=float("-inf"))
+    _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def report(self, percent: float, message: str | None) -> None:
         """Keep the report; write it unless a write happened within the interval."""
         now = time.monotonic()
         with self._lock:
+            self._seq += 1
             self.latest = Progress(
-                percent=percent, message=message, updated_at=self.clock()
+                percent=percent, message=message, updated_at=self.clock(), seq=self._seq
             )
             if now - self._last_write < self.interval_s or self.lost:
                 return
@@ -52,8 +58,10 @@ class AttemptChannel:
         write = lifecycle.report_progress(self.job, progress)
         try:
             current = self.repo.update(self.job.id, write.update, write.precondition)
-        except ConditionFailed:
-            self._mark_lost()
+        except ConditionFailed as refused:
+            if not self._still_ours(refused.current):
+                self._mark_lost()
+            # else: a later report of this attempt is stored already; this one is stale.
             return
         except StorageUnavailable as exc:
             log.warning("job.progress_not_written", error=exc.message)
@@ -78,11 +86,7 @@ class AttemptChannel:
         except StorageUnavailable as exc:
             log.warning("job.cancel_check_failed", error=exc.message)
             return False
-        if (
-            current is None
-            or current.status is not JobStatus.RUNNING
-            or current.attempts != self.job.attempts
-        ):
+        if current is None or not self._still_ours(current):
             self._mark_lost()
             return True
         if current.cancel_requested_at is not None:
@@ -90,6 +94,15 @@ class AttemptChannel:
                 self.cancel_seen = True
             return True
         return False
+
+    def _still_ours(self, current: Job | None) -> bool:
+        """Whether `current` is still running this attempt (its claim's lease id)."""
+        return (
+            current is not None
+            and current.status is JobStatus.RUNNING
+            and current.lease_id == self.job.lease_id
+            and current.attempts == self.job.attempts
+        )
 
     def _mark_lost(self) -> None:
         with self._lock:

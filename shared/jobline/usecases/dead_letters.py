@@ -29,19 +29,28 @@ class DeadLetters:
     retention: timedelta
 
     def dead_letter(self, message: JobMessage, receive_count: int) -> Job | None:
-        """Record that SQS dead-lettered the job's message: a queued or running job becomes
-        `dead_lettered` with its last error. A finished job is left alone (returns None)."""
+        """Record that SQS dead-lettered the job's message: a queued job, or a running one whose
+        lease has ended (its worker died and nothing will run it again), becomes `dead_lettered`
+        with its last error. Nothing else changes (returns None): a finished job; a message of
+        another run (a retry or redrive started a new one, which has a message of its own); a
+        copy of the message of a job running under a live lease (its claim's own message carries
+        it on). The write is fenced by what was read (run, state, attempts, claim)."""
         current = self.repository.get(message.job_id)
         if current is None or current.owner != message.owner:
             raise JobNotFound(message.job_id)
-        if current.status not in lifecycle.ALLOWED[Event.DEAD_LETTER]:
+        now = self.clock()
+        ignored = self._ignored(current, message, now)
+        if ignored is not None:
             log.info(
                 "job.dead_letter_ignored",
                 job_id=current.id,
                 status=current.status.value,
+                reason=ignored,
+                message_run=message.run,
+                run=current.run,
             )
+            metrics.count("DeadLettersIgnored", current.type, job_id=current.id)
             return None
-        now = self.clock()
         write = lifecycle.dead_letter(current, now, receive_count, self.retention)
         try:
             job = self.repository.update(current.id, write.update, write.precondition)
@@ -55,8 +64,21 @@ class DeadLetters:
             job_type=job.type,
             error_type=job.error.type if job.error is not None else None,
             receive_count=receive_count,
+            run=job.run,
         )
         return job
+
+    @staticmethod
+    def _ignored(job: Job, message: JobMessage, now: datetime) -> str | None:
+        """Why the dead letter changes nothing, or None when it ends the job."""
+        if job.status not in lifecycle.ALLOWED[Event.DEAD_LETTER]:
+            return "finished"
+        if message.run is not None and message.run != job.run:
+            return "another_run"
+        lease = job.lease_until
+        if job.status is JobStatus.RUNNING and lease is not None and lease >= now:
+            return "running_under_a_live_lease"
+        return None
 
     def requeue_dead_lettered(self, message: JobMessage) -> Job | None:
         """The job re-queued (`Control.retry`: fresh attempts, a new message) when `message`

@@ -54,6 +54,7 @@ class Dispatch:
                         owner=job.owner,
                         job_type=job.type,
                         correlation_id=job.correlation_id,
+                        run=job.run,
                     ),
                     delay_of(job, now),
                 )

@@ -1,11 +1,13 @@
 """Run a job from its message: claim it under a lease (or reclaim it from a dead worker), perform
-one attempt until the deadline, and record the outcome. A message for a finished job is a no-op;
-one for a job another live invocation holds comes back once that lease has ended."""
+one attempt until the deadline, and record the outcome. A message for a finished job, or for
+another run of the job (a retry started a new one), is a no-op; one for a job another live
+invocation holds is parked until that lease has ended (it consumes no attempt)."""
 
 from __future__ import annotations
 
 import math
 import random
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,8 +86,12 @@ class Execution:
         """The claimed job, or what to do with a message whose job cannot be claimed now."""
         message = delivery.message
         now = self.clock()
-        lease = Lease(until=delivery.lease_until, request_id=delivery.request_id)
-        claim = lifecycle.claim(message.owner, now, lease)
+        lease = Lease(
+            id=uuid.uuid4().hex,
+            until=delivery.lease_until,
+            request_id=delivery.request_id,
+        )
+        claim = lifecycle.claim(message.owner, now, lease, message.run)
         try:
             job = self.repository.update(
                 message.job_id, claim.update, claim.precondition
@@ -94,6 +100,13 @@ class Execution:
             current = lost.current
             if current is None or current.owner != message.owner:
                 raise JobNotFound(message.job_id) from None
+            if current.lease_id == lease.id:
+                # Our own claim, applied although its answer was lost (and written over since).
+                return self._claimed(current, delivery, now)
+            if message.run is not None and current.run != message.run:
+                log.info("job.stale_message", message_run=message.run, run=current.run)
+                metrics.count("StaleMessages", current.type, job_id=current.id)
+                return RunOutcome.DONE
             if current.status is not JobStatus.RUNNING:
                 return self._not_claimed(current, delivery, now)
             reclaim = lifecycle.reclaim(current, now, lease)
@@ -106,13 +119,19 @@ class Execution:
             except ConditionFailed as raced:
                 if raced.current is None:
                     raise JobNotFound(message.job_id) from None
-                return self._not_claimed(raced.current, delivery, now)
+                if raced.current.lease_id != lease.id:
+                    return self._not_claimed(raced.current, delivery, now)
+                job = raced.current  # our reclaim, applied although its answer was lost
             log.warning(
                 "job.reclaimed",
                 previous_attempt=current.attempts,
                 previous_request_id=current.attempt_request_id,
             )
-        bind(job_type=job.type, correlation_id=job.correlation_id)
+        return self._claimed(job, delivery, now)
+
+    def _claimed(self, job: Job, delivery: Delivery, now: datetime) -> Job:
+        """`job`, claimed by this delivery: logged and counted."""
+        bind(job_type=job.type, correlation_id=job.correlation_id, run=job.run)
         log.info(
             "job.claimed",
             attempt=job.attempts,

@@ -74,11 +74,12 @@ class Submission:
         else:
             job_id = creation.derived_id(owner, idempotency_key)
         now = self.clock()
+        token = uuid.uuid4().hex
         job = creation.submitted(
-            job_id, owner, request, request_hash, now, correlation_id
+            job_id, owner, request, request_hash, now, correlation_id, token
         )
         try:
-            self.repository.create(job, now)
+            self.repository.create(job, now, token=token)
         except ConditionFailed as lost:
             return _replay(lost.current, owner, request_hash, idempotency_key)
         except StorageUnavailable as exc:

@@ -127,6 +127,7 @@ def test_get_shows_progress_and_history(client: TestClient, fakes: Fakes) -> Non
     }
     assert body["history"] == [
         {
+            "run": 1,
             "attempt": 1,
             "started_at": "2025-01-15T12:00:00Z",
             "finished_at": "2025-01-15T12:00:02Z",
@@ -197,7 +198,7 @@ def test_retry_during_a_queue_outage_is_queued(
 def test_a_submit_whose_store_does_not_answer_is_503_with_the_job_id(
     client: TestClient, fakes: Fakes
 ) -> None:
-    def lost_create(job: Job, now: datetime) -> None:
+    def lost_create(job: Job, now: datetime, *, token: str | None = None) -> None:
         raise StorageUnavailable("create: ReadTimeoutError")
 
     fakes[1].create = lost_create  # type: ignore[method-assign]

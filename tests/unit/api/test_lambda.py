@@ -128,7 +128,7 @@ def test_behind_a_named_stage_a_trailing_slash_redirect_keeps_the_stage(
 def test_behind_a_named_stage_an_unanswered_submit_names_the_job_under_the_stage(
     lambda_service: Fakes,
 ) -> None:
-    def lost_create(job: Job, now: datetime) -> None:
+    def lost_create(job: Job, now: datetime, *, token: str | None = None) -> None:
         raise StorageUnavailable("create: ReadTimeoutError")
 
     lambda_service[1].create = lost_create  # type: ignore[method-assign]

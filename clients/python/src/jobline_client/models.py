@@ -129,7 +129,8 @@ class Progress:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One attempt in a job's history; `finished_at` is None while it runs or if its worker died."""
+    """One attempt in a job's history; `finished_at` is None while it runs or if its worker died.
+    Attempts are numbered within a run: a retry starts run 2 at attempt 1."""
 
     attempt: int
     started_at: datetime | None
@@ -137,6 +138,7 @@ class Attempt:
     error: JobError | None
     request_id: str | None
     duration_ms: int | None
+    run: int = 1
 
     @classmethod
     def from_dict(cls, data: Any) -> Attempt:
@@ -152,6 +154,7 @@ class Attempt:
             duration_ms=None
             if duration is None
             else _int(duration, "history.duration_ms"),
+            run=_int(data.get("run", 1), "history.run"),
         )
 
 
@@ -176,6 +179,9 @@ class Job:
     cancel_requested_at: datetime | None
     history: tuple[Attempt, ...]
     correlation_id: str | None = None
+    run: int = 1
+    """The job's run: 1 at submit, one more at each retry or redrive (`attempts` counts the
+    current run's)."""
     """The request's `X-Correlation-Id` (or the one the API made up): the key to the job's logs."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -213,6 +219,7 @@ class Job:
             ),
             history=tuple(Attempt.from_dict(entry) for entry in history),
             correlation_id=_optional_str(data.get("correlation_id"), "correlation_id"),
+            run=_int(data.get("run", 1), "run"),
             raw=data,
         )
 
