@@ -164,7 +164,14 @@ class LocalStack:
         self._ready = True
         if self.settings.state_file is not None:
             # Restored (or discarded): from now on the state lives here until the next stop.
-            self.settings.state_file.unlink(missing_ok=True)
+            try:
+                self.settings.state_file.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning(
+                    "local.state_not_removed",
+                    path=str(self.settings.state_file),
+                    error=str(exc),
+                )
 
     def stop(self) -> bool:
         """Stop the API and the pollers, then the moto server; safe to call twice.
