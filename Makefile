@@ -15,7 +15,7 @@ export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
 PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 2>/dev/null)" "$$(pyenv prefix 3.12 2>/dev/null)"; do [ -x "$$p/bin/python3.12" ] && { echo "$$p/bin"; break; }; done)
 
-.PHONY: help run test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive sweep openapi
+.PHONY: help run sam-events test lint format pytest unit integration contract soak bench build validate checkov lock clean redrive sweep openapi
 
 ## help: list the targets (each `##` comment of this Makefile).
 help:
@@ -38,9 +38,18 @@ lock: $(STAMP)
 	$(BIN)/python -m tools.lock
 	$(MAKE) --no-print-directory $(STAMP)
 
-## run: the whole service locally (moto server + API on :8000 + worker poller). Ctrl-C stops it.
+## run: the whole service locally (moto server + API on :8000 + the template's event source
+##   mappings, up to 4 invocations at once per queue). Ctrl-C stops it and saves the jobs to
+##   .jobline-local/state.json; the next run restores them. make run [FRESH=1] starts clean.
+##   docs/local-development.md has every setting (JOBLINE_LOCAL_*).
 run: $(STAMP)
-	$(BIN)/python -m jobline_local
+	JOBLINE_LOCAL_STATE_FILE="$${JOBLINE_LOCAL_STATE_FILE-$(ROOT)/.jobline-local/state.json}" \
+		$(if $(filter 1,$(FRESH)),JOBLINE_LOCAL_FRESH=true) $(BIN)/python -m jobline_local
+
+## sam-events: sample events naming a real job of the running `make run`, for `sam local invoke`
+##   (submits an echo job as the events' caller, writes .jobline-local/events/*.json).
+sam-events: $(STAMP)
+	$(BIN)/python -m jobline_local.sam_events
 
 ## redrive: move messages from a dead-letter queue back to its queue, bounded and rate-limited.
 ##   make redrive [SOURCE=dlq-url-or-name] [TARGET=queue-url-or-name] [MAX=100] [RATE=10] [LOCAL=0]

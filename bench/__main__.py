@@ -5,7 +5,8 @@ when a target is missed. Three tables, in this order:
    their sizes and what they ship, with `-X importtime`'s top ten per function after it;
 2. the AWS bill of a million echo jobs (`bench.cost`), line by line, next to Step Functions;
 3. the development virtualenv: cold starts (the issue-4 method, reported), AWS calls per job,
-   batch concurrency, throughput, submit -> claim latency.
+   batch concurrency, throughput, submit -> claim latency, the local stack's drain with its
+   concurrent pollers against one.
 
     python -m bench [--runs N] [--skip-build] [--no-lambda-like] [--json PATH] [--importtime]
 """
@@ -132,6 +133,22 @@ def batch_rows(batch: concurrency.BatchRun) -> list[Row]:
             "< 2 s, outcomes exact",
             "5 s one at a time",
             batch.seconds < 2 and batch.exact,
+        )
+    ]
+
+
+def drain_rows(result: concurrency.Drain) -> list[Row]:
+    many = max(result.rates)
+    sleeps = result.jobs // concurrency.SLEEP_EVERY
+    return [
+        Row(
+            f"Local stack: {result.jobs} jobs ({sleeps} sleep {concurrency.SLEEP_S:.0f} s), "
+            f"{many} pollers vs 1",
+            f"{result.rates[many]:.1f} jobs/s vs {result.rates[1]:.1f} jobs/s "
+            f"= {result.ratio:.1f}x",
+            ">= 1.5x",
+            "1 poller per queue",
+            result.ratio >= 1.5,
         )
     ]
 
@@ -460,6 +477,8 @@ def main() -> int:
         money, bill_lines = cost_rows(cost.measure(functions))
         log("submit -> claim latency (the local stack: API, outbox, SQS, worker)")
         dev += latency_rows(latency.measure())
+        log("local stack: jobs/s with the default pollers per queue vs 1")
+        dev += drain_rows(concurrency.measure_local())
 
     sys.stdout.write(f"\nJobline bench ({time.monotonic() - started:.0f} s)\n")
     sys.stdout.write(

@@ -1,6 +1,14 @@
-"""Concurrency inside a batch: ten `http.request` jobs against a loopback server that answers in
-0.5 s, run by one worker invocation; eight succeed, two get a 500 and must come back as exactly
-their records in `batchItemFailures`, their jobs queued again after one attempt."""
+"""Concurrency, two ways.
+
+Inside a batch: ten `http.request` jobs against a loopback server that answers in 0.5 s, run by
+one worker invocation; eight succeed, two get a 500 and must come back as exactly their records
+in `batchItemFailures`, their jobs queued again after one attempt.
+
+Across invocations (`measure_local`): the same mix of jobs (echo jobs, every tenth one a 2 s
+sleep) submitted to the whole local stack (`make run`'s) and drained by the worker's event source
+mapping with N pollers, then with one, in one run; the rate of each comes from the jobs' own
+records (first `created_at` to last `finished_at`). One poller waits for each batch's longest job
+before it receives again; N pollers overlap the batches, as Lambda's concurrent invocations do."""
 
 from __future__ import annotations
 
@@ -8,11 +16,17 @@ import http.server
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from jobline_local.settings import LocalSettings
+from jobline_local.stack import LocalStack
+
 from bench.inprocess import Context, Functions, attribute, quiet
+from bench.latency import call_api
 
 DELAY_S = 0.5
 OK, FAILING = 8, 2
@@ -101,3 +115,75 @@ def measure(functions: Functions) -> BatchRun:
         exact=not problems,
         detail="; ".join(problems) or f"{OK} succeeded, {FAILING} returned for retry",
     )
+
+
+DRAIN_JOBS = 40
+SLEEP_EVERY = 10
+SLEEP_S = 2.0
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Jobs per second through the local stack, by pollers per SQS mapping."""
+
+    jobs: int
+    rates: dict[int, float]
+
+    @property
+    def ratio(self) -> float:
+        """The most pollers' rate over one poller's."""
+        return self.rates[max(self.rates)] / self.rates[1]
+
+
+def _wait_finished(api_url: str, job_ids: list[str]) -> list[dict[str, Any]]:
+    jobs: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 120
+    while len(jobs) < len(job_ids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(job_ids) - len(jobs)} jobs did not finish")
+        for job_id in job_ids:
+            if job_id not in jobs:
+                job = call_api(f"{api_url}/jobs/{job_id}")
+                if job["status"] in FINAL:
+                    jobs[job_id] = job
+        time.sleep(0.05)
+    return list(jobs.values())
+
+
+def drain_rate(pollers: int, jobs: int = DRAIN_JOBS) -> float:
+    """Jobs per second of the mix through a local stack whose SQS mappings run `pollers`
+    invocations at once (after one echo job has warmed the functions)."""
+    settings = LocalSettings(
+        api_port=0,
+        moto_port=0,
+        prefix=f"bench-drain-{uuid.uuid4().hex[:6]}",
+        log_level="ERROR",
+        sqs_concurrency=pollers,
+        state_file=None,
+    )
+    with quiet(), LocalStack(settings) as stack:
+        jobs_url = f"{stack.api_url}/jobs"
+        _wait_finished(stack.api_url, [call_api(jobs_url, {"type": "echo"})["id"]])
+        ids = [
+            call_api(
+                jobs_url,
+                {"type": "sleep", "payload": {"seconds": SLEEP_S}}
+                if n % SLEEP_EVERY == 0
+                else {"type": "echo", "payload": {"n": n}},
+            )["id"]
+            for n in range(jobs)
+        ]
+        finished = _wait_finished(stack.api_url, ids)
+    if {job["status"] for job in finished} != {"succeeded"}:
+        raise RuntimeError("a job of the drain did not succeed")
+    first = min(datetime.fromisoformat(job["created_at"]) for job in finished)
+    last = max(datetime.fromisoformat(job["finished_at"]) for job in finished)
+    return jobs / (last - first).total_seconds()
+
+
+def measure_local(pollers: int | None = None) -> Drain:
+    """The drain with `pollers` (default: the local stack's default) and with one."""
+    many = pollers or LocalSettings.model_fields["sqs_concurrency"].default
+    rates = {many: drain_rate(many), 1: drain_rate(1)}
+    return Drain(jobs=DRAIN_JOBS, rates=rates)

@@ -33,7 +33,8 @@ class Latency:
         return statistics.median(self.finish_s)
 
 
-def _call(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def call_api(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One call to the local API as the bench's caller: POST with a JSON body, else GET."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
         url,
@@ -58,13 +59,15 @@ def measure(jobs: int = 20) -> Latency:
     finishes: list[float] = []
     with quiet(), LocalStack(settings) as stack:
         for _ in range(jobs):
-            job = _call(f"{stack.api_url}/jobs", {"type": "echo", "payload": {"n": 1}})
+            job = call_api(
+                f"{stack.api_url}/jobs", {"type": "echo", "payload": {"n": 1}}
+            )
             deadline = time.monotonic() + 10
             while job["status"] != "succeeded":
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"job {job['id']} did not succeed: {job!r}")
                 time.sleep(0.02)
-                job = _call(f"{stack.api_url}/jobs/{job['id']}")
+                job = call_api(f"{stack.api_url}/jobs/{job['id']}")
             created = datetime.fromisoformat(job["created_at"])
             claims.append(
                 (datetime.fromisoformat(job["started_at"]) - created).total_seconds()

@@ -10,7 +10,7 @@ from types import FrameType
 
 from jobline.logging import current_format, get_logger
 
-from jobline_local.banner import render_banner
+from jobline_local.banner import render_banner, state_line, stop_line
 from jobline_local.settings import LocalSettings
 from jobline_local.stack import LocalStack, LocalStackError
 
@@ -33,16 +33,22 @@ def main() -> int:
     except LocalStackError as exc:
         log.error("local.failed", error=str(exc))
         return 1
+    settings = stack.settings
+    console = current_format() == "console"  # a person at a terminal
     try:
-        if current_format() == "console":  # a person at a terminal
+        if console:
             sys.stdout.write(
                 render_banner(
                     stack.api_url,
                     stack.aws_endpoint,
                     stack.provisioned.queue_urls,
                     stack.table_name,
-                    region=stack.settings.aws_region,
+                    region=settings.aws_region,
                     color=sys.stdout.isatty(),
+                    state=state_line(
+                        settings.state_file, stack.restored, settings.fresh
+                    ),
+                    concurrency=settings.sqs_concurrency,
                 )
             )
             sys.stdout.flush()
@@ -53,6 +59,9 @@ def main() -> int:
         log.info("local.stopping")
     finally:
         clean = stack.stop()
+        if console:
+            sys.stdout.write(stop_line(settings.state_file, stack.kept))
+            sys.stdout.flush()
     if not clean:
         # A job is still running in a worker thread; Lambda would freeze it, we end the process.
         log.warning("local.abandoned_running_batch")

@@ -75,14 +75,17 @@ class _QuietRequestHandler(MotoRequestHandler):
 
 
 class SerializedMotoServer(ThreadedMotoServer):
-    """moto's threaded server on loopback, answering one DynamoDB request at a time, and counting
-    the requests that reach it.
+    """moto's threaded server (on loopback unless told otherwise), answering one DynamoDB request
+    at a time and one SQS request at a time (long polls aside), and counting the requests.
 
     moto evaluates a condition and applies a write in separate Python steps, so two concurrent
     conditional writes to one item can both win under a threaded server. DynamoDB serializes the
     writes to an item; this server serializes every DynamoDB request (stricter than per item, and
     no outcome depends on it), so what a local run or a test finds about conditions is Jobline's,
-    not moto's. Other requests (SQS long polls that wait for messages) run alongside.
+    not moto's. SQS likewise: moto's DeleteMessage rebuilds a queue's message list, and a
+    SendMessage appending to it meanwhile would be lost, so SQS requests take turns too, except
+    ReceiveMessage, which may wait (long polling) for a message that another request sends (the
+    local event source mappings take turns at receiving on their own: `jobline_local.poller`).
 
     `requests` counts the requests that reached the server, per `request_kind`. Unless `verbose`,
     werkzeug logs no line per request. Port 0 picks a free port (`endpoint` tells which).
@@ -92,7 +95,7 @@ class SerializedMotoServer(ThreadedMotoServer):
         self, ip_address: str = "127.0.0.1", port: int = 0, verbose: bool = False
     ) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=verbose)
-        self._serial = threading.Lock()
+        self._serial = {"dynamodb": threading.Lock(), "sqs": threading.Lock()}
         self._count_lock = threading.Lock()
         self.requests: Counter[str] = Counter()
 
@@ -107,9 +110,10 @@ class SerializedMotoServer(ThreadedMotoServer):
             kind = request_kind(environ)
             with self._count_lock:
                 self.requests[kind] += 1
-            if not kind.startswith("dynamodb."):
+            service = kind.partition(".")[0]
+            if service not in self._serial or kind == "sqs.ReceiveMessage":
                 return list(app(environ, start_response))
-            with self._serial:
+            with self._serial[service]:
                 result = app(environ, start_response)
                 try:
                     return list(result)  # the whole body, produced under the lock

@@ -8,7 +8,13 @@ It follows what Lambda does for an SQS trigger:
 - with `ReportBatchItemFailures`, everything except the `batchItemFailures` is deleted; a
   malformed response (not an object, an item without a valid `itemIdentifier`, an id not in the
   batch) fails the whole batch; no response, `{}` or an empty/null list succeeds the whole batch;
-- without it, a returning handler succeeds the whole batch.
+- without it, a returning handler succeeds the whole batch;
+- up to `concurrency` invocations run at once (each with its own context and request id), never
+  more than the event source's `ScalingConfig.MaximumConcurrency`: Lambda scales a queue's
+  pollers out while messages are waiting ("five concurrent invocations" at first, then more, up
+  to that maximum: docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html). They share
+  this process: its clients and the worker's record thread pool, where Lambda would give each
+  invocation an execution environment of its own.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
 from jobline.logging import bind_invocation, get_logger
 
+from jobline_local.mapping import MappingThread
 from jobline_local.template import SqsTrigger
 
 log = get_logger(__name__)
@@ -36,6 +42,8 @@ LambdaHandler = Callable[[dict[str, Any], Any], Any]
 
 MAX_RECEIVE = 10
 """ReceiveMessage returns at most ten messages per call."""
+SHORT_POLL_PAUSE_S = 0.1
+"""How long a poller without long polling (`wait_time_s` 0) pauses after an empty receive."""
 
 
 class InvocationKilled(BaseException):
@@ -168,70 +176,19 @@ class BatchOutcome:
     error: str | None = None
 
 
-class MappingThread:
-    """An event source mapping's thread: `poll_once` until stopped, pausing after an unreachable
-    endpoint (as Lambda retries) or a bug (never silently ending the mapping)."""
-
-    function_name: str
-    _stop: threading.Event
-    _thread: threading.Thread | None = None
-
-    def poll_once(self) -> object:
-        """One round; something falsy when there was nothing to do (the loop pauses)."""
-        raise NotImplementedError
-
-    def started(self) -> None:
-        """Log the mapping's start."""
-
-    def _lost_endpoint(self) -> None:
-        """Forget what a lost endpoint invalidates (a stream's iterator)."""
-
-    def idle_s(self) -> float:
-        """How long to pause after a round with nothing to do (0: the round itself waited)."""
-        return 0.0
-
-    def run(self) -> None:
-        """Poll until the stop event is set."""
-        self.started()
-        while not self._stop.is_set():
-            try:
-                if not self.poll_once() and self.idle_s():
-                    self._stop.wait(self.idle_s())
-            except (
-                BotoCoreError,
-                ClientError,
-            ) as exc:  # endpoint down: retry, as Lambda does
-                log.warning(
-                    "poller.poll_failed",
-                    function=self.function_name,
-                    error_type=type(exc).__name__,
-                    error=str(exc),
-                )
-                self._lost_endpoint()
-                self._stop.wait(1.0)
-            except Exception:  # a bug here must not silently end the mapping
-                log.exception("poller.crashed", function=self.function_name)
-                self._stop.wait(1.0)
-        log.info("poller.stopped", function=self.function_name)
-
-    def start(self) -> None:
-        """Run the poller in a daemon thread of its own."""
-        self._thread = threading.Thread(
-            target=self.run, name=f"poller-{self.function_name}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> bool:
-        """Ask the poller to stop and wait for it; False when a batch is still running."""
-        self._stop.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+def mapping_concurrency(trigger: SqsTrigger, local_limit: int) -> int:
+    """How many invocations a local SQS mapping runs at once: the local limit, never more than
+    the template's `ScalingConfig.MaximumConcurrency` where the event source declares one."""
+    if trigger.maximum_concurrency is None:
+        return max(1, local_limit)
+    return max(1, min(local_limit, trigger.maximum_concurrency))
 
 
 class SqsPoller(MappingThread):
-    """Feeds one queue's batches to one handler, the way an SQS event source mapping does."""
+    """Feeds one queue's batches to one handler, the way an SQS event source mapping does, with
+    `concurrency` pollers: each receives a batch and invokes the handler on it on its own, so a
+    long batch holds back only its own poller (Lambda scales a queue's pollers out the same way,
+    up to the mapping's MaximumConcurrency)."""
 
     def __init__(
         self,
@@ -244,8 +201,11 @@ class SqsPoller(MappingThread):
         region: str,
         function_name: str | None = None,
         wait_time_s: int = 1,
+        concurrency: int = 1,
         stop_event: threading.Event | None = None,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self.trigger = trigger
         self.handler = handler
         self.queue_url = queue_url
@@ -254,18 +214,13 @@ class SqsPoller(MappingThread):
         self._sqs = sqs
         self._region = region
         self._wait_time_s = wait_time_s
+        self.concurrency = concurrency
         self._stop = stop_event or threading.Event()
+        self._receiving = threading.Lock()
 
     def poll_once(self) -> BatchOutcome:
         """Receive one batch (long polling), invoke the handler, delete what succeeded."""
-        response = self._sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max(1, min(self.trigger.batch_size, MAX_RECEIVE)),
-            WaitTimeSeconds=self._wait_time_s,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages: list[dict[str, Any]] = response.get("Messages", [])
+        messages = self._receive()
         if not messages:
             return BatchOutcome(received=[], deleted=[])
         records = [
@@ -303,6 +258,23 @@ class SqsPoller(MappingThread):
         )
         structlog.contextvars.clear_contextvars()  # the invocation is over
         return BatchOutcome(received=received, deleted=deleted, error=error)
+
+    def _receive(self) -> list[dict[str, Any]]:
+        """One ReceiveMessage, long polling; the mapping's pollers take turns at it (and invoke
+        at once). moto marks a message received in separate Python steps, so two concurrent
+        receives on one queue could both take the same message, which SQS does not do."""
+        with self._receiving:
+            if self._stop.is_set():  # stopping: receive nothing more
+                return []
+            response = self._sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=max(1, min(self.trigger.batch_size, MAX_RECEIVE)),
+                WaitTimeSeconds=self._wait_time_s,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
 
     def _invoke(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run the handler on the batch; the records whose messages may be deleted."""
@@ -345,6 +317,10 @@ class SqsPoller(MappingThread):
                 )
         return deleted
 
+    def idle_s(self) -> float:
+        """After an empty receive: none with long polling (it waited), a pause without it."""
+        return 0.0 if self._wait_time_s else SHORT_POLL_PAUSE_S
+
     def started(self) -> None:
         log.info(
             "poller.started",
@@ -352,4 +328,5 @@ class SqsPoller(MappingThread):
             queue_url=self.queue_url,
             batch_size=self.trigger.batch_size,
             report_batch_item_failures=self.trigger.report_batch_item_failures,
+            concurrency=self.concurrency,
         )

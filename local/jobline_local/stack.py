@@ -5,36 +5,43 @@
 2. the table and queues of template.yaml, created from the template's own properties;
 3. the functions' environment (the template's variables, resolved to the local resources, plus
    AWS_ENDPOINT_URL, dummy credentials and the development identity), then `bootstrap.reset()`;
-4. the API app under uvicorn, in a thread;
-5. one poller thread per SQS trigger of the template, invoking the handler the template names.
-`stop()` takes them down in reverse. Port 0 picks a free port (tests).
+4. the saved state, when `state_file` names one (`jobline_local.state`; `fresh` discards it);
+5. the API app under uvicorn, in a thread;
+6. the event source mappings of the template, invoking the handlers it names: per SQS trigger,
+   up to `sqs_concurrency` poller threads (never more than its MaximumConcurrency), per stream
+   one thread (a shard's batches go in order).
+`stop()` takes them down in reverse, saving the state (or counting what is dropped) before the
+moto server goes. Port 0 picks a free port (tests).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import uvicorn
 from jobline import bootstrap
-from jobline.logging import bind_invocation, configure, get_logger
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from jobline.logging import configure, get_logger
 
+from jobline_local import state
+from jobline_local.access_log import AccessLog
 from jobline_local.endpoint import (
     SerializedMotoServer,
     endpoint_environment,
     local_client,
 )
-from jobline_local.poller import SqsPoller, import_handler
+from jobline_local.poller import SqsPoller, import_handler, mapping_concurrency
 from jobline_local.settings import LocalSettings
+from jobline_local.snapshot import StateError
+from jobline_local.state import StateSummary
 from jobline_local.streams import StreamPoller
 from jobline_local.template import (
     Provisioned,
@@ -64,7 +71,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _bind(host: str, port: int, setting: str) -> socket.socket:
+def _bind(host: str, port: int, port_setting: str, host_setting: str) -> socket.socket:
     """A listening socket, or a LocalStackError naming the setting to change."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -73,44 +80,16 @@ def _bind(host: str, port: int, setting: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        hint = (
+            f"set {port_setting} to another port (0 picks a free one)"
+            if exc.errno == errno.EADDRINUSE
+            else f"set {host_setting} to an address of this machine"
+        )
         raise LocalStackError(
-            f"cannot listen on {host}:{port}: {exc.strerror}"
+            f"cannot listen on {host}:{port}: {exc.strerror}; {hint}"
         ) from exc
     sock.listen(128)
     return sock
-
-
-class AccessLog:
-    """ASGI wrapper: a fresh log context per request (as Lambda's handler binds one), one line each."""
-
-    def __init__(self, app: ASGIApp, function_name: str) -> None:
-        self.app = app
-        self.function_name = function_name
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        bind_invocation(str(uuid.uuid4()), self.function_name)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            log.info(
-                "http.request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
 
 
 class LocalStack:
@@ -139,6 +118,11 @@ class LocalStack:
         self.environment: dict[str, str] = {}
         self.dynamodb: Any = None
         self.sqs: Any = None
+        self.restored: StateSummary | None = None
+        """What the start restored from `state_file` (None: nothing)."""
+        self.kept: StateSummary | None = None
+        """What the last stop saved to `state_file`, or dropped when there is none."""
+        self._ready = False
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -166,15 +150,28 @@ class LocalStack:
         """Bring everything up; on any failure, take down what started and re-raise."""
         configure(self.settings.log_level)
         self._stop.clear()
+        self.restored = self.kept = None
         try:
             self._start_moto()
             self._provision()
             self._configure_environment()
+            self._restore_state()
             self._start_api()
             self._start_pollers()
         except BaseException:
             self.stop()
             raise
+        self._ready = True
+        if self.settings.state_file is not None:
+            # Restored (or discarded): from now on the state lives here until the next stop.
+            try:
+                self.settings.state_file.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning(
+                    "local.state_not_removed",
+                    path=str(self.settings.state_file),
+                    error=str(exc),
+                )
 
     def stop(self) -> bool:
         """Stop the API and the pollers, then the moto server; safe to call twice.
@@ -202,6 +199,9 @@ class LocalStack:
                 )
         if self._api_socket is not None:
             self._api_socket.close()
+        if self._moto is not None and self._ready:
+            self.kept = state.keep(self.settings.state_file, self._state_resources())
+        self._ready = False
         if self._moto is not None:
             self._moto.stop()
         was_running = self._moto is not None
@@ -213,18 +213,22 @@ class LocalStack:
         return stopped
 
     def _start_moto(self) -> None:
-        host, port = self.settings.host, self.settings.moto_port
-        if port:
-            _bind(
-                host, port, "JOBLINE_LOCAL_MOTO_PORT"
-            ).close()  # fail fast: the moto thread would wait forever
+        host, port = self.settings.moto_bind_host, self.settings.moto_port
+        host_setting = (
+            "JOBLINE_LOCAL_MOTO_HOST"
+            if self.settings.moto_host
+            else "JOBLINE_LOCAL_HOST"
+        )
+        if port:  # fail fast: the moto thread would wait forever
+            _bind(host, port, "JOBLINE_LOCAL_MOTO_PORT", host_setting).close()
         # Each moto request would otherwise be logged by werkzeug on stderr.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto = SerializedMotoServer(ip_address=host, port=port, verbose=False)
         moto.start()
         self._moto = moto
-        bound_host, bound_port = moto.get_host_and_port()
-        self.aws_endpoint = f"http://{_url_host(bound_host)}:{bound_port}"
+        _, bound_port = moto.get_host_and_port()
+        client_host = _url_host(self.settings.moto_client_host)
+        self.aws_endpoint = f"http://{client_host}:{bound_port}"
 
     def _provision(self) -> None:
         region = self.settings.aws_region
@@ -259,7 +263,10 @@ class LocalStack:
         from jobline_api.app import create_app  # after the environment is set
 
         sock = _bind(
-            self.settings.host, self.settings.api_port, "JOBLINE_LOCAL_API_PORT"
+            self.settings.host,
+            self.settings.api_port,
+            "JOBLINE_LOCAL_API_PORT",
+            "JOBLINE_LOCAL_HOST",
         )
         self._api_socket = sock
         config = uvicorn.Config(
@@ -296,6 +303,7 @@ class LocalStack:
                 region=self.settings.aws_region,
                 function_name=f"{self.settings.prefix}-{trigger.function}",
                 wait_time_s=self.settings.poll_wait_seconds,
+                concurrency=mapping_concurrency(trigger, self.settings.sqs_concurrency),
                 stop_event=self._stop,
             )
             for trigger in sqs_triggers(self.template)
@@ -319,6 +327,34 @@ class LocalStack:
         for poller in pollers:
             self.pollers.append(poller)
             poller.start()
+
+    def _state_resources(self) -> state.Resources:
+        def logical_id(names: dict[str, str], name: str) -> str:
+            return next(logical for logical, value in names.items() if value == name)
+
+        return state.Resources(
+            dynamodb=self.dynamodb,
+            sqs=self.sqs,
+            template=self.template,
+            provisioned=self.provisioned,
+            jobs_table=logical_id(self.provisioned.tables, self.table_name),
+            jobs_queue=logical_id(self.provisioned.queue_urls, self.queue_url),
+        )
+
+    def _restore_state(self) -> None:
+        """Put back what the last clean stop saved (unless `fresh`)."""
+        path = self.settings.state_file
+        if path is None or self.settings.fresh:
+            if path is not None and path.exists():
+                log.info("local.state_discarded", path=str(path))
+            return
+        try:
+            self.restored = state.restore_saved(path, self._state_resources())
+        except StateError as exc:
+            raise LocalStackError(
+                f"{exc}: move it away, or start clean with JOBLINE_LOCAL_FRESH=true "
+                "(make run FRESH=1)"
+            ) from exc
 
     def _on_failure_sender(
         self, queue: str | None
@@ -347,9 +383,12 @@ class LocalStack:
                     if isinstance(poller, SqsPoller)
                     else poller.stream_arn,
                     "batch_size": poller.trigger.batch_size,
+                    "concurrency": poller.concurrency,
                 }
                 for poller in self.pollers
             ],
+            "state_file": str(self.settings.state_file or ""),
+            "restored": self.restored.jobs if self.restored else None,
             "try": (
                 f"curl -s -X POST {self.api_url}/jobs -H 'X-Dev-User: alice'"
                 " -H 'content-type: application/json'"

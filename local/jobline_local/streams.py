@@ -24,12 +24,12 @@ from typing import Any
 
 from jobline.logging import bind_invocation, get_logger
 
+from jobline_local.mapping import MappingThread
 from jobline_local.poller import (
     InvalidBatchResponse,
     InvocationKilled,
     LambdaContext,
     LambdaHandler,
-    MappingThread,
 )
 from jobline_local.template import StreamTrigger
 

@@ -67,6 +67,27 @@ class SqsTrigger:
     queue: str
     batch_size: int
     report_batch_item_failures: bool
+    maximum_concurrency: int | None = None
+    """`ScalingConfig.MaximumConcurrency`: at most this many invocations at once (None: not
+    declared, Lambda's own limits apply)."""
+
+
+def _parameter_value(template: dict[str, Any], value: Any) -> Any:
+    """A property value with a `!Ref` to a template parameter resolved to the parameter's default
+    (what a local run deploys with); None when it cannot be resolved locally."""
+    if isinstance(value, dict):
+        parameter = template.get("Parameters", {}).get(value.get("Ref"), {})
+        return parameter.get("Default")
+    return value
+
+
+def _maximum_concurrency(
+    template: dict[str, Any], source: dict[str, Any]
+) -> int | None:
+    value = _parameter_value(
+        template, source.get("ScalingConfig", {}).get("MaximumConcurrency")
+    )
+    return None if value is None else int(value)
 
 
 def _events(
@@ -97,6 +118,7 @@ def sqs_triggers(template: dict[str, Any]) -> list[SqsTrigger]:
             batch_size=int(source.get("BatchSize", 10)),
             report_batch_item_failures="ReportBatchItemFailures"
             in source.get("FunctionResponseTypes", []),
+            maximum_concurrency=_maximum_concurrency(template, source),
         )
         for name, props, source, timeout in _events(template, "SQS")
     ]

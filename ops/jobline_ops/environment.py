@@ -24,7 +24,8 @@ class Environment:
 
 def local_environment(local: LocalSettings) -> Environment:
     """`make run`'s moto server and the resources it created."""
-    host = f"[{local.host}]" if ":" in local.host else local.host
+    client_host = local.moto_client_host
+    host = f"[{client_host}]" if ":" in client_host else client_host
     endpoint = f"http://{host}:{local.moto_port}"
     sqs = local_client("sqs", endpoint, local.aws_region)
     dynamodb = local_client("dynamodb", endpoint, local.aws_region)

@@ -60,6 +60,7 @@ class JobContext:
     job_id: str
     job_type: str
     attempt: int
+    """The attempt within the current run (1 for the first)."""
     max_attempts: int
     deadline: float = field(
         default_factory=lambda: time.monotonic() + LAMBDA_MAX_TIMEOUT_S
@@ -69,6 +70,8 @@ class JobContext:
     cancel_probe: CancelProbe = _never_cancelled
     stop_event: threading.Event = field(default_factory=threading.Event)
     """Set by the service when the attempt is being abandoned (deadline reached)."""
+    run: int = 1
+    """The job's run: 1, then one more at each retry or redrive."""
 
     def remaining_seconds(self) -> float:
         """Seconds left before the attempt's deadline (never negative)."""

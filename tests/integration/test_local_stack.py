@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,9 +18,10 @@ from jobline_local.poller import (
     LambdaContext,
     SqsPoller,
     batch_item_failures,
+    mapping_concurrency,
 )
 from jobline_local.settings import LocalSettings
-from jobline_local.stack import LocalStack
+from jobline_local.stack import LocalStack, LocalStackError
 from jobline_local.template import (
     Provisioned,
     SqsTrigger,
@@ -57,19 +60,30 @@ def queue_counts(sqs: Any, queue_url: str) -> tuple[str, str]:
     )
 
 
+def stack_settings(**changes: Any) -> LocalSettings:
+    """Settings of a whole stack on free loopback ports, keeping no state."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "api_port": 0,
+        "moto_port": 0,
+        "prefix": f"jobline-it-{uuid.uuid4().hex[:8]}",
+        "poll_wait_seconds": 1,
+        "shutdown_timeout_seconds": 5,
+        "state_file": None,
+    }
+    return LocalSettings(**(values | changes))
+
+
 @pytest.fixture
 def local_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
     """The whole stack on free loopback ports; the environment it sets is undone by monkeypatch."""
-    settings = LocalSettings(
-        host="127.0.0.1",
-        api_port=0,
-        moto_port=0,
-        prefix=f"jobline-it-{uuid.uuid4().hex[:8]}",
-        poll_wait_seconds=1,
-        shutdown_timeout_seconds=5,
-    )
-    with LocalStack(settings, set_env=monkeypatch.setenv) as stack:
+    with LocalStack(stack_settings(), set_env=monkeypatch.setenv) as stack:
         yield stack
+
+
+def job_of(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    job: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
+    return job
 
 
 def test_echo_job_submitted_over_http_is_run_by_the_poller(
@@ -112,21 +126,25 @@ def test_echo_job_submitted_over_http_is_run_by_the_poller(
 def test_every_sqs_trigger_is_served_and_an_ingest_message_becomes_a_job(
     local_stack: LocalStack,
 ) -> None:
-    # Given the running stack: one poller per SQS trigger of the template, one per stream
+    # Given the running stack: a mapping per SQS trigger of the template, one per stream; a
+    # queue's runs up to 4 invocations at once (the local default) but never more than its
+    # MaximumConcurrency (2 for the dead-letter consumer and the outbox recovery), the stream's
+    # one (a shard's batches in order)
     assert sorted(
         (
             poller.trigger.function,
             poller.trigger.queue
             if isinstance(poller.trigger, SqsTrigger)
             else poller.trigger.table,
+            poller.concurrency,
         )
         for poller in local_stack.pollers
     ) == [
-        ("DeadLetterFunction", "JobsDeadLetterQueue"),
-        ("IngestFunction", "IngestQueue"),
-        ("OutboxFunction", "JobsTable"),
-        ("OutboxRecoveryFunction", "OutboxFailureQueue"),
-        ("WorkerFunction", "JobsQueue"),
+        ("DeadLetterFunction", "JobsDeadLetterQueue", 2),
+        ("IngestFunction", "IngestQueue", 4),
+        ("OutboxFunction", "JobsTable", 1),
+        ("OutboxRecoveryFunction", "OutboxFailureQueue", 2),
+        ("WorkerFunction", "JobsQueue", 4),
     ]
 
     # When another system sends a submission to the ingest queue
@@ -151,6 +169,124 @@ def test_every_sqs_trigger_is_served_and_an_ingest_message_becomes_a_job(
         job = wait_for(finished)
     assert job is not None
     assert (job["status"], job["result"]) == ("succeeded", {"from": "ingest"})
+
+
+def test_a_long_job_holds_back_only_its_own_invocation(
+    local_stack: LocalStack,
+) -> None:
+    """Lambda runs a queue's batches in concurrent invocations, scaling its pollers out up to the
+    event source's MaximumConcurrency ("five concurrent invocations" at first:
+    docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); so does the local stack."""
+    with httpx.Client(
+        base_url=local_stack.api_url, headers={"X-Dev-User": "alice"}, timeout=5
+    ) as client:
+        # Given a minute-long sleep job, running
+        sleeper = client.post(
+            "/jobs", json={"type": "sleep", "payload": {"seconds": 60}}
+        ).json()["id"]
+        assert wait_for(lambda: job_of(client, sleeper)["status"] == "running")
+
+        # When fifteen echo jobs are submitted behind it
+        echoes = [
+            client.post("/jobs", json={"type": "echo", "payload": {"n": n}}).json()[
+                "id"
+            ]
+            for n in range(15)
+        ]
+
+        # Then every one of them succeeds while the sleep job is still running: its invocation
+        # holds back nothing but itself (one poller would not receive again before it returns)
+        def all_succeeded() -> list[dict[str, Any]] | None:
+            jobs = [job_of(client, job_id) for job_id in echoes]
+            return jobs if all(job["status"] == "succeeded" for job in jobs) else None
+
+        assert wait_for(all_succeeded, timeout_s=30) is not None
+        still = job_of(client, sleeper)
+        assert (still["status"], still["finished_at"]) == ("running", None)
+
+        # (And cancelled, it stops at its next checkpoint)
+        assert client.post(f"/jobs/{sleeper}/cancel").status_code == 202
+        assert wait_for(lambda: job_of(client, sleeper)["status"] == "cancelled")
+
+
+def test_a_stack_with_one_invocation_at_a_time_runs_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a stack whose SQS mappings run one invocation at a time
+    settings = stack_settings(sqs_concurrency=1)
+    with LocalStack(settings, set_env=monkeypatch.setenv) as stack:
+        assert {
+            poller.concurrency
+            for poller in stack.pollers
+            if isinstance(poller, SqsPoller)
+        } == {1}
+        with httpx.Client(
+            base_url=stack.api_url, headers={"X-Dev-User": "alice"}, timeout=5
+        ) as client:
+            # When three echo jobs are submitted
+            ids = [
+                client.post("/jobs", json={"type": "echo", "payload": {"n": n}}).json()[
+                    "id"
+                ]
+                for n in range(3)
+            ]
+
+            # Then each succeeds
+            def statuses() -> list[str] | None:
+                found = [job_of(client, job_id)["status"] for job_id in ids]
+                return found if set(found) == {"succeeded"} else None
+
+            assert wait_for(statuses) == ["succeeded"] * 3
+
+
+@pytest.mark.parametrize(
+    ("maximum", "local", "expected"), [(None, 4, 4), (2, 4, 2), (50, 4, 4), (2, 1, 1)]
+)
+def test_a_mapping_runs_the_local_limit_never_above_its_maximum_concurrency(
+    maximum: int | None, local: int, expected: int
+) -> None:
+    trigger = worker_trigger(maximum_concurrency=maximum)
+    assert mapping_concurrency(trigger, local) == expected
+
+
+def test_the_template_declares_each_sqs_event_sources_maximum_concurrency() -> None:
+    # Given the template's SQS triggers, their MaximumConcurrency resolved to the parameters'
+    # defaults (a local run deploys with those)
+    assert {
+        trigger.function: trigger.maximum_concurrency
+        for trigger in sqs_triggers(load_template())
+    } == {
+        "WorkerFunction": 50,
+        "IngestFunction": 10,
+        "DeadLetterFunction": 2,
+        "OutboxRecoveryFunction": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("port_field", "setting"),
+    [("api_port", "JOBLINE_LOCAL_API_PORT"), ("moto_port", "JOBLINE_LOCAL_MOTO_PORT")],
+)
+def test_a_port_in_use_names_the_setting_that_moves_it(
+    monkeypatch: pytest.MonkeyPatch, port_field: str, setting: str
+) -> None:
+    # Given a port something else listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        # When the stack is told to listen there
+        with pytest.raises(LocalStackError) as failure:
+            LocalStack(
+                stack_settings(**{port_field: port}), set_env=monkeypatch.setenv
+            ).start()
+
+    # Then the error says which variable moves it
+    assert str(failure.value) == (
+        f"cannot listen on 127.0.0.1:{port}: Address already in use; "
+        f"set {setting} to another port (0 picks a free one)"
+    )
 
 
 # ---- the poller's event source mapping semantics, with stub handlers under in-process moto ----
@@ -209,7 +345,10 @@ def send(moto_stack: MotoStack, *bodies: str) -> dict[str, str]:
 
 
 def poller_for(
-    moto_stack: MotoStack, handler: Callable[[dict[str, Any], Any], Any], **changes: Any
+    moto_stack: MotoStack,
+    handler: Callable[[dict[str, Any], Any], Any],
+    concurrency: int = 1,
+    **changes: Any,
 ) -> SqsPoller:
     return SqsPoller(
         worker_trigger(**changes),
@@ -220,6 +359,7 @@ def poller_for(
         region=REGION,
         function_name="jobline-test-WorkerFunction",
         wait_time_s=0,
+        concurrency=concurrency,
     )
 
 
@@ -437,6 +577,111 @@ def test_poller_receives_at_most_batch_size_messages(moto_stack: MotoStack) -> N
     assert [len(event["Records"]) for event in handler.events] == [2, 1]
     assert (len(first.deleted), len(second.deleted)) == (2, 1)
     assert queue_counts(moto_stack.sqs, moto_stack.queue_url) == ("0", "0")
+
+
+class Overlap:
+    """A stub handler counting the invocations that run at once; an invocation whose batch holds
+    the message "long" waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.long_started = threading.Event()
+        self.finished: list[str] = []
+        """Bodies, in the order their invocations returned."""
+        self.request_ids: list[str] = []
+        self.most = 0
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any], context: Any) -> None:
+        bodies = [record["body"] for record in event["Records"]]
+        with self._lock:
+            self._active += 1
+            self.most = max(self.most, self._active)
+            self.request_ids.append(context.aws_request_id)
+        try:
+            if "long" in bodies:
+                self.long_started.set()
+                self.release.wait(30)
+        finally:
+            with self._lock:
+                self._active -= 1
+                self.finished.extend(bodies)
+
+    def done(self, *bodies: str) -> bool:
+        with self._lock:
+            return set(bodies) <= set(self.finished)
+
+
+SHORT = tuple(f"short-{n}" for n in range(6))
+
+
+def test_pollers_run_invocations_concurrently(moto_stack: MotoStack) -> None:
+    # Given a mapping of one message per batch and four pollers, and an invocation holding
+    # the message "long"
+    handler = Overlap()
+    poller = poller_for(moto_stack, handler, concurrency=4, batch_size=1)
+    send(moto_stack, "long")
+    poller.start()
+    try:
+        assert handler.long_started.wait(10)
+
+        # When six more messages arrive
+        send(moto_stack, *SHORT)
+
+        # Then the other pollers run them while the long invocation still runs, each in an
+        # invocation of its own (its own request id)
+        assert wait_for(lambda: handler.done(*SHORT))
+        assert "long" not in handler.finished
+        assert handler.most >= 2
+    finally:
+        handler.release.set()
+        assert poller.stop(10)
+    assert handler.done("long", *SHORT)
+    assert len(set(handler.request_ids)) == len(handler.request_ids) == 7
+    # And every message was deleted once its invocation succeeded
+    assert queue_counts(moto_stack.sqs, moto_stack.queue_url) == ("0", "0")
+
+
+def test_one_poller_runs_one_invocation_at_a_time(moto_stack: MotoStack) -> None:
+    # Given a mapping of one message per batch and one poller, and an invocation holding the
+    # message "long"
+    handler = Overlap()
+    poller = poller_for(moto_stack, handler, batch_size=1)
+    send(moto_stack, "long")
+    poller.start()
+    try:
+        assert handler.long_started.wait(10)
+
+        # When more messages arrive and the long invocation returns
+        send(moto_stack, *SHORT)
+        handler.release.set()
+
+        # Then they are run after it, one invocation at a time
+        assert wait_for(lambda: handler.done(*SHORT))
+    finally:
+        handler.release.set()
+        assert poller.stop(10)
+    assert handler.finished[0] == "long"
+    assert sorted(handler.finished[1:]) == sorted(SHORT)
+    assert handler.most == 1
+    assert queue_counts(moto_stack.sqs, moto_stack.queue_url) == ("0", "0")
+
+
+def test_a_poller_that_is_stopped_receives_nothing_more(moto_stack: MotoStack) -> None:
+    # Given a mapping with four pollers, stopped
+    handler = Recorder(lambda event, context: None)
+    poller = poller_for(moto_stack, handler, concurrency=4)
+    poller.start()
+    assert poller.stop(10)
+
+    # When a message arrives
+    send(moto_stack, "late")
+
+    # Then no poller receives it
+    assert poller.poll_once().received == []
+    assert handler.events == []
+    assert queue_counts(moto_stack.sqs, moto_stack.queue_url) == ("1", "0")
 
 
 def test_function_environment_resolves_the_template_to_local_resources() -> None:

@@ -14,6 +14,9 @@ scripted fault is due, or a random fault is drawn, and then does one of:
 | `LostResponse` | the request is sent to the server and its answer discarded; then a 500 (`InternalServerError` / `InternalFailure`) or `botocore.exceptions.ReadTimeoutError`: both retried, and the retry meets its own earlier write | yes |
 | `Latency` | nothing, `ms` later | yes |
 | `Kill` | the given `BaseException` subclass, raised before or after sending; botocore's retries never see it (`Endpoint._do_get_response` captures `Exception` only) | after sending: yes |
+| `Held` | the request is sent, its answer held until the test sets `release`, then a 500: botocore's retry (the same write, sent again) comes after whatever the test did meanwhile | yes |
+| `Late` | a read timeout at once, the request not yet sent; it is sent when the test sets `release` (a straggler: applied after its caller gave up or moved on) | when released |
+| `Hook` | `run()` is called, then the request is sent as usual: another actor's step placed exactly between two of the caller's | yes |
 
 Usage::
 
@@ -49,7 +52,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -73,6 +76,9 @@ class FaultKind(StrEnum):
     LATENCY = "latency"
     KILL_BEFORE_SEND = "kill_before_send"
     KILL_AFTER_SEND = "kill_after_send"
+    HELD_RESPONSE = "held_response"
+    LATE_WRITE = "late_write"
+    HOOK = "hook"
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,51 @@ class Kill:
         )
 
 
-Fault = Throttle | Unavailable | LostResponse | Latency | Kill
+@dataclass(frozen=True, eq=False)
+class Held:
+    """Send the request (applied), hold its answer until `release` is set (at most `max_s`),
+    then answer 500: botocore sends the same request again after whatever happened meanwhile."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    max_s: float = 30.0
+
+    @property
+    def kind(self) -> FaultKind:
+        """`FaultKind.HELD_RESPONSE`."""
+        return FaultKind.HELD_RESPONSE
+
+
+@dataclass(frozen=True, eq=False)
+class Late:
+    """Answer a read timeout at once without sending; send the request when `release` is set
+    (at most `max_s` later): a straggler write, applied after its caller gave up. `sent` is set
+    once it was sent; `status` then holds the server's answer (200 applied, 400 refused)."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    max_s: float = 30.0
+    sent: threading.Event = field(default_factory=threading.Event)
+    status: list[int] = field(default_factory=list)
+
+    @property
+    def kind(self) -> FaultKind:
+        """`FaultKind.LATE_WRITE`."""
+        return FaultKind.LATE_WRITE
+
+
+@dataclass(frozen=True, eq=False)
+class Hook:
+    """Call `run()`, then send the request as usual: another actor's step, placed exactly
+    before this request (e.g. a requeue between a cancel's read and its write)."""
+
+    run: Callable[[], None]
+
+    @property
+    def kind(self) -> FaultKind:
+        """`FaultKind.HOOK`."""
+        return FaultKind.HOOK
+
+
+Fault = Throttle | Unavailable | LostResponse | Latency | Kill | Held | Late | Hook
 
 
 @dataclass(frozen=True)
@@ -680,7 +730,20 @@ class FaultInjector:
             )
         if isinstance(fault, Kill) and not fault.after_send:
             raise fault.exception(f"fault injector killed {call.kind} before sending")
+        if isinstance(fault, Hook):
+            fault.run()
+            return None
+        if isinstance(fault, Late):
+            self._send_late(attachment, request, decision, fault)
+            raise ReadTimeoutError(
+                endpoint_url=request.url,
+                error=f"fault injector holds {call.kind} back (a straggler)",
+            )
         decision.server_status = attachment.session.send(request).status_code
+        if isinstance(fault, Held):
+            fault.release.wait(fault.max_s)
+            internal = self._errors(service).internal
+            return self._error(attachment, request, call, 500, internal, "Receiver")
         if isinstance(fault, Kill):
             raise fault.exception(f"fault injector killed {call.kind} after sending")
         if fault.as_timeout:
@@ -690,6 +753,24 @@ class FaultInjector:
             )
         internal = self._errors(service).internal
         return self._error(attachment, request, call, 500, internal, "Receiver")
+
+    @staticmethod
+    def _send_late(
+        attachment: _Attachment,
+        request: AWSPreparedRequest,
+        decision: Decision,
+        fault: Late,
+    ) -> None:
+        """Send `request` on a thread of its own once `fault.release` is set."""
+
+        def send() -> None:
+            fault.release.wait(fault.max_s)
+            status = attachment.session.send(request).status_code
+            decision.server_status = status
+            fault.status.append(status)
+            fault.sent.set()
+
+        threading.Thread(target=send, name="late-write", daemon=True).start()
 
     @staticmethod
     def _errors(service: str) -> _ServiceErrors:

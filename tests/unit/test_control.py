@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from jobline.bootstrap import build_service
 from jobline.errors import InvalidJobState, JobNotFound
 from jobline.limits import MAX_HISTORY
-from jobline.models import Attempt, JobMessage, JobStatus, SubmitRequest
-from jobline.service import RunOutcome
+from jobline.models import Attempt, Job, JobMessage, JobStatus, SubmitRequest
+from jobline.service import JobService, RunOutcome
+from jobline.transition import JobUpdate, Precondition
 
 from tests.support.builders import (
     ANN,
@@ -18,10 +22,19 @@ from tests.support.builders import (
     delivery_of,
     echo_request,
     finished_job,
+    running_job,
     with_handler,
 )
-from tests.support.fakes import START, CountingHandler, FakeClock, failing_handler
-from tests.support.services import build_fake_service
+from tests.support.fakes import (
+    START,
+    CountingHandler,
+    FakeClock,
+    InMemoryJobQueue,
+    InMemoryJobRepository,
+    counting_job_type,
+    failing_handler,
+)
+from tests.support.services import build_fake_service, build_registry, fake_options
 
 # ---------------------------------------------------------------------------- cancel
 
@@ -242,3 +255,106 @@ def test_a_retry_during_a_queue_outage_is_queued_and_its_message_sent_later(
     queue.fail_with = None
     assert repo.stream.redeliver() == 1
     assert [s.message.job_id for s in queue.sent[sent:]] == [finished.id]
+
+
+# ------------------------------------------------------- deciding on the state it finds
+class _Meanwhile:
+    """A repository where `step` happens once, just before the first conditional write:
+    another actor's write landing between a control's read and its write."""
+
+    def __init__(self, inner: InMemoryJobRepository, step: Callable[[], None]) -> None:
+        self.inner = inner
+        self.step: Callable[[], None] | None = step
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def update(
+        self,
+        job_id: str,
+        update: JobUpdate,
+        precondition: Precondition,
+        *,
+        token: str | None = None,
+    ) -> Job:
+        step, self.step = self.step, None
+        if step is not None:
+            step()
+        return self.inner.update(job_id, update, precondition, token=token)
+
+
+def _service_over(repo: Any, clock: FakeClock) -> JobService:
+    return build_service(
+        options=fake_options(),
+        repository=repo,
+        queue=InMemoryJobQueue(),
+        registry=build_registry([counting_job_type("count", CountingHandler())]),
+        clock=clock,
+    )
+
+
+def test_a_cancel_that_finds_the_job_requeued_under_it_cancels_the_queued_job(
+    clock: FakeClock,
+) -> None:
+    # Given a running job (as read by the cancel), requeued by its worker just before the
+    # cancel's write lands
+    fakes = with_handler(CountingHandler(), clock=clock)
+    inner = fakes[1]
+    running = running_job(fakes[0], inner, lease_until=START + timedelta(minutes=5))
+    queued = running.model_copy(
+        update={"status": JobStatus.QUEUED, "lease_until": None, "lease_id": None}
+    )
+    service = _service_over(_Meanwhile(inner, lambda: inner.put(queued)), clock)
+
+    # When ann cancels it
+    cancelled = service.cancel(ANN, running.id)
+
+    # Then the cancel decided again on the state it found: the queued job is cancelled
+    assert cancelled.status is JobStatus.CANCELLED
+    assert inner.jobs == [cancelled]
+
+
+def test_a_cancel_that_finds_the_job_finished_under_it_names_that_state(
+    clock: FakeClock,
+) -> None:
+    fakes = with_handler(CountingHandler(), clock=clock)
+    inner = fakes[1]
+    running = running_job(fakes[0], inner, lease_until=START + timedelta(minutes=5))
+    done = running.model_copy(update={"status": JobStatus.SUCCEEDED, "lease_id": None})
+    service = _service_over(_Meanwhile(inner, lambda: inner.put(done)), clock)
+
+    with pytest.raises(InvalidJobState) as caught:
+        service.cancel(ANN, running.id)
+    assert caught.value.status == "succeeded"
+
+
+def test_asking_again_to_cancel_a_running_job_writes_nothing(clock: FakeClock) -> None:
+    service, repo, _ = with_handler(CountingHandler(), clock=clock)
+    running = running_job(service, repo, lease_until=START + timedelta(minutes=5))
+    requested = service.cancel(ANN, running.id)
+    writes = len(repo.writes)
+
+    assert service.cancel(ANN, running.id) == requested
+    assert len(repo.writes) == writes
+
+
+def test_a_retry_that_finds_the_job_retried_under_it_names_that_state(
+    clock: FakeClock,
+) -> None:
+    # Given a failed job that another caller retries between this retry's read and write
+    handler = failing_handler("broken", retryable=False)
+    fakes = with_handler(handler, clock=clock)
+    inner = fakes[1]
+    failed = finished_job(fakes[0], inner, JobStatus.FAILED)
+
+    def retried_by_someone_else() -> None:
+        fakes[0].retry(ANN, failed.id)
+
+    service = _service_over(_Meanwhile(inner, retried_by_someone_else), clock)
+
+    # When ann retries it too, then she is told it is queued (run 2 was not reset again)
+    with pytest.raises(InvalidJobState) as caught:
+        service.retry(ANN, failed.id)
+    assert caught.value.status == "queued"
+    [job] = inner.jobs
+    assert (job.status, job.run) == (JobStatus.QUEUED, 2)

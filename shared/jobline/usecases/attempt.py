@@ -108,6 +108,7 @@ class RunningAttempt:
             job_type=self.job.type,
             attempt=self.job.attempts,
             max_attempts=self.job.max_attempts,
+            run=self.job.run,
             deadline=deadline,
             progress_sink=self.channel.report,
             cancel_probe=self.channel.cancelled,

@@ -109,7 +109,7 @@ class Control:
             log.info(
                 "job.control_decided_again",
                 job_id=job_id,
-                event=write.event.value,
+                transition=write.event.value,
                 status=current.status.value,
             )
             return _Changed(current)
