@@ -185,7 +185,7 @@ def test_a_stale_outcome_never_ends_a_newer_run(
     second = pool.submit(run, server_stack, server_stack.receive())
     assert second_run_started.wait(WAIT_S)
     # ...and only then does the first run's write go out again
-    assert isinstance(held.fired.fault, Held)
+    assert held.fired is not None and isinstance(held.fired.fault, Held)
     held.fired.fault.release.set()
     assert first.result(WAIT_S) == {"batchItemFailures": []}
 
