@@ -325,14 +325,32 @@ def cost_rows(run: cost.CostRun) -> tuple[list[Row], list[cost.Line]]:
     http, ingest = cost.bill(run, "http"), cost.bill(run, "ingest")
     sfn = cost.step_functions(run)
     old = cost.total(cost.bill(run, "http", prices=cost.PRICES_BEFORE_2024_11))
+    xray = cost.xray()
     rows = [
         Row(
-            "Per million echo jobs over HTTP, all-in",
+            "Per million echo jobs over HTTP, all-in (logs included)",
             f"${cost.total(http):.2f} ({run.wru():.0f} WRU a job; "
             f"${old:.2f} at DynamoDB's pre-2024-11 price)",
             "<= $5.00",
-            "-",
+            "$6.8 (issue 17: $4.38 + ~$2.4 of logs)",
             cost.total(http) <= 5.0,
+        ),
+        Row(
+            "Log bytes per echo job, all-in",
+            f"{run.log_bytes_per_job:.0f} B ("
+            + ", ".join(f"{k} {v:.0f}" for k, v in run.log_bytes.items())
+            + ")",
+            "<= 1,500 B",
+            "~4,700 B",
+            run.log_bytes_per_job <= 1500,
+        ),
+        Row(
+            "  X-Ray, apart (every function traced)",
+            f"${xray.per_million:.2f} ({xray.per_job:.3f} traces a job at "
+            f"{cost.XRAY_JOBS_PER_SECOND} jobs/s, default sampling)",
+            "reference",
+            "-",
+            None,
         ),
         Row(
             "Per million echo jobs through the ingest queue",

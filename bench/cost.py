@@ -24,6 +24,8 @@ Prices: `PRICES` (us-east-1 list prices as known on PRICES_DATE: check before re
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import statistics
 import time
@@ -37,6 +39,8 @@ from bench.inprocess import CallCounter, Context, Functions, quiet
 
 PRICES_DATE = "mid-2025"
 PRICES = {
+    "logs_ingested_gb": 0.50,  # CloudWatch Logs, standard log class, per GB ingested
+    "xray_trace": 5.00 / 1e6,  # X-Ray traces recorded (first 100 k a month free)
     "http_api_request": 1.00 / 1e6,  # HTTP API, first 300 M requests a month
     "lambda_request": 0.20 / 1e6,
     "lambda_gb_s": 0.0000166667,  # x86_64
@@ -213,6 +217,13 @@ class CostRun:
     """The writes of one echo job, in order (submit, claim, outcome)."""
     memory_gb: float
     index_names: list[str] = field(default_factory=list)
+    log_bytes: dict[str, float] = field(default_factory=dict)
+    """Bytes of log lines per job, by function (what each function wrote, measured), with the
+    HTTP API's access log line and Lambda's platform records (`platform_log_bytes`) modelled."""
+
+    @property
+    def log_bytes_per_job(self) -> float:
+        return sum(self.log_bytes.values())
 
     def wru(self, indexes: set[str] | None = None) -> float:
         """WRUs per job in the table and the indexes named (all by default)."""
@@ -225,6 +236,88 @@ class CostRun:
             )
             for w in self.writes
         )
+
+
+class LogTap(io.TextIOBase):
+    """stdout during the run: counts the bytes each function writes (`current` names it)."""
+
+    def __init__(self) -> None:
+        self.current = "bench"
+        self.bytes: dict[str, int] = {}
+
+    def write(self, text: str) -> int:
+        self.bytes[self.current] = self.bytes.get(self.current, 0) + len(text.encode())
+        return len(text)
+
+
+def _tapped(tap: LogTap, name: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        previous, tap.current = tap.current, name
+        try:
+            return handler(*args)
+        finally:
+            tap.current = previous
+
+    return run
+
+
+ACCESS_LOG_SAMPLE = {
+    "$context.requestId": "Ab1cDeFgHiJkLmN=",
+    "$context.routeKey": "POST /jobs",
+    "$context.status": "202",
+    "$context.responseLatency": "41",
+    "$context.integrationLatency": "38",
+    "$context.integrationStatus": "200",
+    "$context.integrationErrorMessage": "-",
+    "$context.authorizer.error": "-",
+    "$context.authorizer.claims.sub": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    "$context.identity.sourceIp": "203.0.113.42",
+}
+"""The values of a typical `POST /jobs` (a UUID caller, an IPv4 address) the access log's format
+is rendered with (it is one JSON line per request, written by API Gateway)."""
+
+
+def access_log_bytes() -> int:
+    """Bytes of the HTTP API's access log line of one request, from the template's format."""
+    template = load_template()
+    line = template["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"]["Format"]
+    for variable, value in sorted(
+        ACCESS_LOG_SAMPLE.items(), key=lambda kv: -len(kv[0])
+    ):
+        line = line.replace(variable, value)
+    return len(" ".join(line.split()).encode()) + 1
+
+
+PLATFORM_RECORD_BYTES = 330
+"""Lambda's records of one invocation at SystemLogLevel INFO (START, END, REPORT as AWS documents
+them, about 60 + 45 + 225 bytes as text; JSON records are larger): none at WARN, the template's
+default."""
+
+
+def platform_log_bytes(invocations_per_job: float) -> float:
+    """What Lambda's own records add per job at the template's SystemLogLevel."""
+    level = load_template()["Parameters"]["SystemLogLevel"]["Default"]
+    return 0.0 if level == "WARN" else PLATFORM_RECORD_BYTES * invocations_per_job
+
+
+XRAY_JOBS_PER_SECOND = 100
+"""The steady load X-Ray's sampling is priced at (its default rule records one request a second
+and 5 % of the rest, per service)."""
+
+
+def xray_traces_per_job(
+    load: float = XRAY_JOBS_PER_SECOND, batch: int = SQS_BATCH
+) -> float:
+    """Traces recorded per job under X-Ray's default sampling rule (1 a second, then 5 %), for
+    the API (one request per job), the worker (one invocation per batch) and the outbox."""
+
+    def sampled(per_second: float) -> float:
+        return min(per_second, 1.0) + 0.05 * max(0.0, per_second - 1.0)
+
+    api = sampled(load)
+    worker = sampled(load / batch)
+    outbox = sampled(load * 3 / STREAM_BATCH)
+    return (api + worker + outbox) / load
 
 
 def _timed(handler: Callable[..., Any], sink: list[float]) -> Callable[..., Any]:
@@ -244,22 +337,26 @@ def measure(functions: Functions) -> CostRun:
     dispatch: list[float] = []
     dispatched_records: list[int] = []
     worker_ms: list[float] = []
-    api, outbox = functions.api, functions.outbox.handler
-    functions.api = _timed(api, api_ms)
+    api, outbox, worker = functions.api, functions.outbox.handler, functions.worker
+    tap = LogTap()
+    functions.api = _tapped(tap, "api", _timed(api, api_ms))
+    functions.worker = _tapped(tap, "worker", worker)
 
     def counted(event: dict[str, Any], context: Any) -> Any:
         dispatched_records.append(len(event.get("Records", [])))
         return outbox(event, context)
 
-    functions.outbox.handler = _timed(counted, dispatch)
+    functions.outbox.handler = _tapped(tap, "outbox", _timed(counted, dispatch))
     counter = CallCounter(functions.clients())
     job_ids: list[str] = []
     try:
         with quiet():
             functions.dispatch()  # what earlier phases left on the stream
+        with contextlib.redirect_stdout(tap):
             counter.take()
             dispatch.clear()
             dispatched_records.clear()
+            tap.bytes.clear()
             for _ in range(ROUNDS):
                 ids = [
                     functions.submit({"type": "echo", "payload": {"n": n}})["id"]
@@ -280,7 +377,7 @@ def measure(functions: Functions) -> CostRun:
             calls = counter.take()
     finally:
         counter.close()
-        functions.api, functions.outbox.handler = api, outbox
+        functions.api, functions.outbox.handler, functions.worker = api, outbox, worker
     jobs = len(job_ids)
     images = _stream_images(functions, set(job_ids))
     table_key, indexes = table_indexes()
@@ -306,6 +403,16 @@ def measure(functions: Functions) -> CostRun:
         writes=typical,
         memory_gb=memory_mb / 1024,
         index_names=[index.name for index in indexes],
+        log_bytes={
+            **{
+                name: tap.bytes.get(name, 0) / jobs
+                for name in ("api", "worker", "outbox")
+            },
+            "http api access log": float(access_log_bytes()),
+            "lambda platform records": platform_log_bytes(
+                1 + 1 / JOBS_PER_ROUND + sum(dispatched_records) / jobs / STREAM_BATCH
+            ),
+        },
     )
 
 
@@ -468,7 +575,40 @@ def bill(
         lines.append(
             Line("DynamoDB", "reads (1 RRU each, items < 4 KB)", reads, p["ddb_rru"])
         )
+    for source, size in run.log_bytes.items():
+        if via == "ingest" and source in ("api", "http api access log"):
+            continue  # (the ingest function's lines are about the API's: counted below)
+        lines.append(
+            Line(
+                "Logs",
+                f"{source} ({size:.0f} B a job)",
+                size / 1e9,
+                p["logs_ingested_gb"],
+            )
+        )
+    if via == "ingest":
+        size = run.log_bytes.get("api", 0.0)
+        lines.append(
+            Line(
+                "Logs",
+                f"ingest function (~ the API's {size:.0f} B)",
+                size / 1e9,
+                p["logs_ingested_gb"],
+            )
+        )
     return lines
+
+
+def xray(prices: Mapping[str, float] = PRICES) -> Line:
+    """X-Ray (the template traces every function): traces recorded per job under the default
+    sampling rule at XRAY_JOBS_PER_SECOND, priced apart from the all-in target."""
+    p = {**PRICES, **prices}
+    return Line(
+        "X-Ray",
+        f"traces recorded at {XRAY_JOBS_PER_SECOND} jobs/s (default sampling)",
+        xray_traces_per_job(),
+        p["xray_trace"],
+    )
 
 
 def total(lines: list[Line]) -> float:

@@ -227,8 +227,14 @@ class LogSettings(BaseSettings):
     function_name: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_LAMBDA_FUNCTION_NAME")
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        default="INFO", description="the lowest level logged (JOBLINE_LOG_LEVEL)"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = Field(
+        default=None,
+        description="the lowest level logged (JOBLINE_LOG_LEVEL); unset: Lambda's "
+        "application log level (AWS_LAMBDA_LOG_LEVEL, the template's ApplicationLogLevel), "
+        "else INFO",
+    )
+    lambda_log_level: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_LAMBDA_LOG_LEVEL")
     )
     redact_headers: HeaderNames = Field(
         default=(), description=REDACT_HEADERS_DESCRIPTION
@@ -248,6 +254,20 @@ class LogSettings(BaseSettings):
     def in_lambda(self) -> bool:
         """Whether this process is a Lambda function (the runtime sets AWS_LAMBDA_FUNCTION_NAME)."""
         return bool(self.function_name)
+
+    @property
+    def level(self) -> str:
+        """The level to log at: JOBLINE_LOG_LEVEL, else Lambda's application log level (its
+        TRACE is DEBUG here, FATAL is CRITICAL), else INFO."""
+        if self.log_level is not None:
+            return self.log_level
+        lambda_level = (self.lambda_log_level or "").strip().upper()
+        return {"TRACE": "DEBUG", "FATAL": "CRITICAL", "WARN": "WARNING"}.get(
+            lambda_level,
+            lambda_level
+            if lambda_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+            else "INFO",
+        )
 
 
 def log_settings() -> LogSettings:

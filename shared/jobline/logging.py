@@ -2,7 +2,14 @@
 
 For a person at a terminal (`make run`) the lines are rendered by structlog's `ConsoleRenderer`
 instead, coloured; `JOBLINE_LOG_FORMAT` (`json`, `console`, `auto`) forces either, and in Lambda
-they are always JSON (see `choose_format`)."""
+they are always JSON (see `choose_format`).
+
+Every record a function writes is one redacted JSON object: the standard library's loggers (Mangum,
+botocore, a handler's own `logging` calls, an unexpected exception's traceback) go through the
+same processors as structlog's own lines (`_route_standard_logging`), so no multi-line text record
+and nothing past the redaction reaches the log group. Every line costs money (CloudWatch Logs
+bills ingestion per GB): what an operator needs is logged at INFO, the rest at DEBUG
+(docs/benchmarks.md, "Logs in the bill")."""
 
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ LogFormat = Literal["json", "console"]
 """How lines are rendered: one JSON object each, or structlog's human-readable console lines."""
 
 _format: LogFormat = "json"
+_in_lambda = False
 
 
 class _Stdout:
@@ -69,24 +77,85 @@ def _configured_format() -> LogFormat:
     )
 
 
-def processors_for(log_format: LogFormat, *, colors: bool = False) -> list[Any]:
-    """The processor chain of a format: contextvars first, level, timestamp, renderer last."""
-    if log_format == "console":
-        return [
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
-            redact_log_event,  # no credentials, payloads or results in any line
-            structlog.dev.ConsoleRenderer(colors=colors),
-        ]
+def _one_job_type(logger: Any, method_name: str, event: Any) -> Any:
+    """A line that carries a metrics document names the job type once, as its `JobType`
+    dimension (the log context's `job_type` would say it twice)."""
+    if "JobType" in event and "_aws" in event:
+        event.pop("job_type", None)
+    return event
+
+
+def _logger_on_problems(logger: Any, method_name: str, event: Any) -> Any:
+    """An INFO line names its event (`job.succeeded`), which says where it comes from; a warning,
+    an error or a DEBUG line also names its logger (every byte of a line is billed)."""
+    if event.get("level") == "info":
+        event.pop("logger_name", None)
+    return event
+
+
+def _pre_chain(log_format: LogFormat) -> list[Any]:
+    """What every line goes through before it is rendered, structlog's and the standard
+    library's alike: context first, level, timestamp, redaction."""
+    stamp = (
+        structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False)
+        if log_format == "console"
+        else structlog.processors.TimeStamper(fmt="iso", utc=True)
+    )
     return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        stamp,
+        _one_job_type,
+    ]
+
+
+def _renderer(log_format: LogFormat, colors: bool) -> list[Any]:
+    if log_format == "console":
+        return [redact_log_event, structlog.dev.ConsoleRenderer(colors=colors)]
+    return [
+        _logger_on_problems,
         structlog.processors.format_exc_info,
         redact_log_event,  # no credentials, payloads or results in any line
         structlog.processors.JSONRenderer(),
     ]
+
+
+def processors_for(log_format: LogFormat, *, colors: bool = False) -> list[Any]:
+    """The processor chain of a format: contextvars first, level, timestamp, renderer last."""
+    return [*_pre_chain(log_format), *_renderer(log_format, colors)]
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to `sys.stdout` as it is when a record is emitted."""
+
+    def __init__(self) -> None:
+        super().__init__(cast(TextIO, _Stdout()))
+
+
+def _route_standard_logging(log_format: LogFormat, level: int, colors: bool) -> None:
+    """Send the standard library's records through structlog's processors: the root logger gets
+    one handler (replacing the Lambda runtime's text handler), rendering like every other line."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            *_pre_chain(log_format),
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *_renderer(log_format, colors),
+        ],
+    )
+    handler = _StdoutHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Libraries' own chatter (per request or per call) is for debugging them, not operating Jobline.
+    for chatty in ("botocore", "boto3", "urllib3", "mangum"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 def configure(level: str | None = None, log_format: LogFormat | None = None) -> None:
@@ -99,18 +168,21 @@ def configure(level: str | None = None, log_format: LogFormat | None = None) -> 
         return
     from jobline.config import log_settings
 
+    global _in_lambda
     settings = log_settings()
     chosen = log_format or _configured_format()
-    level = level or settings.log_level
+    level = level or settings.level
+    number = logging.getLevelNamesMapping()[level.upper()]
+    colors = _stdout_is_terminal()
     use_for_logs(Redaction.of(settings.redact_headers))
     structlog.configure(
-        processors=processors_for(chosen, colors=_stdout_is_terminal()),
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        processors=processors_for(chosen, colors=colors),
+        wrapper_class=structlog.make_filtering_bound_logger(number),
         logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _Stdout())),
         cache_logger_on_first_use=True,
     )
+    _route_standard_logging(chosen, number, colors)
+    _in_lambda = settings.in_lambda
     _format = chosen
     _configured = True
 
@@ -126,11 +198,16 @@ def get_logger(name: str) -> Any:
 
 
 def bind_invocation(request_id: str | None, function_name: str | None) -> None:
-    """Start a fresh log context for one Lambda invocation."""
+    """Start a fresh log context for one Lambda invocation. In Lambda each function has a log
+    group of its own, so the lines do not repeat its name; locally (`make run`, every function
+    on one stdout) they do."""
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(
-        aws_request_id=request_id, function_name=function_name
-    )
+    if _in_lambda:
+        structlog.contextvars.bind_contextvars(aws_request_id=request_id)
+    else:
+        structlog.contextvars.bind_contextvars(
+            aws_request_id=request_id, function_name=function_name
+        )
 
 
 def bind(**values: Any) -> None:

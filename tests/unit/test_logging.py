@@ -63,14 +63,15 @@ def test_invocation_context_reaches_route_and_service_lines(
     [job] = fake_api_service.jobs
     lines = _lines(capsys.readouterr().out)
     [submitted] = [line for line in lines if line["event"] == "job.submitted"]
+    # (the line carries its metrics too: the job's type is their JobType dimension)
     assert {
         key: submitted[key]
-        for key in ("aws_request_id", "function_name", "job_id", "job_type", "level")
+        for key in ("aws_request_id", "function_name", "job_id", "JobType", "level")
     } == {
         "aws_request_id": "req-42",
         "function_name": "jobline-api",
         "job_id": job.id,
-        "job_type": "echo",
+        "JobType": "echo",
         "level": "info",
     }
     assert submitted["timestamp"].endswith("Z")
@@ -125,7 +126,7 @@ def test_worker_invocation_context_reaches_the_service_lines(
             "message_id",
             "receive_count",
             "job_id",
-            "job_type",
+            "JobType",
         )
     } == {
         "aws_request_id": "req-worker-7",
@@ -133,5 +134,69 @@ def test_worker_invocation_context_reaches_the_service_lines(
         "message_id": "m-1",
         "receive_count": "2",
         "job_id": job.id,
-        "job_type": "echo",
+        "JobType": "echo",
     }
+
+
+class _Broken:
+    """A service whose every read fails with a bug carrying a secret in its message."""
+
+    def __getattr__(self, name: str) -> Any:
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(
+                "boom calling https://admin:hunter2@internal.example/x?token=s3cr3t"
+            )
+
+        return broken
+
+
+def test_an_unexpected_exception_is_one_redacted_json_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Lambda writes whatever a function prints as a record of its own: a traceback the standard
+    library's root logger writes (as Mangum does for an exception the app raises) would be a
+    multi-line text record past the redaction. Every record must be one redacted JSON object,
+    and a bug logged once (AWS, "Using Lambda advanced logging controls with Python":
+    https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html)."""
+    # Given the API whose service has a bug
+    app.dependency_overrides[get_job_service] = lambda: _Broken()
+    context = FakeLambdaContext(function_name="jobline-api", aws_request_id="req-9")
+    event = http_api_event("GET", "/jobs/" + "a" * 32, sub="user-1")
+    capsys.readouterr()
+    try:
+        # When a request meets it
+        response = lambda_handler(event, context)
+    finally:
+        app.dependency_overrides.pop(get_job_service, None)
+
+    # Then the caller gets a 500 without internals
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        500,
+        {"detail": "internal error"},
+    )
+    # And every line written is one JSON object; the bug is one line, with its traceback,
+    # and nothing secret reached it
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    bugs = [line for line in lines if "RuntimeError" in json.dumps(line)]
+    assert [bug["event"] for bug in bugs] == ["http.unhandled_error"]
+    assert "Traceback" in bugs[0]["exception"]
+    assert "hunter2" not in out and "s3cr3t" not in out
+
+
+def test_the_standard_librarys_records_are_json_lines_through_the_same_processors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given the functions' logging (configured at import) and a library logging on its own
+    import logging
+
+    capsys.readouterr()
+    # When a library warns, with credentials in a URL of its message
+    logging.getLogger("somelib").warning(
+        "retrying %s", "https://bot:abc.def@api.example/v1?key=abc.def"
+    )
+    # Then the record is one JSON line, with level, time and logger, redacted
+    [line] = [json.loads(raw) for raw in capsys.readouterr().out.splitlines()]
+    assert (line["level"], line["logger"]) == ("warning", "somelib")
+    assert line["timestamp"].endswith("Z")
+    assert "abc.def" not in json.dumps(line)

@@ -1,5 +1,5 @@
-"""CloudWatch metrics as EMF log lines: what each use case counts, with JobType the only
-dimension, and lines CloudWatch reads as metrics."""
+"""CloudWatch metrics in EMF: what each use case counts, with JobType the only dimension, one
+document per event, carried by the event's own log line (no line of its own)."""
 
 from __future__ import annotations
 
@@ -19,29 +19,49 @@ from tests.support.services import build_fake_service, build_registry
 
 
 def _metrics(logs: list[MutableMapping[str, Any]]) -> Counter[tuple[str, str]]:
+    """(metric, job type) -> how many values the lines carry; every name a document declares
+    has its value on the same line."""
     found: Counter[tuple[str, str]] = Counter()
     for line in logs:
-        if line["event"] != "metric":
+        if "_aws" not in line:
             continue
         [directive] = line["_aws"]["CloudWatchMetrics"]
-        [metric] = directive["Metrics"]
-        found[(metric["Name"], line["JobType"])] += 1
+        for metric in directive["Metrics"]:
+            assert metric["Name"] in line, (metric, line)
+            found[(metric["Name"], line["JobType"])] += 1
     return found
 
 
-def test_an_emf_line_names_its_namespace_dimension_metric_and_value() -> None:
-    fields = metrics.emf("JobsSubmitted", 1, "Count", "echo")
+def _documents(logs: list[MutableMapping[str, Any]]) -> list[str]:
+    return [line["event"] for line in logs if "_aws" in line]
+
+
+def test_an_emf_document_names_its_namespace_dimension_metrics_and_values() -> None:
+    fields = metrics.emf(
+        "echo", counts=["JobsSucceeded"], durations={"AttemptDuration": 12.34}
+    )
     assert fields["_aws"]["CloudWatchMetrics"] == [
         {
             "Namespace": "Jobline",
             "Dimensions": [["JobType"]],
-            "Metrics": [{"Name": "JobsSubmitted", "Unit": "Count"}],
+            "Metrics": [
+                {"Name": "JobsSucceeded"},
+                {"Name": "AttemptDuration", "Unit": "Milliseconds"},
+            ],
         }
     ]
     assert isinstance(fields["_aws"]["Timestamp"], int)
-    assert (fields["JobType"], fields["JobsSubmitted"]) == ("echo", 1)
+    assert (fields["JobType"], fields["JobsSucceeded"], fields["AttemptDuration"]) == (
+        "echo",
+        1,
+        12.3,
+    )
     with pytest.raises(ValueError):
-        metrics.count("JobsExploded", "echo")
+        metrics.emf("echo", counts=["JobsExploded"])
+    with pytest.raises(ValueError):
+        metrics.emf("echo", durations={"Lunch": 1.0})
+    with pytest.raises(ValueError):
+        metrics.emf("echo")
 
 
 def test_a_job_that_fails_once_then_succeeds_is_counted_at_every_step() -> None:
@@ -68,8 +88,14 @@ def test_a_job_that_fails_once_then_succeeds_is_counted_at_every_step() -> None:
             ("JobsSucceeded", "count"): 1,
         }
     )
+    # One document per event, on the event's own line (no line of its own)
+    assert _documents(logs) == [
+        "job.submitted",
+        "job.attempt_failed",
+        "job.succeeded",
+    ]
     # Never an owner as a dimension
-    assert all("owner" not in line for line in logs if line["event"] == "metric")
+    assert all("owner" not in line for line in logs if "_aws" in line)
 
 
 def test_the_queue_delay_is_the_claim_minus_when_the_job_was_due() -> None:

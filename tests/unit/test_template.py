@@ -710,18 +710,23 @@ def test_the_http_api_writes_json_access_logs_and_throttles_its_default_route() 
     props = RESOURCES["HttpApi"]["Properties"]
     settings = props["AccessLogSettings"]
 
-    # Then each request is one JSON line with what an incident needs, in a log group kept
+    # Then each request is one short JSON line with what an incident needs, in a log group kept
     # LogRetentionDays
     assert settings["DestinationArn"] == {
         "Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]
     }
     line = json.loads(settings["Format"])
     assert {
-        "requestId": "$context.requestId",
-        "routeKey": "$context.routeKey",
+        "id": "$context.requestId",
+        "route": "$context.routeKey",
         "status": "$context.status",
-        "integrationLatency": "$context.integrationLatency",
+        "ms": "$context.responseLatency",
+        "fn_ms": "$context.integrationLatency",
+        "fn": "$context.integrationStatus",
+        "caller": "$context.authorizer.claims.sub",
     }.items() <= line.items()
+    # (every byte is billed: short keys, and nothing CloudWatch records anyway, like the time)
+    assert "requestTime" not in settings["Format"]
     assert RESOURCES["HttpApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {
         "Ref": "LogRetentionDays"
     }
@@ -730,6 +735,35 @@ def test_the_http_api_writes_json_access_logs_and_throttles_its_default_route() 
         "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
         "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
     }
+
+
+def test_every_record_is_json_filtered_by_level_before_it_is_billed() -> None:
+    # Lambda's advanced logging controls on every function: JSON, the application's level from
+    # LogLevel (Lambda spells WARNING as WARN), the runtime's own records from SystemLogLevel
+    config = GLOBAL_FUNCTION["LoggingConfig"]
+    assert config == {
+        "LogFormat": "JSON",
+        "ApplicationLogLevel": {
+            "Fn::FindInMap": ["LambdaLogLevels", {"Ref": "LogLevel"}, "Level"]
+        },
+        "SystemLogLevel": {"Ref": "SystemLogLevel"},
+    }
+    levels = TEMPLATE["Mappings"]["LambdaLogLevels"]
+    assert set(levels) == set(TEMPLATE["Parameters"]["LogLevel"]["AllowedValues"])
+    assert {level["Level"] for level in levels.values()} <= {
+        "TRACE",
+        "DEBUG",
+        "INFO",
+        "WARN",
+        "ERROR",
+        "FATAL",
+    }
+    assert TEMPLATE["Parameters"]["SystemLogLevel"]["Default"] == "WARN"
+    # (each function names only its log group: SAM merges the rest in from Globals)
+    assert all(
+        set(fn["Properties"]["LoggingConfig"]) == {"LogGroup"}
+        for fn in FUNCTIONS.values()
+    )
 
 
 def test_every_function_is_traced() -> None:

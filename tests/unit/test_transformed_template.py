@@ -336,6 +336,15 @@ def test_every_function_logs_only_to_its_own_log_group() -> None:
         assert logs == {("logs:CreateLogStream", arn), ("logs:PutLogEvents", arn)}
         # ... and it is traced
         assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+        # ... and its records are JSON, filtered by level (Globals merged with its log group)
+        assert function["Properties"]["LoggingConfig"] == {
+            "LogGroup": {"Ref": group},
+            "LogFormat": "JSON",
+            "ApplicationLogLevel": {
+                "Fn::FindInMap": ["LambdaLogLevels", {"Ref": "LogLevel"}, "Level"]
+            },
+            "SystemLogLevel": {"Ref": "SystemLogLevel"},
+        }
 
 
 # -------------------------------------------------------------------- HTTP API

@@ -24,6 +24,7 @@ from jobline.errors import (
 )
 from jobline.logging import get_logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = get_logger(__name__)
 
@@ -99,14 +100,37 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """A bug: logged with its traceback, answered without internals."""
-    log.exception(
-        "http.unhandled_error",
-        error_type=type(exc).__name__,
-        path=echoed(request.url.path),
-    )
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+class UnexpectedErrors:
+    """A bug: logged once, with its traceback (one redacted JSON line), and answered 500 without
+    internals. An ASGI middleware rather than an `Exception` handler, which Starlette calls and
+    then raises again: the Lambda adapter (Mangum) would log the same exception a second time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            log.exception(
+                "http.unhandled_error",
+                error_type=type(exc).__name__,
+                path=echoed(str(scope.get("path", ""))),
+            )
+            if started:  # the answer has begun: nothing to add, the connection ends
+                return
+            response = JSONResponse({"detail": "internal error"}, status_code=500)
+            await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -114,4 +138,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(JoblineError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    app.add_middleware(UnexpectedErrors)

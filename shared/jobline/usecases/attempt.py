@@ -250,19 +250,29 @@ class RunningAttempt:
         }
         if error is not None:
             fields.update(error_type=error.type, error=error.message)
-        job_type, job_id = self.job.type, self.job.id
-        metrics.duration(
-            "AttemptDuration", end.attempt.duration_ms or 0, job_type, job_id=job_id
+        status = write.update.status
+        counts = ["JobsClaimed"]
+        if retry_in_s is not None:
+            counts.append("JobsRetried")
+        elif isinstance(status, JobStatus) and status in OUTCOME_COUNTS:
+            counts.append(OUTCOME_COUNTS[status])
+        fields.update(
+            metrics.emf(self.job.type, counts=counts, durations=self._durations(end))
         )
         if retry_in_s is not None:
             log.warning("job.attempt_failed", retry_in_s=retry_in_s, **fields)
-            metrics.count("JobsRetried", job_type, job_id=job_id)
             return Ended(RunOutcome.REDELIVER, retry_in_s)
-        status = write.update.status
         if status is JobStatus.FAILED:
             log.error("job.failed", retryable=retryable, **fields)
         elif isinstance(status, JobStatus):
             log.info(f"job.{status.value}", **fields)
-        if isinstance(status, JobStatus) and status in OUTCOME_COUNTS:
-            metrics.count(OUTCOME_COUNTS[status], job_type, job_id=job_id)
         return Ended(RunOutcome.DONE)
+
+    def _durations(self, end: Ending) -> dict[str, float]:
+        """The attempt's duration and, from the job as claimed, how long it waited after it was
+        due (its queue delay)."""
+        durations = {"AttemptDuration": float(end.attempt.duration_ms or 0)}
+        due, started = self.job.run_after, self.job.started_at
+        if due is not None and started is not None:
+            durations["QueueDelay"] = (started - due).total_seconds() * 1000
+        return durations

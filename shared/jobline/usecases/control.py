@@ -83,11 +83,10 @@ class Control:
                 log.info(
                     "job.retried",
                     job_id=job_id,
-                    job_type=changed.type,
                     previous=previous.value,
                     run=changed.run,
+                    **metrics.emf(changed.type, counts=["JobsRetried"]),
                 )
-                metrics.count("JobsRetried", changed.type, job_id=job_id)
                 return changed
             job = changed.current
             previous = job.status
@@ -116,8 +115,11 @@ class Control:
 
     def _cancelled(self, job: Job) -> None:
         if job.status is JobStatus.CANCELLED:
-            log.info("job.cancelled", job_id=job.id, job_type=job.type)
-            metrics.count("JobsCancelled", job.type, job_id=job.id)
+            log.info(
+                "job.cancelled",
+                job_id=job.id,
+                **metrics.emf(job.type, counts=["JobsCancelled"]),
+            )
         else:
             log.info("job.cancel_requested", job_id=job.id, job_type=job.type)
 

@@ -48,8 +48,8 @@ class DeadLetters:
                 reason=ignored,
                 message_run=message.run,
                 run=current.run,
+                **metrics.emf(current.type, counts=["DeadLettersIgnored"]),
             )
-            metrics.count("DeadLettersIgnored", current.type, job_id=current.id)
             return None
         write = lifecycle.dead_letter(current, now, receive_count, self.retention)
         try:
@@ -57,14 +57,14 @@ class DeadLetters:
         except ConditionFailed:
             log.info("job.dead_letter_raced", job_id=current.id)
             return None
-        metrics.count("JobsDeadLettered", job.type, job_id=job.id)
+        lost = ["JobsClaimed"] if current.status is JobStatus.RUNNING else []
         log.error(
             "job.dead_lettered",
             job_id=job.id,
-            job_type=job.type,
             error_type=job.error.type if job.error is not None else None,
             receive_count=receive_count,
             run=job.run,
+            **metrics.emf(job.type, counts=[*lost, "JobsDeadLettered"]),
         )
         return job
 

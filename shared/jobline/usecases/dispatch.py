@@ -70,7 +70,7 @@ class Dispatch:
             ):
                 done[index] = ok
                 if ok:
-                    log.info(
+                    log.debug(
                         "job.dispatched",
                         job_id=job.id,
                         job_type=job.type,

@@ -104,8 +104,12 @@ class Execution:
                 # Our own claim, applied although its answer was lost (and written over since).
                 return self._claimed(current, delivery, now)
             if message.run is not None and current.run != message.run:
-                log.info("job.stale_message", message_run=message.run, run=current.run)
-                metrics.count("StaleMessages", current.type, job_id=current.id)
+                log.info(
+                    "job.stale_message",
+                    message_run=message.run,
+                    run=current.run,
+                    **metrics.emf(current.type, counts=["StaleMessages"]),
+                )
                 return RunOutcome.DONE
             if current.status is not JobStatus.RUNNING:
                 return self._not_claimed(current, delivery, now)
@@ -126,22 +130,21 @@ class Execution:
                 "job.reclaimed",
                 previous_attempt=current.attempts,
                 previous_request_id=current.attempt_request_id,
+                # the lost attempt's claim, counted as it ends (as an outcome counts its own)
+                **metrics.emf(current.type, counts=["JobsClaimed"]),
             )
         return self._claimed(job, delivery, now)
 
     def _claimed(self, job: Job, delivery: Delivery, now: datetime) -> Job:
-        """`job`, claimed by this delivery: logged and counted."""
+        """`job`, claimed by this delivery (its claim and queue delay are counted in the attempt's
+        end document: one line per job event)."""
         bind(job_type=job.type, correlation_id=job.correlation_id, run=job.run)
-        log.info(
+        log.debug(
             "job.claimed",
             attempt=job.attempts,
             max_attempts=job.max_attempts,
             lease_until=delivery.lease_until.isoformat(),
         )
-        metrics.count("JobsClaimed", job.type, job_id=job.id)
-        if job.run_after is not None:
-            late = (now - job.run_after).total_seconds() * 1000
-            metrics.duration("QueueDelay", late, job.type, job_id=job.id)
         return job
 
     def _not_claimed(
@@ -192,14 +195,15 @@ class Execution:
         except ConditionFailed:
             log.info("job.exhausted_already_handled")
             return
-        metrics.count("JobsFailed", job.type, job_id=job.id)
         error = exhausted.update.error
         if isinstance(error, JobError):
+            lost = ["JobsClaimed"] if job.status is JobStatus.RUNNING else []
             log.error(
                 "job.failed",
                 attempt=job.attempts,
                 error_type=error.type,
                 error=error.message,
+                **metrics.emf(job.type, counts=[*lost, "JobsFailed"]),
             )
 
     # ------------------------------------------------------------------ helpers

@@ -146,12 +146,12 @@ class Ingest:
                 log.info("job.rejection_replayed", job_id=job.id)
                 return Submitted(job=lost.current, created=False)
             raise
-        metrics.count("JobsRejected", job.type, job_id=job.id)
         log.warning(
             "job.rejected",
             job_id=job.id,
             job_type=job.type,
             error_type=error_type,
             reason=reason,
+            **metrics.emf(job.type, counts=["JobsRejected"]),
         )
         return Submitted(job=job, created=True)

@@ -85,13 +85,15 @@ class Submission:
         except StorageUnavailable as exc:
             log.error("job.submit_unknown", job_id=job.id, job_type=job.type)
             raise SubmitOutcomeUnknown(job.id, exc.message) from exc
+        delayed = (
+            {"delay_seconds": request.delay_seconds} if request.delay_seconds else {}
+        )
         log.info(
             "job.submitted",
             job_id=job.id,
-            job_type=job.type,
-            delay_seconds=request.delay_seconds,
+            **delayed,
+            **metrics.emf(job.type, counts=["JobsSubmitted"]),
         )
-        metrics.count("JobsSubmitted", job.type, job_id=job.id)
         return Submitted(job=job, created=True)
 
 
