@@ -36,6 +36,9 @@ REGION = "us-east-1"
 # Tests read log lines as JSON, even under `pytest -s` on a terminal (where `auto` would pick the
 # console renderer); handler modules configure logging when they are imported, during collection.
 os.environ["JOBLINE_LOG_FORMAT"] = "json"
+# And at DEBUG: a job's claim and dispatch are DEBUG lines (INFO is what an operator pays for), and
+# tests follow a job through all of its lines.
+os.environ.setdefault("JOBLINE_LOG_LEVEL", "DEBUG")
 
 
 @pytest.fixture(autouse=True)
