@@ -8,7 +8,7 @@ MAX_BODY_BYTES = 64 * 1024
 """`http.request` keeps at most this much of a response body."""
 URL_PATTERN = (
     r"^[Hh][Tt][Tt][Pp][Ss]?://"
-    r"([!-~]*@)?"  # userinfo (sent as Basic authorization, never echoed)
+    r'([!"$-.0->A-~]*@)?'  # userinfo: printable, no / ? # @ (sent as Basic authorization)
     r"([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])"  # host: a name, an IPv4 or a bracketed IPv6
     r"(:[0-9]{1,5})?"  # port
     r"([/?#][!-~]*)?$"  # path, query, fragment
