@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,61 @@ def test_a_module_named_by_the_setting_works_the_same(
     assert status == 200
     assert package.type_name in {job_type["name"] for job_type in types}
     assert package.handler_module not in sys.modules
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+WALK_THROUGH_FILE = re.compile(
+    r"```python\n# (job_types/wordcount/[\w/]+\.py)\n(.*?)```", re.S
+)
+
+
+@pytest.fixture
+def forget_wordcount() -> Iterator[None]:
+    """The walk-through's package is `wordcount`, exactly as the README names it: imported by
+    this test only, and forgotten after it."""
+    yield
+    for name in [name for name in sys.modules if name.split(".")[0] == "wordcount"]:
+        del sys.modules[name]
+
+
+def test_the_readme_walk_through_runs_as_written(
+    moto_stack: MotoStack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    forget_wordcount: None,
+) -> None:
+    # Given the README's walk-through files, written as it says, and the entry point it adds
+    readme = README.read_text(encoding="utf-8")
+    files = WALK_THROUGH_FILE.findall(readme)
+    assert [path for path, _ in files] == [
+        "job_types/wordcount/__init__.py",
+        "job_types/wordcount/handler.py",
+    ]
+    for path, code in files:
+        target = tmp_path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(code)
+    assert 'wordcount = "wordcount"' in readme
+    write_entry_point(
+        tmp_path / "job_types", "walk-through", {"wordcount": "wordcount"}
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "job_types"))
+    bootstrap.reset()
+
+    # When the API lists the types and takes a wordcount job, and the worker runs it
+    status, types = api("GET", "/job-types")
+    assert "wordcount" in {job_type["name"] for job_type in types}
+    submitted, job = api(
+        "POST", "/jobs", {"type": "wordcount", "payload": {"text": "a b c d"}}
+    )
+    assert submitted == 202
+    assert "wordcount.handler" not in sys.modules
+    [message] = moto_stack.receive()
+    event = sqs_event([message], moto_stack.provisioned.queue_arns["JobsQueue"])
+    assert function("WorkerFunction")(event, FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+
+    # Then the job succeeded with the handler's result
+    status, done = api("GET", f"/jobs/{job['id']}")
+    assert (status, done["status"], done["result"]) == (200, "succeeded", {"words": 4})
