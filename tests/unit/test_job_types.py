@@ -21,11 +21,11 @@ from jobline.errors import InvalidPayload
 from jobline.registry import DeadlineExceeded, JobCancelled, JobContext, JobType
 from jobline_examples import http_request
 from jobline_examples.http_request import (
-    MAX_BODY_BYTES,
     HttpNetworkError,
     HttpRequestOptions,
     HttpStatusError,
 )
+from jobline_examples.limits import MAX_BODY_BYTES
 
 LOOPBACK = EgressPolicy(allow=(ipaddress.ip_network("127.0.0.0/8"),))
 """The egress policy of a deployment that allow-lists loopback (the test servers)."""
