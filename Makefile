@@ -9,7 +9,7 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 # Every folder that holds importable code, declared once: `make` puts them on the venv's path
 # (a .pth file), so python, pytest and the tools import the same modules as Lambda does; mypy
 # reads the same list as MYPYPATH.
-SOURCE_ROOTS := shared functions/api functions/worker functions/ingest functions/dead_letters functions/outbox local ops
+SOURCE_ROOTS := shared job_types functions/api functions/worker functions/ingest functions/dead_letters functions/outbox local ops
 space := $(subst ,, )
 export MYPYPATH := $(subst $(space),:,$(SOURCE_ROOTS) clients/python/src)
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH.
@@ -21,13 +21,14 @@ PY312_DIR := $(shell for p in "$$(python3.12 -c 'import sys; print(sys.prefix)' 
 help:
 	@sed -n 's/^## \{0,1\}//p' $(MAKEFILE_LIST)
 
-# The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project
-# and the client, editable, without dependencies of their own (`make lock` rewrites the lock).
-$(STAMP): pyproject.toml clients/python/pyproject.toml requirements-dev.lock Makefile
+# The development virtualenv holds exactly requirements-dev.lock (hash-checked), then the project,
+# the job types (job_types/pyproject.toml: their entry points) and the client, editable, without
+# dependencies of their own (`make lock` rewrites the lock).
+$(STAMP): pyproject.toml job_types/pyproject.toml clients/python/pyproject.toml requirements-dev.lock Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e . -e clients/python
+	$(BIN)/python -m pip install --quiet --no-deps -e . -e job_types -e clients/python
 	@$(BIN)/python -m tools.source_roots $(SOURCE_ROOTS)
 	@touch $(STAMP)
 
@@ -137,9 +138,11 @@ build: .venv-sam/.installed
 	@test -n "$(PY312_DIR)" || (echo "sam build needs python3.12 on PATH" >&2; exit 1)
 	PATH="$(PY312_DIR):$$PATH" .venv-sam/bin/sam build
 
-## build-<LogicalId>: what `sam build` runs for each function and the layer (BuildMethod: makefile),
+## build-<LogicalId>: what `sam build` runs for each function and layer (BuildMethod: makefile),
 ##   from a copy of the resource's code folder, with ARTIFACTS_DIR set: the lock's wheels for
-##   Lambda, the code, and unchecked-hash bytecode for every module (tools/artifact.py).
+##   Lambda, the code, and unchecked-hash bytecode for every module (tools/artifact.py). The
+##   job-types layer also ships job_types/pyproject.toml's entry points (a dist-info), and the
+##   worker what only the handlers need (functions/worker/requirements.lock).
 LAMBDA_PYTHON ?= $(if $(PY312_DIR),$(PY312_DIR)/python3.12,python3.12)
 ARTIFACT = $(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set (sam build sets it))) \
 	$(LAMBDA_PYTHON) -I $(ROOT)/tools/artifact.py --source .
@@ -147,10 +150,14 @@ ARTIFACT = $(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set (sam build se
 build-SharedLayer:
 	$(ARTIFACT) --target "$(ARTIFACTS_DIR)/python" --runtime-dir /opt/python --lock requirements.lock
 
-build-ApiFunction:
+build-JobTypesLayer:
+	$(ARTIFACT) --target "$(ARTIFACTS_DIR)/python" --runtime-dir /opt/python --lock requirements.lock \
+		--entry-points pyproject.toml
+
+build-ApiFunction build-WorkerFunction:
 	$(ARTIFACT) --target "$(ARTIFACTS_DIR)" --lock requirements.lock
 
-build-WorkerFunction build-IngestFunction build-DeadLetterFunction build-OutboxFunction build-OutboxRecoveryFunction:
+build-IngestFunction build-DeadLetterFunction build-OutboxFunction build-OutboxRecoveryFunction:
 	$(ARTIFACT) --target "$(ARTIFACTS_DIR)"
 
 clean:

@@ -2,7 +2,9 @@
 when a target is missed. Three tables, in this order:
 
 1. as deployed: the `sam build` artifacts cold-started as Lambda starts them (`bench.lambda_like`),
-   their sizes and what they ship, with `-X importtime`'s top ten per function after it;
+   their sizes and what they ship, the same build with a job type whose handler imports numpy
+   (`bench.handler_deps`: the API's cold start and size unchanged), with `-X importtime`'s top
+   ten per function after it;
 2. the AWS bill of a million echo jobs (`bench.cost`), line by line, next to Step Functions;
 3. the development virtualenv: cold starts (the issue-4 method, reported), AWS calls per job,
    batch concurrency, throughput, submit -> claim latency, the local stack's drain with its
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from bench import (
     coldstart,
     concurrency,
     cost,
+    handler_deps,
     lambda_like,
     latency,
     size,
@@ -320,6 +324,64 @@ def deployed_rows(
     return rows + size_rows(artifacts)
 
 
+def handler_dependency_rows(
+    result: lambda_like.LambdaLike,
+    built: list[size.Artifact],
+    heavy: list[size.Artifact],
+    imports: dict[str, set[str]],
+) -> list[Row]:
+    """The build with a numpy handler type next to the build as it is: the API's cold start
+    (reported: its time is the as-built one's within the machine's noise) and what it imports
+    (checked: no numpy), its size (checked: the type's own code only); the worker carries numpy."""
+    label, library = handler_deps.LABEL, handler_deps.HEAVY_LIBRARY
+    api = result.medians[f"api {lambda_like.AS_BUILT}"]
+    api_heavy = result.medians[f"api {label}"]
+    sizes = {artifact.function: artifact for artifact in built}
+    heavy_sizes = {artifact.function: artifact for artifact in heavy}
+    api_delta = heavy_sizes["ApiFunction"].bytes - sizes["ApiFunction"].bytes
+    worker_delta = heavy_sizes["WorkerFunction"].bytes - sizes["WorkerFunction"].bytes
+    return [
+        Row(
+            f"API, first response, {label}",
+            f"{_ms(api_heavy)} = {result.ratio(f'api {label}'):.1f}x pass "
+            f"(as built {_ms(api)})",
+            "report: as built, within noise",
+            "-",
+            None,  # timings on a shared machine: the imports below are the check
+        ),
+        Row(
+            f"  API's cold start imports {library}",
+            "YES" if library in imports["api"] else "no",
+            "no",
+            "-",
+            library not in imports["api"],
+        ),
+        Row(
+            f"  worker's cold start imports {library} (init resolves the handler)",
+            "yes" if library in imports["worker"] else "NO",
+            "yes",
+            "-",
+            library in imports["worker"],
+        ),
+        Row(
+            f"API + layers, {label}",
+            f"{_mb(heavy_sizes['ApiFunction'].bytes)} "
+            f"({_mb(heavy_sizes['ApiFunction'].zipped_bytes)} zipped): "
+            f"{api_delta / 1000:+.1f} kB",
+            "< +100 kB (the type's code)",
+            "-",
+            api_delta < 100_000,
+        ),
+        Row(
+            f"Worker + layers, {label}",
+            f"{_mb(heavy_sizes['WorkerFunction'].bytes)}: +{_mb(worker_delta)} ({library})",
+            "report",
+            "-",
+            None,
+        ),
+    ]
+
+
 def cost_rows(run: cost.CostRun) -> tuple[list[Row], list[cost.Line]]:
     """Table 2's rows (totals and Step Functions) and the HTTP bill's lines."""
     http, ingest = cost.bill(run, "http"), cost.bill(run, "ingest")
@@ -470,8 +532,22 @@ def main() -> int:
                 f"cold starts as deployed: {args.runs} interleaved rounds (python3.12 -I -B,"
                 " the sam build artifacts, the naive API as deployed, floors)"
             )
-            result = lambda_like.measure(server, runs=args.runs)
+            heavy = prepare_handler_deps()
+            builds = {lambda_like.AS_BUILT: lambda_like.BUILD}
+            if heavy is not None:
+                builds[handler_deps.LABEL] = heavy
+            result = lambda_like.measure(server, runs=args.runs, builds=builds)
             deployed += deployed_rows(result, artifacts)
+            python = lambda_like.python312()
+            if result is not None and heavy is not None and python is not None:
+                imports = {
+                    name: lambda_like.imported_packages(server, python, heavy, name)
+                    for name in ("api", "worker")
+                }
+                heavy_artifacts = size.measure(run_build=False, build_dir=heavy)
+                deployed += handler_dependency_rows(
+                    result, artifacts, heavy_artifacts, imports
+                )
         server.reset()
         log(
             f"dev venv cold starts: {args.runs} interleaved rounds of 4 handlers + python -c pass"
@@ -521,6 +597,20 @@ def main() -> int:
         sys.stdout.write(f"\nMISSED: {'; '.join(missed)}\n")
         return 1
     return 0
+
+
+def prepare_handler_deps() -> Path | None:
+    """The build with a numpy handler type (`bench.handler_deps`), or None (no python3.12, or
+    numpy's wheel out of reach: said on stderr)."""
+    python = lambda_like.python312()
+    if python is None:
+        return None
+    log("the build with a numpy handler type (bench.handler_deps)")
+    try:
+        return handler_deps.prepare(python)
+    except subprocess.CalledProcessError as exc:
+        log(f"build with a numpy handler type skipped: {exc}")
+        return None
 
 
 def log(message: str) -> None:

@@ -130,11 +130,13 @@ def prepare(python: str) -> dict[str, Path]:
 
 
 def build_folders(build: Path) -> dict[str, Path]:
-    """The API, worker and layer folders of one `sam build` output."""
+    """The API, worker and layers' folders of one `sam build` output (the layers' `python/`
+    folders, which Lambda merges into /opt/python)."""
     return {
         "api": build / "ApiFunction",
         "worker": build / "WorkerFunction",
         "layer": build / "SharedLayer" / "python",
+        "types": build / "JobTypesLayer" / "python",
     }
 
 
@@ -194,7 +196,7 @@ def measure(
     for label, layout in layouts.items():
         for name in ("api", "worker"):
             cases[f"{name} {label}"] = _Case(
-                base[name], [layout[name], layout["layer"], runtime]
+                base[name], [layout[name], layout["layer"], layout["types"], runtime]
             )
     cases[NAIVE] = _Case(base["naive api"], [folders["naive"], runtime])
     first = next(iter(layouts.values()))
@@ -317,6 +319,25 @@ def _invoke(
     variant.check(server, event, json.loads(line))
     peak_kb = int(json.loads(stats)["maxrss_kb"]) if stats else 0
     return elapsed, peak_kb, stderr
+
+
+def imported_packages(
+    server: MotoServer, python: str, build: Path, function: str
+) -> set[str]:
+    """The top-level packages one cold start of `function` ("api" or "worker") of the `sam
+    build` output `build` imports, init and first event (its `-X importtime`)."""
+    folders = build_folders(build)
+    case = _Case(
+        {variant.name: variant for variant in coldstart.variants()}[function],
+        [
+            folders[function],
+            folders["layer"],
+            folders["types"],
+            prepare(python)["runtime"],
+        ],
+    )
+    with tempfile.TemporaryDirectory(prefix="jobline-bench-") as workdir:
+        return {package for package, _ in _importtime(server, python, case, workdir)}
 
 
 def _importtime(

@@ -15,6 +15,7 @@ import io
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from packaging.utils import canonicalize_name
 
 from bench.motoserver import REPO_ROOT
 from tools.artifact import LAMBDA_PYTHON_VERSION, missing_bytecode
-from tools.lockfile import LAMBDA_ENVIRONMENT, pins_for
+from tools.lockfile import JOB_TYPES_PROJECT, LAMBDA_ENVIRONMENT, pins_for
 
 BUILD = REPO_ROOT / ".aws-sam" / "build"
 WEB_STACK = {"fastapi", "starlette", "mangum", "aiohttp", "aioboto3", "aiobotocore"}
@@ -111,6 +112,14 @@ def build() -> None:
         )
 
 
+def own_distributions() -> dict[str, str]:
+    """What the build ships of its own besides the locks: the job types' entry points, as the
+    distribution `job_types/pyproject.toml` names (tools/artifact.py --entry-points)."""
+    with JOB_TYPES_PROJECT.open("rb") as handle:
+        project = tomllib.load(handle)["project"]
+    return {canonicalize_name(project["name"]): project["version"]}
+
+
 def _lock_of(source: dict[str, Any], logical_id: str) -> Path:
     props = source["Resources"][logical_id]["Properties"]
     code: str = props.get("CodeUri", props.get("ContentUri"))
@@ -140,7 +149,7 @@ def measure(run_build: bool = True, build_dir: Path = BUILD) -> list[Artifact]:
         artifact = Artifact(function=name, folders=folders)
         artifact.bytes = sum(folder_bytes(folder) for folder in folders)
         artifact.zipped_bytes = sum(zipped_bytes(folder) for folder in folders)
-        pinned: dict[str, str] = {}
+        pinned: dict[str, str] = own_distributions()
         for logical_id in [name, *layers]:
             lock = _lock_of(source, logical_id)
             if lock.exists():

@@ -14,7 +14,10 @@ runtime's interpreter (python3.12):
    read-only: without shipped bytecode every cold start compiles every module it imports; an
    unchecked-hash `.pyc` is used without even a stat of its source), with the path the module
    has on Lambda (`--runtime-dir`) recorded in it, so the bytes do not depend on the build folder;
-4. the result is checked: every `.py` has its `__pycache__/<name>.<cache tag>.pyc`, unchecked-hash.
+4. the result is checked: every `.py` has its `__pycache__/<name>.<cache tag>.pyc`, unchecked-hash;
+5. with `--entry-points PYPROJECT` (the job-types layer), the project's entry points are shipped as
+   an installed distribution's metadata (`<name>-<version>.dist-info`: METADATA, entry_points.txt),
+   which `importlib.metadata` reads on Lambda as it reads the virtualenv's (jobline.discovery).
 
 Standard library only: it runs under python3.12 outside any virtualenv.
 """
@@ -28,6 +31,7 @@ import py_compile
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 LAMBDA_PYTHON_VERSION = "3.12"
@@ -40,7 +44,16 @@ FLAG_HASH_BASED = 0b01
 FLAG_CHECK_SOURCE = 0b10
 """The pyc header's flags word (bytes 4..8, PEP 552): unchecked-hash is hash-based only."""
 
-NOT_SHIPPED = ("__pycache__", "*.pyc", "*.pyo", "*.lock", "requirements*.txt", ".*")
+NOT_SHIPPED = (
+    "__pycache__",
+    "*.pyc",
+    "*.pyo",
+    "*.lock",
+    "requirements*.txt",
+    ".*",
+    "pyproject.toml",
+    "*.egg-info",
+)
 """What a code folder may hold that never goes into its artifact."""
 
 
@@ -132,12 +145,44 @@ def missing_bytecode(target: Path, tag: str | None = None) -> list[str]:
     return missing
 
 
-def build(source: Path, target: Path, lock: Path | None, runtime_dir: str) -> None:
-    """Steps 1-4 of the module docstring."""
+def write_entry_points(pyproject: Path, target: Path) -> Path:
+    """The project's metadata as an installed distribution's (`importlib.metadata` finds it on
+    the path): its name, version and `[project.entry-points]`. Returns the dist-info folder."""
+    with pyproject.open("rb") as handle:
+        project = tomllib.load(handle)["project"]
+    name, version = project["name"], project["version"]
+    info = target / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    )
+    groups = project.get("entry-points", {})
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n"
+            + "".join(f"{key} = {value}\n" for key, value in points.items())
+            + "\n"
+            for group, points in groups.items()
+        )
+    )
+    (info / "INSTALLER").write_text("jobline tools/artifact.py\n")
+    return info
+
+
+def build(
+    source: Path,
+    target: Path,
+    lock: Path | None,
+    runtime_dir: str,
+    entry_points: Path | None = None,
+) -> None:
+    """Steps 1-5 of the module docstring."""
     target.mkdir(parents=True, exist_ok=True)
     if lock is not None and has_requirements(lock):
         pip_install(lock, target)
     copy_sources(source, target)
+    if entry_points is not None:
+        write_entry_points(entry_points, target)
     compile_tree(target, runtime_dir)
     problems = missing_bytecode(target)
     if problems:
@@ -154,10 +199,21 @@ def main(argv: list[str] | None = None) -> None:
         default="/var/task",
         help="where the target is on Lambda (/var/task; /opt/python for a layer)",
     )
+    parser.add_argument(
+        "--entry-points",
+        type=Path,
+        help="a pyproject.toml whose name, version and entry points to ship (dist-info)",
+    )
     args = parser.parse_args(argv)
     if not str(args.target).strip(os.sep):
         parser.error("--target is empty (is ARTIFACTS_DIR set?)")
-    build(args.source.resolve(), args.target, args.lock, args.runtime_dir)
+    build(
+        args.source.resolve(),
+        args.target,
+        args.lock,
+        args.runtime_dir,
+        args.entry_points,
+    )
 
 
 if __name__ == "__main__":

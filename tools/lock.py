@@ -1,12 +1,18 @@
-"""`make lock`: write the three lock files from pyproject.toml with `uv pip compile`.
+"""`make lock`: write the five lock files from pyproject.toml and job_types/pyproject.toml with
+`uv pip compile`.
 
-1. `requirements-dev.lock`: `.[api,dev]`, universal (every Python >= requires-python, any
-   platform), with hashes; the development virtualenv installs exactly this.
+1. `requirements-dev.lock`: `.[api,dev]` and the job types' dependencies and `worker` extra,
+   universal (every Python >= requires-python, any platform), with hashes; the development
+   virtualenv installs exactly this.
 2. `shared/requirements.lock`: `[project].dependencies` without boto3 (the Lambda runtime's), for
    Lambda's python3.12 on x86_64, constrained to the dev lock's versions, with hashes.
 3. `functions/api/requirements.lock`: the `api` extra, the same way, without anything the layer
    lock already pins (the layer is on the API function's path: shipping it twice would only
    shadow it).
+4. `job_types/requirements.lock`: the job types' dependencies (their declarations': every function
+   imports them), the same way, less the shared layer's.
+5. `functions/worker/requirements.lock`: the job types' `worker` extra (what only their handlers
+   import), the same way, less both layers': only the worker's artifact installs it.
 
 The two Lambda locks live in the code folders they are installed into, so `sam build`'s cache
 (which hashes a resource's folder) rebuilds an artifact when its lock changes.
@@ -31,10 +37,13 @@ from tools.artifact import LAMBDA_PYTHON_VERSION
 from tools.lockfile import (
     API_LOCK,
     DEV_LOCK,
+    JOB_TYPES_LOCK,
+    JOB_TYPES_PROJECT,
     LAMBDA_ENVIRONMENT,
     LAYER_LOCK,
     REPO_ROOT,
     RUNTIME_PROVIDED,
+    WORKER_LOCK,
     pins_for,
 )
 
@@ -97,6 +106,7 @@ def lambda_lock(
     `# via -r <source_name>` notes name the requirements it was given."""
     with tempfile.TemporaryDirectory(prefix="jobline-lock-in-") as scratch:
         source = Path(scratch) / source_name
+        source.parent.mkdir(parents=True, exist_ok=True)
         source.write_text("".join(f"{line}\n" for line in requirements))
         args = [
             "--python-version",
@@ -112,15 +122,26 @@ def lambda_lock(
         output.write_text(output.read_text().replace(str(source), source.name))
 
 
-def main() -> None:
-    with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
+def job_types_requirements() -> tuple[list[str], list[str]]:
+    """job_types/pyproject.toml's dependencies (the declarations') and `worker` extra (the
+    handlers')."""
+    with JOB_TYPES_PROJECT.open("rb") as handle:
         project = tomllib.load(handle)["project"]
-    minimum = project["requires-python"].removeprefix(">=")
+    worker: list[str] = project.get("optional-dependencies", {}).get("worker", [])
+    return list(project.get("dependencies", [])), list(worker)
+
+
+def compile_dev_lock(minimum: str, job_types_input: Path | None) -> None:
+    """requirements-dev.lock: the project with its api and dev extras, and the job types'
+    requirements (`job_types_input`, when they have any)."""
+    inputs = [str(REPO_ROOT / "pyproject.toml")]
+    if job_types_input is not None:
+        inputs.append(str(job_types_input))
     compile_lock(
-        [str(REPO_ROOT / "pyproject.toml")],
+        inputs,
         DEV_LOCK,
-        "The development virtualenv: the project with its api and dev extras, for Python "
-        f">= {minimum}.",
+        "The development virtualenv: the project with its api and dev extras, and the job "
+        f"types' requirements (job_types/pyproject.toml), for Python >= {minimum}.",
         [
             "--extra",
             "api",
@@ -131,6 +152,22 @@ def main() -> None:
             minimum,
         ],
     )
+    if job_types_input is not None:
+        text = DEV_LOCK.read_text().replace(
+            str(job_types_input), "job_types/pyproject.toml"
+        )
+        DEV_LOCK.write_text(text)
+
+
+def main() -> None:
+    with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
+        project = tomllib.load(handle)["project"]
+    minimum = project["requires-python"].removeprefix(">=")
+    declarations, handlers = job_types_requirements()
+    with tempfile.TemporaryDirectory(prefix="jobline-lock-types-") as scratch:
+        types_input = Path(scratch) / "job_types-pyproject.txt"
+        types_input.write_text("".join(f"{line}\n" for line in declarations + handlers))
+        compile_dev_lock(minimum, types_input if declarations + handlers else None)
     layer = [
         text
         for text in project["dependencies"]
@@ -152,6 +189,25 @@ def main() -> None:
         "The API function, for Lambda python3.12 x86_64: the api extra, less what the layer "
         "ships.",
         shipped_by_layer | set(RUNTIME_PROVIDED),
+    )
+    lambda_lock(
+        declarations,
+        "job_types/pyproject.toml[project.dependencies]",
+        JOB_TYPES_LOCK,
+        "The job-types layer (python/ in its artifact), for Lambda python3.12 x86_64: what "
+        "the declarations need, less what the shared layer ships.",
+        shipped_by_layer | set(RUNTIME_PROVIDED),
+    )
+    shipped_by_layers = shipped_by_layer | set(
+        pins_for(JOB_TYPES_LOCK, LAMBDA_ENVIRONMENT)
+    )
+    lambda_lock(
+        handlers,
+        "job_types/pyproject.toml[worker]",
+        WORKER_LOCK,
+        "The worker function, for Lambda python3.12 x86_64: what only the job types' "
+        "handlers need (the worker extra), less what the layers ship. The API never gets it.",
+        shipped_by_layers | set(RUNTIME_PROVIDED),
     )
 
 

@@ -1,12 +1,17 @@
 """The lock files, read: exact pins with their markers and hashes, and the dependency closure of
 a set of requirements (from the installed distributions' metadata), for the tests and the bench.
 
-Three locks, all written by `make lock` (`tools/lock.py`), one per thing that is installed:
+Five locks, all written by `make lock` (`tools/lock.py`), one per thing that is installed:
 
 - `shared/requirements.lock`: the shared layer, for Lambda (python3.12, x86_64): the project's
   dependencies without boto3, which the Lambda runtime provides;
 - `functions/api/requirements.lock`: the API function, for Lambda: the `api` extra, less what the
   layer already ships;
+- `job_types/requirements.lock`: the job-types layer, for Lambda: what the job types'
+  declarations need (`job_types/pyproject.toml`'s dependencies), less what the shared layer ships;
+- `functions/worker/requirements.lock`: the worker, for Lambda: what only the job types' handlers
+  need (`job_types/pyproject.toml`'s `worker` extra), less what both layers ship: the API never
+  gets it;
 - `requirements-dev.lock`: the development virtualenv (`make`), for any Python the project supports:
   everything, at the same versions as the two above.
 """
@@ -28,6 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYER_LOCK = REPO_ROOT / "shared" / "requirements.lock"
 API_LOCK = REPO_ROOT / "functions" / "api" / "requirements.lock"
 DEV_LOCK = REPO_ROOT / "requirements-dev.lock"
+JOB_TYPES_PROJECT = REPO_ROOT / "job_types" / "pyproject.toml"
+JOB_TYPES_LOCK = REPO_ROOT / "job_types" / "requirements.lock"
+WORKER_LOCK = REPO_ROOT / "functions" / "worker" / "requirements.lock"
 
 RUNTIME_PROVIDED = frozenset({"boto3"})
 """Declared dependencies the Lambda runtime provides (with their own dependencies): never shipped."""

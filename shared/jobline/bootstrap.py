@@ -26,13 +26,16 @@ from jobline.aws.repository import DynamoJobRepository
 from jobline.aws.streams import DynamoStreamReader
 from jobline.backoff import Backoff
 from jobline.clock import utcnow
-from jobline.config import Settings, get_settings, lambda_initialization_type
+from jobline.config import (
+    JobTypeSettings,
+    Settings,
+    get_settings,
+    job_type_settings,
+    lambda_initialization_type,
+)
 from jobline.cursor import CursorCodec, CursorKeys
-from jobline.egress import EgressPolicy
-from jobline.job_types import BUILTIN_JOB_TYPES, http_request
-from jobline.job_types.http_request import HttpRequestOptions
+from jobline.discovery import discover
 from jobline.ports import JobQueue, JobRepository
-from jobline.redaction import Redaction
 from jobline.registry import JobTypeRegistry
 from jobline.service import JobService
 from jobline.usecases.attempt import AttemptPolicy
@@ -53,6 +56,7 @@ __all__ = [
     "dynamodb_client",
     "dynamodbstreams_client",
     "get_service",
+    "load_handlers",
     "reset",
     "sqs_client",
     "ssm_client",
@@ -72,25 +76,15 @@ def cursor_keys() -> CursorKeys:
     return load_cursor_keys(get_settings(), ssm_client, utcnow)
 
 
-def default_registry(settings: Settings | None = None) -> JobTypeRegistry:
-    """The built-in job types; with `settings`, `http.request` runs under the deployment's
-    egress policy and redaction (without, under the defaults: public addresses only, the
-    standard secret headers)."""
-    if settings is None:
-        return JobTypeRegistry(BUILTIN_JOB_TYPES)
-    options = HttpRequestOptions(
-        egress=EgressPolicy(
-            allow=settings.http_allow_networks,
-            runtime_api=settings.lambda_runtime_api,
-        ),
-        redaction=Redaction.of(settings.redact_headers),
-    )
-    return JobTypeRegistry(
-        http_request.job_type(options)
-        if job_type.name == http_request.NAME
-        else job_type
-        for job_type in BUILTIN_JOB_TYPES
-    )
+def default_registry(
+    settings: Settings | JobTypeSettings | None = None,
+) -> JobTypeRegistry:
+    """This deployment's job types (`jobline.discovery`): the installed `jobline.job_types` entry
+    points' and those of the modules `settings.job_type_modules` names (default: the
+    environment's JOBLINE_JOB_TYPE_MODULES). Their handlers are not imported here (the API
+    builds this registry too): the worker resolves them (`load_handlers`)."""
+    modules = (settings or job_type_settings()).job_type_modules
+    return JobTypeRegistry(found.job_type for found in discover(modules))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +191,13 @@ def build_during_lambda_init(*clients: Callable[[], object]) -> None:
         get_service()
         for client in clients:
             client()
+
+
+def load_handlers() -> None:
+    """The worker's init: import every job type's handler now, so one that cannot work
+    (unimportable, not callable, not `(payload, context)`) stops the function at its start
+    (`InvalidJobTypeDeclaration`, naming the type), never fails its jobs at run time."""
+    default_registry().resolve_all()
 
 
 def reset() -> None:

@@ -27,6 +27,12 @@ def _comma_separated(value: Any) -> Any:
 
 HeaderNames = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated)]
 """Header names, comma- or space-separated in the environment."""
+ModuleNames = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated)]
+"""Python module names, comma- or space-separated in the environment."""
+JOB_TYPE_MODULES_DESCRIPTION = (
+    "modules (comma-separated) whose JOB_TYPES are job types of this deployment, besides "
+    "those of the installed `jobline.job_types` entry points (jobline.discovery)"
+)
 REDACT_HEADERS_DESCRIPTION = (
     "header names (comma-separated) redacted like Authorization, Cookie and X-Api-Key in "
     "logs, job errors and http.request results"
@@ -137,6 +143,9 @@ class Settings(BaseSettings):
     redact_headers: HeaderNames = Field(
         default=(), description=REDACT_HEADERS_DESCRIPTION
     )
+    job_type_modules: ModuleNames = Field(
+        default=(), description=JOB_TYPE_MODULES_DESCRIPTION
+    )
 
     aws_region: str = Field(
         default="us-east-1",
@@ -192,6 +201,25 @@ def get_settings() -> Settings:
     (e.g. `table_name  Field required` for JOBLINE_TABLE_NAME).
     """
     return Settings()  # type: ignore[call-arg]
+
+
+class JobTypeSettings(BaseSettings):
+    """Where the job types come from, read on its own: tools (`make openapi`) and the bench build
+    a registry without the other settings' required variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JOBLINE_", extra="ignore", frozen=True
+    )
+
+    job_type_modules: ModuleNames = Field(
+        default=(), description=JOB_TYPE_MODULES_DESCRIPTION
+    )
+
+
+def job_type_settings() -> JobTypeSettings:
+    """The job-type settings, read from the environment now (not cached: read once per
+    registry, which the service caches)."""
+    return JobTypeSettings()
 
 
 class _LambdaRuntime(BaseSettings):

@@ -7,7 +7,7 @@ ones, and job handlers raise the handler errors (also importable from `jobline.r
     │   IdempotencyConflict, InvalidCursor, Unauthenticated          domain: the API answers 4xx
     ├── StorageUnavailable ── SubmitOutcomeUnknown                    adapters: 503
     ├── QueueUnavailable, StreamRecordsGone, ConditionFailed           adapters, used by use cases
-    ├── ConfigurationError                                            a function refuses to start
+    ├── ConfigurationError ── InvalidJobTypeDeclaration                a function refuses to start
     ├── JobHandlerError (retryable unless told) ── PermanentJobError ── EgressRefused (egress.py)
     │                                            └─ DeadlineExceeded
     └── JobCancelled                                                  raised at a checkpoint
@@ -143,6 +143,17 @@ class SubmitOutcomeUnknown(StorageUnavailable):
 
 class ConfigurationError(JoblineError):
     """The deployment's configuration cannot be used safely: the function refuses to start."""
+
+
+class InvalidJobTypeDeclaration(ConfigurationError):
+    """A job type cannot be loaded: its module or handler cannot be imported, its handler is not
+    a `(payload, context)` callable, or two declarations share a name. Raised while the types
+    are discovered (every function) or their handlers resolved (the worker's init)."""
+
+    def __init__(self, job_type: str | None, problem: str) -> None:
+        super().__init__(f"job type {job_type!r}: {problem}" if job_type else problem)
+        self.job_type = job_type
+        self.problem = problem
 
 
 class ConditionFailed(JoblineError):

@@ -1,18 +1,26 @@
-"""Job types: name -> input model + typed handler. Built-in types live in `jobline.job_types`."""
+"""Job types: name -> input model + handler (a callable, or an import path resolved on first use
+in the worker). The deployment's types are found by `jobline.discovery`; the examples (echo, sleep,
+http.request) are a package of their own, `jobline_examples`, loaded the same way."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import json
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from functools import cached_property
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from jobline.backoff import Backoff
 from jobline.errors import (
     DeadlineExceeded,
+    InvalidJobTypeDeclaration,
     InvalidPayload,
     JobCancelled,
     JobHandlerError,
@@ -23,6 +31,7 @@ from jobline.limits import LAMBDA_MAX_TIMEOUT_S
 
 __all__ = [
     "DeadlineExceeded",
+    "InvalidJobTypeDeclaration",
     "JobCancelled",
     "JobContext",
     "JobHandlerError",
@@ -96,21 +105,65 @@ class JobContext:
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
 
+HANDLER_PATH = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+)
+"""`package.module:function` (the attribute may be dotted: `module:Class.method`)."""
+
+
 @dataclass(frozen=True)
 class JobType(Generic[InputT]):
-    """A registered job type."""
+    """A job type's declaration, in two parts: what the API needs (name, description, input
+    model: the published schema) and what only the worker needs (the handler).
+
+    Declare the handler as an import path, `"package.module:function"`, to keep its module (and
+    whatever it imports) out of the API: it is imported on first use, in the worker only (whose
+    init resolves every type's, `JobTypeRegistry.resolve_all`). A callable works too (tests, light
+    handlers). Either way the handler is `handler(payload, context)`, plain or `async def`.
+    """
 
     name: str
     description: str
     input_model: type[InputT]
-    handler: Callable[[InputT, JobContext], JSONValue]
+    handler: str | Callable[..., Any] | None = None
+    """`"package.module:function"` (resolved on first use, in the worker only: the API never
+    imports handler code), or a callable (tests, light handlers)."""
     backoff: Backoff | None = None
     """Retry delays for this type; None uses the deployment's settings."""
 
+    def __post_init__(self) -> None:
+        handler = self.handler
+        if handler is None:
+            raise InvalidJobTypeDeclaration(self.name, "declares no handler")
+        if isinstance(handler, str):
+            if not HANDLER_PATH.fullmatch(handler):
+                raise InvalidJobTypeDeclaration(
+                    self.name,
+                    f"handler {handler!r} is not an import path "
+                    '"package.module:function"',
+                )
+        else:
+            _check_handler(self.name, handler)
+
     def parse(self, payload: Any) -> InputT:
-        """Validate a payload; raise `InvalidPayload` with field-level details."""
+        """Validate a payload (decoded JSON) as JSON, strictly: what the published schema
+        (`input_schema`) refuses is refused (no `true` for 1, no `"5"` for 5); raise
+        `InvalidPayload` with field-level details."""
         try:
-            return self.input_model.model_validate(payload)
+            text = json.dumps(payload, allow_nan=False)
+        except ValueError:
+            raise InvalidPayload(
+                self.name,
+                [
+                    {
+                        "loc": ["payload"],
+                        "msg": "not JSON (NaN or Infinity)",
+                        "type": "json_invalid",
+                    }
+                ],
+            ) from None
+        try:
+            return self.input_model.model_validate_json(text, strict=True)
         except ValidationError as exc:
             errors = [
                 {
@@ -124,13 +177,97 @@ class JobType(Generic[InputT]):
             ]
             raise InvalidPayload(self.name, errors) from exc
 
+    def resolve(self) -> Callable[..., Any]:
+        """The handler callable: imported on first use when declared as a path, checked, cached.
+        Raises `InvalidJobTypeDeclaration` naming the type when it cannot work."""
+        return self._resolved
+
+    @cached_property
+    def _resolved(self) -> Callable[..., Any]:
+        handler = self.handler
+        if isinstance(handler, str):
+            handler = _import_handler(self.name, handler)
+            _check_handler(self.name, handler)
+        assert handler is not None  # __post_init__
+        return handler
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the handler is an `async def` (the attempt awaits it on the handler loop)."""
+        return _is_coroutine_function(self.resolve())
+
     def run(self, payload: Any, context: JobContext) -> JSONValue:
-        """Validate the stored payload again and call the handler."""
-        return self.handler(self.parse(payload), context)
+        """Validate the stored payload again and call a plain handler (an `async def` one runs
+        through `run_async`)."""
+        handler = self.resolve()
+        if _is_coroutine_function(handler):
+            raise TypeError(
+                f"job type {self.name!r} has an async handler: await run_async"
+            )
+        result = handler(self.parse(payload), context)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise PermanentJobError(
+                f"the handler of {self.name!r} returned an awaitable: declare it `async def`"
+            )
+        return result
+
+    async def run_async(self, payload: Any, context: JobContext) -> JSONValue:
+        """Validate the stored payload again and await an `async def` handler."""
+        handler = self.resolve()
+        return await handler(self.parse(payload), context)
 
     def input_schema(self) -> dict[str, Any]:
-        """JSON Schema of the input model."""
+        """JSON Schema of the input model: what `parse` accepts, exactly."""
         return self.input_model.model_json_schema()
+
+
+def _is_coroutine_function(handler: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 (a callable object's async __call__)
+    )
+
+
+def _import_handler(job_type: str, path: str) -> Callable[..., Any]:
+    """The object `path` ("module:attribute") names; `InvalidJobTypeDeclaration` if none."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:  # re-raised below, naming the type (the cause is chained)
+        raise InvalidJobTypeDeclaration(
+            job_type,
+            f"cannot import handler module {module_name!r}: {type(exc).__name__}: {exc}",
+        ) from exc
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise InvalidJobTypeDeclaration(
+                job_type,
+                f"handler {path!r}: {module_name} has no attribute {attribute!r}",
+            ) from None
+    return cast(Callable[..., Any], target)
+
+
+def _check_handler(job_type: str, handler: Any) -> None:
+    """Refuse what cannot be called as `handler(payload, context)`."""
+    if not callable(handler):
+        raise InvalidJobTypeDeclaration(
+            job_type, f"handler {handler!r} is not callable"
+        )
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: nothing to check before it runs
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise InvalidJobTypeDeclaration(
+            job_type,
+            f"handler {getattr(handler, '__qualname__', handler)!r} cannot be called as "
+            f"handler(payload, context): its signature is {signature}",
+        ) from None
 
 
 class JobTypeRegistry:
@@ -144,7 +281,9 @@ class JobTypeRegistry:
     def register(self, job_type: JobType[Any]) -> None:
         """Add a job type; names are unique."""
         if job_type.name in self._types:
-            raise ValueError(f"job type {job_type.name!r} is already registered")
+            raise InvalidJobTypeDeclaration(
+                job_type.name, "is declared twice (names are unique)"
+            )
         self._types[job_type.name] = job_type
 
     def get(self, name: str) -> JobType[Any]:
@@ -154,9 +293,20 @@ class JobTypeRegistry:
         except KeyError:
             raise UnknownJobType(name, self.names()) from None
 
+    def handler(self, name: str) -> Callable[..., Any]:
+        """The handler of the type called `name`, resolved (imported) on first use."""
+        return self.get(name).resolve()
+
+    def resolve_all(self) -> None:
+        """Resolve every type's handler now (the worker's init): a handler that cannot work
+        (unimportable, not callable, not `(payload, context)`) stops the function here, naming
+        its type, rather than failing its jobs one by one."""
+        for job_type in self:
+            job_type.resolve()
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._types)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[JobType[Any]]:
         return iter(self._types[name] for name in self.names())

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from jobline.aws.repository import DynamoJobRepository
+from jobline.bootstrap import default_registry
 from jobline.models import Job, JobStatus
 from jobline_local.settings import LocalSettings
 from jobline_local.template import (
@@ -261,11 +262,15 @@ def test_job_types_lists_the_builtin_types_with_their_input_schemas(
     # When the API function handles it
     response = invoke(event)
 
-    # Then it lists echo, http.request and sleep, each with its input's JSON schema
+    # Then it lists every type the deployment discovered (the examples among them), each with
+    # its input's JSON schema
     assert response["statusCode"] == 200
     body = body_of(response)
-    assert [job_type["name"] for job_type in body] == ["echo", "http.request", "sleep"]
-    echo, http_request, sleep = body
+    assert [job_type["name"] for job_type in body] == default_registry().names()
+    by_name = {job_type["name"]: job_type for job_type in body}
+    echo, http_request, sleep = (
+        by_name[name] for name in ("echo", "http.request", "sleep")
+    )
     assert echo == {
         "name": "echo",
         "description": "Returns its payload (any JSON object) as the result.",

@@ -22,7 +22,6 @@ from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
 from jobline.errors import ConditionFailed
-from jobline.job_types import echo
 from jobline.models import (
     Delivery,
     Job,
@@ -34,6 +33,7 @@ from jobline.models import (
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.service import JobService, RunOutcome
 from jobline.transition import JobUpdate, Precondition
+from jobline_examples import ECHO
 from pydantic import BaseModel, ConfigDict
 
 from tests.conftest import MotoStack
@@ -119,9 +119,7 @@ def service(moto_stack: MotoStack, repo: DynamoJobRepository, gate: Gate) -> Job
         input_model=GateInput,
         handler=gate.handle,
     )
-    return build_service(
-        repository=repo, registry=JobTypeRegistry([echo.JOB_TYPE, gated])
-    )
+    return build_service(repository=repo, registry=JobTypeRegistry([ECHO, gated]))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -82,35 +82,37 @@ class RunLog:
         self._lock = threading.Lock()
 
     def wrap(self, job_type: JobType[Any]) -> JobType[Any]:
-        """`job_type` with a handler that records its runs."""
-        inner = job_type.handler
+        """`job_type` with a handler that records its runs (of the same kind: plain or async)."""
+        inner = job_type.resolve()
+
+        def record(context: JobContext, started: float, succeeded: bool) -> None:
+            with self._lock:
+                self.runs.append(
+                    Run(
+                        context.job_id, context.attempt, started, time.time(), succeeded
+                    )
+                )
 
         def recorded(payload: Any, context: JobContext) -> Any:
-            started = time.time()
-            succeeded = False
+            started, succeeded = time.time(), False
             try:
                 result = inner(payload, context)
                 succeeded = True
                 return result
             finally:
-                with self._lock:
-                    self.runs.append(
-                        Run(
-                            context.job_id,
-                            context.attempt,
-                            started,
-                            time.time(),
-                            succeeded,
-                        )
-                    )
+                record(context, started, succeeded)
 
-        return JobType(
-            name=job_type.name,
-            description=job_type.description,
-            input_model=job_type.input_model,
-            handler=recorded,
-            backoff=job_type.backoff,
-        )
+        async def recorded_async(payload: Any, context: JobContext) -> Any:
+            started, succeeded = time.time(), False
+            try:
+                result = await inner(payload, context)
+                succeeded = True
+                return result
+            finally:
+                record(context, started, succeeded)
+
+        handler = recorded_async if job_type.is_async else recorded
+        return replace(job_type, handler=handler)
 
     def registry(self, settings: Settings | None = None) -> JobTypeRegistry:
         """The deployment's built-in job types (`bootstrap.default_registry`), recorded."""

@@ -32,6 +32,7 @@ from jobline.registry import JobContext, JobHandlerError, JobType
 from jobline.transition import JobUpdate, Precondition, apply
 from pydantic import RootModel
 
+from tests.support.handlers import of_current_kind
 from tests.support.jobfields import STORED_TIMESTAMPS
 
 CURSOR_SECRET = b"unit-test-cursor-secret"
@@ -364,12 +365,13 @@ def job_type_of(
     *,
     backoff: Backoff | None = None,
 ) -> JobType[AnyInput]:
-    """A job type named `name` that runs `handler` on any JSON object."""
+    """A job type named `name` that runs `handler` on any JSON object, declared as the current
+    handler kind (`tests.support.handlers`: plain unless a test runs under `handler_kind`)."""
     return JobType(
         name=name,
         description=f"test job type {name}",
         input_model=AnyInput,
-        handler=handler,
+        handler=of_current_kind(handler),
         backoff=backoff,
     )
 

@@ -13,10 +13,13 @@ import marshal
 import shutil
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jobline.discovery import ENTRY_POINT_GROUP
 from jobline_api.ui import ASSETS
 from jobline_local.template import REPO_ROOT, load_template, resources_of_type
 
@@ -182,3 +185,24 @@ def test_caches_and_locks_are_not_shipped(
     tag = sys.implementation.cache_tag
     assert [f for f in files if f.suffix == ".pyc" and f".{tag}." not in f.name] == []
     assert "__pycache__" in NOT_SHIPPED
+
+
+def test_the_job_types_layer_ships_their_entry_points(
+    artifacts: dict[str, Path],
+) -> None:
+    # Given the job-types layer as built, and the entry points job_types/pyproject.toml declares
+    python = artifacts["JobTypesLayer"] / "python"
+    with (REPO_ROOT / "job_types" / "pyproject.toml").open("rb") as handle:
+        project = tomllib.load(handle)["project"]
+    declared = project["entry-points"][ENTRY_POINT_GROUP]
+
+    # Then importlib.metadata finds them there as on Lambda's path (jobline.discovery reads it),
+    # next to the packages they name, and the layer ships no pyproject.toml or egg-info
+    [distribution] = metadata.distributions(path=[str(python)])
+    assert distribution.metadata["Name"] == project["name"]
+    shipped = distribution.entry_points.select(group=ENTRY_POINT_GROUP)
+    assert {point.name: point.value for point in shipped} == declared
+    for value in declared.values():
+        assert (python / value.partition(":")[0].split(".")[0]).is_dir()
+    assert not (python / "pyproject.toml").exists()
+    assert list(python.glob("*.egg-info")) == []

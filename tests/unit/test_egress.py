@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from jobline.bootstrap import default_registry
 from jobline.config import Settings
 from jobline.egress import DENIED_NETWORKS, EgressPolicy, EgressRefused
-from jobline.job_types import http_request
-from jobline.job_types.http_request import HttpRedirectNotFollowed, HttpRequestOptions
 from jobline.models import JobStatus, SubmitRequest
 from jobline.registry import JobContext
 from jobline.service import RunOutcome
+from jobline_examples import http_request
+from jobline_examples.http_request import HttpRedirectNotFollowed, HttpRequestOptions
 
 from tests.support.builders import ANN, delivery_of
 from tests.support.services import build_fake_service

@@ -40,6 +40,9 @@ from tests.support.fakes import (
 )
 from tests.support.services import build_fake_service, build_registry
 
+pytestmark = pytest.mark.usefixtures("handler_kind")
+"""Every test here runs with a plain handler and with an `async def` one (tests.support.handlers)."""
+
 # ------------------------------------------------------------------------------- run
 
 

@@ -13,18 +13,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import jobline_examples
 import pytest
 from jobline.bootstrap import default_registry
 from jobline.egress import EgressPolicy
 from jobline.errors import InvalidPayload
-from jobline.job_types import http_request
-from jobline.job_types.http_request import (
-    MAX_BODY_BYTES,
+from jobline.registry import DeadlineExceeded, JobCancelled, JobContext, JobType
+from jobline_examples import http_request
+from jobline_examples.http_request import (
     HttpNetworkError,
     HttpRequestOptions,
     HttpStatusError,
 )
-from jobline.registry import DeadlineExceeded, JobCancelled, JobContext, JobType
+from jobline_examples.limits import MAX_BODY_BYTES
 
 LOOPBACK = EgressPolicy(allow=(ipaddress.ip_network("127.0.0.0/8"),))
 """The egress policy of a deployment that allow-lists loopback (the test servers)."""
@@ -50,8 +51,13 @@ def _error_locs(exc: InvalidPayload) -> list[list[Any]]:
     return [error["loc"] for error in exc.errors]
 
 
-def test_the_registry_lists_the_builtin_types() -> None:
-    assert default_registry().names() == ["echo", "http.request", "sleep"]
+def test_the_examples_are_discovered_like_any_package_of_types() -> None:
+    # Given the example package's declarations (job_types/jobline_examples)
+    examples = list(jobline_examples.JOB_TYPES)
+
+    # Then the deployment's registry (discovery: entry points) holds each of them, as declared
+    registry = default_registry()
+    assert [registry.get(job_type.name) for job_type in examples] == examples
 
 
 # -------------------------------------------------------------------------- echo

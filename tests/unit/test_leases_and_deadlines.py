@@ -26,6 +26,9 @@ from tests.support.builders import (
 from tests.support.fakes import START, AnyInput, CountingHandler, FakeClock, job_type_of
 from tests.support.services import build_fake_service, build_registry
 
+pytestmark = pytest.mark.usefixtures("handler_kind")
+"""Every test here runs with a plain handler and with an `async def` one (tests.support.handlers)."""
+
 # --------------------------------------------------------------------------- leases
 
 

@@ -24,9 +24,12 @@ from tools.artifact import LAMBDA_PYTHON_VERSION
 from tools.lockfile import (
     API_LOCK,
     DEV_LOCK,
+    JOB_TYPES_LOCK,
+    JOB_TYPES_PROJECT,
     LAMBDA_ENVIRONMENT,
     LAYER_LOCK,
     RUNTIME_PROVIDED,
+    WORKER_LOCK,
     Pin,
     closure,
     declared,
@@ -56,11 +59,19 @@ def pyproject() -> dict[str, Any]:
 
 
 PROJECT = pyproject()["project"]
+with JOB_TYPES_PROJECT.open("rb") as _handle:
+    JOB_TYPES = tomllib.load(_handle)["project"]
+DECLARATIONS = declared(JOB_TYPES["dependencies"])
+"""What the job types' declarations need (job_types/pyproject.toml): every function gets it."""
+HANDLERS = declared(JOB_TYPES.get("optional-dependencies", {}).get("worker", []))
+"""What only the job types' handlers need (its `worker` extra): the worker alone gets it."""
 DEPENDENCIES = declared(PROJECT["dependencies"])
 API_EXTRA = declared(PROJECT["optional-dependencies"]["api"])
 DEV_EXTRA = declared(PROJECT["optional-dependencies"]["dev"])
 LAYER_PINS = pins_for(LAYER_LOCK, LAMBDA_ENVIRONMENT)
 API_PINS = pins_for(API_LOCK, LAMBDA_ENVIRONMENT)
+JOB_TYPES_PINS = pins_for(JOB_TYPES_LOCK, LAMBDA_ENVIRONMENT)
+WORKER_PINS = pins_for(WORKER_LOCK, LAMBDA_ENVIRONMENT)
 DEV_PINS = pins_for(DEV_LOCK, HERE)
 RUNTIME_CLOSURE = closure(
     [r for r in DEPENDENCIES if canonicalize_name(r.name) in RUNTIME_PROVIDED],
@@ -185,6 +196,22 @@ def test_the_api_lock_is_the_api_extra_less_what_the_layer_ships() -> None:
     assert needed <= set(API_PINS) | set(LAYER_PINS)
 
 
+def test_the_job_types_lock_is_their_declarations_needs_less_the_layer() -> None:
+    # Then the job-types layer's lock pins what the declarations need, with the shared layer
+    assert_pins_satisfy(DECLARATIONS, JOB_TYPES_PINS, JOB_TYPES_LOCK)
+    needed = closure(unshipped(DECLARATIONS), LAMBDA_ENVIRONMENT) - RUNTIME_CLOSURE
+    assert set(JOB_TYPES_PINS) == needed - set(LAYER_PINS)
+
+
+def test_the_worker_lock_is_the_handlers_needs_less_the_layers() -> None:
+    # Then the worker's lock pins what only the handlers need, with both layers ...
+    assert_pins_satisfy(HANDLERS, WORKER_PINS, WORKER_LOCK)
+    needed = closure(unshipped(HANDLERS), LAMBDA_ENVIRONMENT) - RUNTIME_CLOSURE
+    assert set(WORKER_PINS) == needed - set(LAYER_PINS) - set(JOB_TYPES_PINS)
+    # ... and the API installs none of it: its lock is the api extra's alone
+    assert set(WORKER_PINS) & set(API_PINS) == set()
+
+
 def test_the_api_artifact_and_the_layer_install_disjoint_distributions() -> None:
     # Given what the API function's build and the layer's build install (their locks)
     api, layer = set(API_PINS), set(LAYER_PINS)
@@ -197,7 +224,7 @@ def test_the_api_artifact_and_the_layer_install_disjoint_distributions() -> None
 
 def test_the_dev_lock_is_the_whole_project_here() -> None:
     # Given everything the development virtualenv installs
-    declared_all = DEPENDENCIES + API_EXTRA + DEV_EXTRA
+    declared_all = DEPENDENCIES + API_EXTRA + DEV_EXTRA + DECLARATIONS + HANDLERS
 
     # Then the dev lock pins each declared requirement at a version it allows ...
     assert_pins_satisfy(declared_all, DEV_PINS, DEV_LOCK)
@@ -213,7 +240,14 @@ def test_the_virtualenv_holds_exactly_the_dev_lock() -> None:
 
 
 @pytest.mark.parametrize(
-    ("lock", "pins"), [(LAYER_LOCK, LAYER_PINS), (API_LOCK, API_PINS)]
+    ("lock", "pins"),
+    [
+        (LAYER_LOCK, LAYER_PINS),
+        (API_LOCK, API_PINS),
+        (JOB_TYPES_LOCK, JOB_TYPES_PINS),
+        (WORKER_LOCK, WORKER_PINS),
+    ],
+    ids=["layer", "api", "job-types", "worker"],
 )
 def test_lambda_locks_ship_what_the_tests_run(
     lock: Path, pins: Mapping[NormalizedName, Pin]
@@ -236,9 +270,12 @@ def test_lambda_locks_are_resolved_for_the_template_runtime() -> None:
         assert layer["Properties"]["CompatibleRuntimes"] == [functions["Runtime"]]
 
 
-@pytest.mark.parametrize("function", FRAMEWORK_FREE)
+@pytest.mark.parametrize(
+    "function", [name for name in FRAMEWORK_FREE if name != "WorkerFunction"]
+)
 def test_queue_function_installs_nothing_of_its_own(function: str) -> None:
-    # Then a queue-triggered function has no lock: it runs on the layer alone
+    # Then a queue-triggered function other than the worker has no lock: it runs on the layers
+    # alone (the worker's lock holds what only the handlers need)
     assert not (code_dir(function) / "requirements.lock").exists()
     assert not (code_dir(function) / "requirements.txt").exists()
 
@@ -255,8 +292,10 @@ def test_the_framework_free_functions_are_the_queue_triggered_ones() -> None:
 
 @pytest.mark.parametrize("function", FRAMEWORK_FREE)
 def test_queue_function_requires_no_web_framework(function: str) -> None:
-    # Given what the function runs on: the layer's pins (it installs nothing of its own)
-    requirements = set(LAYER_PINS)
+    # Given what the function runs on: the layers' pins, and the worker's own (the handlers')
+    requirements = set(LAYER_PINS) | set(JOB_TYPES_PINS)
+    if function == "WorkerFunction":
+        requirements |= set(WORKER_PINS)
 
     # Then none of them is part of the API's web stack
     assert requirements & set(WEB_STACK) == set()
@@ -299,13 +338,17 @@ def test_api_handler_imports_with_only_the_layer_and_its_own_code(
 
 @pytest.mark.parametrize("layer", sorted(LAYERS))
 def test_layer_packages_import_no_web_stack(layer: str, tmp_path: Path) -> None:
-    # Given every module of a layer
+    # Given every module of a layer (the job types' layer runs on the shared one)
     content = REPO_ROOT / LAYERS[layer]["Properties"]["ContentUri"]
     layer_modules = modules_in(content)
-    assert "jobline.bootstrap" in layer_modules
+    shared = REPO_ROOT / LAYERS["SharedLayer"]["Properties"]["ContentUri"]
+    assert layer_modules
+    assert "jobline.bootstrap" in modules_in(shared)
 
-    # When they are all imported in a fresh interpreter that sees only the layer
-    modules = import_in_fresh_interpreter(layer_modules, [content], tmp_path)
+    # When they are all imported in a fresh interpreter that sees only the layers
+    modules = import_in_fresh_interpreter(
+        layer_modules, sorted({content, shared}), tmp_path
+    )
 
     # Then no web framework or async client came with them
     assert set(layer_modules) <= set(modules)
@@ -325,6 +368,7 @@ def test_function_and_layer_top_level_names_are_unique() -> None:
 
     # Then no name is shipped twice (one would shadow the other on Lambda's sys.path)
     assert {package: where for package, where in owners.items() if len(where) > 1} == {}
+    job_types = REPO_ROOT / LAYERS["JobTypesLayer"]["Properties"]["ContentUri"]
     assert set(owners) == {
         "jobline",
         "jobline_api",
@@ -332,4 +376,5 @@ def test_function_and_layer_top_level_names_are_unique() -> None:
         "jobline_ingest",
         "jobline_dead_letters",
         "jobline_outbox",
+        *top_level_names(job_types),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from jobline.models import JobError, JobStatus, Progress, SubmitRequest
 from jobline.registry import JobCancelled, JobContext, JobHandlerError
 from jobline.service import RunOutcome
@@ -18,6 +19,9 @@ from tests.support.builders import (
 )
 from tests.support.fakes import START, AnyInput, CountingHandler, FakeClock, job_type_of
 from tests.support.services import build_fake_service, build_registry
+
+pytestmark = pytest.mark.usefixtures("handler_kind")
+"""Every test here runs with a plain handler and with an `async def` one (tests.support.handlers)."""
 
 # ------------------------------------------------------------------------- progress
 

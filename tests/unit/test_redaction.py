@@ -17,8 +17,6 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 from jobline.egress import EgressPolicy
-from jobline.job_types import http_request
-from jobline.job_types.http_request import HttpRequestOptions
 from jobline.logging import configure, get_logger
 from jobline.models import JobStatus, SubmitRequest
 from jobline.redaction import (
@@ -31,6 +29,8 @@ from jobline.redaction import (
 )
 from jobline.registry import JobTypeRegistry
 from jobline.service import RunOutcome
+from jobline_examples import http_request
+from jobline_examples.http_request import HttpRequestOptions
 
 from tests.support.builders import ANN, delivery_of
 from tests.support.services import build_fake_service

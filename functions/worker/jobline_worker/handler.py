@@ -11,7 +11,12 @@ gc.disable()
 from functools import partial
 from typing import Any
 
-from jobline.bootstrap import build_during_lambda_init, dynamodb_client, get_service
+from jobline.bootstrap import (
+    build_during_lambda_init,
+    dynamodb_client,
+    get_service,
+    load_handlers,
+)
 from jobline.config import get_settings
 from jobline.logging import configure
 from jobline.sqs_batch import run_batch, thread_pool
@@ -19,6 +24,7 @@ from jobline.sqs_batch import run_batch, thread_pool
 from jobline_worker.record import run_record
 
 configure()
+load_handlers()  # a job type whose handler cannot work stops the worker here, not its jobs
 build_during_lambda_init(dynamodb_client)
 
 

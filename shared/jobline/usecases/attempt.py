@@ -1,5 +1,5 @@
 """One attempt of a claimed job, in named steps (as rq's worker names them): `perform` starts the
-handler in its own thread until the deadline, then ends the attempt with exactly one of `succeed`,
+handler (in its own thread, or on the handler loop for an `async def` one) until the deadline, then ends the attempt with exactly one of `succeed`,
 `fail`, `time_out` or `cancel`, each one conditional write of the job's outcome and history entry.
 Each step returns what happened (`Ended`): the execution acts on it (deletes or returns the
 message, postpones it by the backoff)."""
@@ -31,7 +31,7 @@ from jobline.transition import Ending, Transition, finished_attempt
 from jobline.usecases.checkpoints import (
     AttemptChannel,
     HandlerOutcome,
-    run_until_deadline,
+    run_handler,
 )
 from jobline.validation import MAX_RESULT_DEPTH, canonical_json, json_problem
 
@@ -93,15 +93,16 @@ class RunningAttempt:
         if job_type is None:
             message = f"job type {self.job.type!r} is not registered"
             return self.fail(JobError(type="UnknownJobType", message=message))
-        outcome = self.start(lambda context: job_type.run(self.job.payload, context))
+        outcome = self.start(job_type)
         if outcome.timed_out:
             return self.time_out()
         if outcome.error is not None:
             return self.handle_failure(outcome.error)
         return self.succeed(outcome.result)
 
-    def start(self, call: Callable[[JobContext], Any]) -> HandlerOutcome:
-        """Run `call` with the attempt's context in a thread of its own until the deadline."""
+    def start(self, job_type: JobType[Any]) -> HandlerOutcome:
+        """Run the type's handler with the attempt's context until the deadline: a plain one in
+        a thread of its own, an `async def` one on the handler loop (`run_handler`)."""
         deadline = self.delivery.deadline
         context = JobContext(
             job_id=self.job.id,
@@ -113,7 +114,7 @@ class RunningAttempt:
             progress_sink=self.channel.report,
             cancel_probe=self.channel.cancelled,
         )
-        return run_until_deadline(lambda: call(context), context, deadline)
+        return run_handler(job_type, self.job.payload, context, deadline)
 
     def handle_failure(self, failure: BaseException) -> Ended:
         """End the attempt after the handler raised `failure`."""

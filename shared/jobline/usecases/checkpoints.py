@@ -1,5 +1,6 @@
 """Where a running handler meets its job: a throttled progress sink and cancellation probe that talk
-to the job store (`AttemptChannel`), and the handler's own thread, run until the deadline.
+to the job store (`AttemptChannel`), and the handler run until the deadline: a plain handler in its
+own thread, an `async def` one as a task on the handler loop (`run_handler`).
 
 Every write is the attempt's: fenced by its claim's lease id, so nothing lands once the job is
 another claim's. Reports are numbered in the order the handler made them (`Progress.seq`), and a
@@ -7,19 +8,27 @@ write of an older report (a resend held past the SDK's timeout) never replaces a
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from jobline import lifecycle
-from jobline.errors import ConditionFailed, StorageUnavailable
+from jobline.errors import (
+    ConditionFailed,
+    InvalidJobTypeDeclaration,
+    JobHandlerError,
+    StorageUnavailable,
+)
+from jobline.handler_loop import HandlerLoop, handler_loop
 from jobline.logging import get_logger
 from jobline.models import Job, JobStatus, Progress
 from jobline.ports import JobRepository
-from jobline.registry import JobContext
+from jobline.registry import JobContext, JobType
 
 log = get_logger(__name__)
 
@@ -147,3 +156,55 @@ def run_until_deadline(
         context.stop_event.set()
         return HandlerOutcome(timed_out=True)
     return outcome
+
+
+async def _outcome_of(call: Callable[[], Awaitable[Any]]) -> HandlerOutcome:
+    """Await the handler; what it raised is handed back, not raised on the loop (where a
+    `KeyboardInterrupt` or `SystemExit` would stop the loop for every other handler)."""
+    try:
+        return HandlerOutcome(result=await call())
+    except asyncio.CancelledError:
+        raise  # the deadline's: the task ends cancelled
+    except BaseException as exc:  # noqa: BLE001 (handed to the caller, which logs and records it)
+        return HandlerOutcome(error=exc)
+
+
+def await_until_deadline(
+    call: Callable[[], Awaitable[Any]],
+    context: JobContext,
+    deadline: float,
+    loop: HandlerLoop | None = None,
+) -> HandlerOutcome:
+    """Await `call()` as a task on the handler loop (default: this environment's); at `deadline`
+    (monotonic) stop waiting, set the context's stop event, cancel the task (`CancelledError` at
+    its next `await`) and report a timeout. As with a thread, a handler that swallows the
+    cancellation keeps running, but its outcome is discarded."""
+    future = (loop or handler_loop()).submit(_outcome_of(call))
+    done, _ = concurrent.futures.wait(
+        [future], timeout=max(0.0, deadline - time.monotonic())
+    )
+    if not done:
+        context.stop_event.set()
+        future.cancel()
+        return HandlerOutcome(timed_out=True)
+    if future.cancelled():  # the handler cancelled its own task
+        return HandlerOutcome(error=JobHandlerError("the handler's task was cancelled"))
+    return future.result()
+
+
+def run_handler(
+    job_type: JobType[Any], payload: Any, context: JobContext, deadline: float
+) -> HandlerOutcome:
+    """Run `job_type`'s handler on `payload` until `deadline`: an `async def` one on the handler
+    loop, a plain one in a thread of its own; the same outcome either way."""
+    try:
+        is_async = job_type.is_async
+    except (
+        InvalidJobTypeDeclaration
+    ) as exc:  # not resolved at the worker's init (a fake's)
+        return HandlerOutcome(error=exc)
+    if is_async:
+        return await_until_deadline(
+            lambda: job_type.run_async(payload, context), context, deadline
+        )
+    return run_until_deadline(lambda: job_type.run(payload, context), context, deadline)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jobline.bootstrap import default_registry
 from jobline.cursor import CursorCodec
 from jobline.models import JobFilter
 
@@ -31,11 +32,18 @@ def test_health(client: TestClient) -> None:
 def test_job_types_lists_name_description_and_input_schema(client: TestClient) -> None:
     response = client.get("/job-types", headers=ANN)
 
+    # Then it lists every type this deployment discovered, each as declared
     assert response.status_code == 200
     types = response.json()
-    assert [t["name"] for t in types] == ["echo", "http.request", "sleep"]
-    assert all(set(t) == {"name", "description", "input_schema"} for t in types)
-    sleep = types[2]
+    assert types == [
+        {
+            "name": job_type.name,
+            "description": job_type.description,
+            "input_schema": job_type.input_schema(),
+        }
+        for job_type in default_registry()
+    ]
+    sleep = {t["name"]: t for t in types}["sleep"]
     assert sleep["input_schema"]["properties"]["seconds"]["maximum"] == 600
     assert sleep["input_schema"]["required"] == ["seconds"]
 

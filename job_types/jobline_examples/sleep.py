@@ -1,25 +1,15 @@
-"""`sleep`: waits a number of seconds, reporting progress and checking for cancellation every
+"""`sleep`'s handler: waits a number of seconds, reporting progress and checking for cancellation every
 second, and never past the Lambda deadline."""
 
 from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from jobline.registry import DeadlineExceeded, JobContext
 
-from jobline.registry import DeadlineExceeded, JobContext, JobType
+from jobline_examples.inputs import SleepInput
 
 CHECKPOINT_S = 1.0
-
-
-class SleepInput(BaseModel):
-    """How long to sleep."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    seconds: float = Field(
-        ge=0, le=600, allow_inf_nan=False, description="seconds to sleep, 0..600"
-    )
 
 
 def run_sleep(payload: SleepInput, context: JobContext) -> dict[str, float]:
@@ -40,12 +30,3 @@ def run_sleep(payload: SleepInput, context: JobContext) -> dict[str, float]:
             min(100.0, 100.0 * elapsed / payload.seconds), f"slept {elapsed:.1f}s"
         )
     return {"slept": payload.seconds}
-
-
-JOB_TYPE = JobType(
-    name="sleep",
-    description="Sleeps for `seconds` (0..600), reporting progress and honouring cancellation "
-    "every second, stopping before the Lambda deadline.",
-    input_model=SleepInput,
-    handler=run_sleep,
-)

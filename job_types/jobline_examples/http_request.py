@@ -1,4 +1,4 @@
-"""`http.request`: one HTTP call; a non-2xx answer or a network error is a retryable failure.
+"""`http.request`'s handler: one HTTP call; a non-2xx answer or a network error is a retryable failure.
 
 Connections obey the deployment's egress policy (`jobline.egress`: public addresses only unless
 allow-listed, checked on the address actually connected to); a refused address and a redirect
@@ -12,13 +12,12 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
-
+from jobline.config import Settings, get_settings
 from jobline.egress import EgressPolicy, guarded_opener
 from jobline.redaction import Redaction, redact_text, redact_url
 from jobline.registry import (
@@ -28,24 +27,14 @@ from jobline.registry import (
     JobType,
     PermanentJobError,
 )
+from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
 
-NAME = "http.request"
-MAX_BODY_BYTES = 64 * 1024
+from jobline_examples import HTTP_REQUEST
+from jobline_examples.inputs import HttpRequestInput
+from jobline_examples.limits import MAX_BODY_BYTES
 
-
-class HttpRequestInput(BaseModel):
-    """The request to make."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: AnyHttpUrl = Field(
-        # The schema says what the model checks: an http or https URL (any case), not any URI.
-        json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
-    )
-    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: str | None = None
-    timeout_s: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+NAME = HTTP_REQUEST.name
+HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 
 
 class HttpStatusError(JobHandlerError):
@@ -54,6 +43,10 @@ class HttpStatusError(JobHandlerError):
 
 class HttpNetworkError(JobHandlerError):
     """The request did not get an answer (DNS, connection, timeout)."""
+
+
+class HttpInvalidUrl(PermanentJobError):
+    """The URL fits the input schema's pattern but is not one (e.g. a port above 65535)."""
 
 
 class HttpRedirectNotFollowed(PermanentJobError):
@@ -74,10 +67,20 @@ def _read_capped(response: Any) -> tuple[str, bool]:
     return data[:MAX_BODY_BYTES].decode("utf-8", errors="replace"), truncated
 
 
+def _parsed_url(text: str) -> AnyHttpUrl:
+    try:
+        return HTTP_URL.validate_python(text)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False, include_input=False)[0]["msg"]
+        raise HttpInvalidUrl(
+            f"{redact_url(text)} is not an http(s) URL: {problem}"
+        ) from None
+
+
 def _without_userinfo(payload: HttpRequestInput) -> tuple[str, dict[str, str]]:
     """The URL without `user:password@`, which becomes Basic authorization (unless the request
     has an Authorization header of its own)."""
-    url = payload.url
+    url = _parsed_url(payload.url)
     headers = dict(payload.headers)
     if url.username is None and url.password is None:
         return str(url), headers
@@ -130,17 +133,23 @@ def run_http_request(
         raise HttpNetworkError(f"{shown} failed: {redact_text(str(reason))}") from exc
 
 
-def job_type(options: HttpRequestOptions | None = None) -> JobType[HttpRequestInput]:
-    """`http.request` as a deployment runs it (`options`: its egress policy and redaction)."""
-    return JobType(
-        name=NAME,
-        description="Makes one HTTP request; the result is {status, headers, body} "
-        "(body cut at 64 KiB). Public addresses only unless allow-listed; redirects "
-        "are not followed.",
-        input_model=HttpRequestInput,
-        handler=partial(run_http_request, options=options or HttpRequestOptions()),
+def options_of(settings: Settings) -> HttpRequestOptions:
+    """The deployment's policy: its allow-listed networks (JOBLINE_HTTP_ALLOW_NETWORKS) and the
+    headers it redacts besides the standard ones (JOBLINE_REDACT_HEADERS)."""
+    return HttpRequestOptions(
+        egress=EgressPolicy(
+            allow=settings.http_allow_networks,
+            runtime_api=settings.lambda_runtime_api,
+        ),
+        redaction=Redaction.of(settings.redact_headers),
     )
 
 
-JOB_TYPE = job_type()
-"""`http.request` with the default policy: public addresses only."""
+def run(payload: HttpRequestInput, context: JobContext) -> dict[str, Any]:
+    """The handler `HTTP_REQUEST` names: the request under this deployment's settings."""
+    return run_http_request(payload, context, options_of(get_settings()))
+
+
+def job_type(options: HttpRequestOptions) -> JobType[HttpRequestInput]:
+    """`http.request` under `options` rather than the deployment's settings (tests, scripts)."""
+    return replace(HTTP_REQUEST, handler=partial(run_http_request, options=options))
