@@ -125,6 +125,19 @@ def processors_for(log_format: LogFormat, *, colors: bool = False) -> list[Any]:
     return [*_pre_chain(log_format), *_renderer(log_format, colors)]
 
 
+CHATTY_LIBRARIES = (
+    "botocore",
+    "boto3",
+    "urllib3",
+    "mangum",
+    "asyncio",
+    "httpx",
+    "httpcore",
+    "moto",
+    "werkzeug",
+)
+
+
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A handler writing to `sys.stdout` as it is when a record is emitted."""
 
@@ -152,9 +165,11 @@ def _route_standard_logging(log_format: LogFormat, level: int, colors: bool) -> 
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
-    root.setLevel(level)
-    # Libraries' own chatter (per request or per call) is for debugging them, not operating Jobline.
-    for chatty in ("botocore", "boto3", "urllib3", "mangum"):
+    # The standard library's loggers (a handler's own, a library's) log INFO and above; Jobline's
+    # DEBUG is structlog's. Libraries' own chatter (per request or per call: botocore, Mangum, and
+    # the local stack's moto and werkzeug) is for debugging them, not operating Jobline.
+    root.setLevel(max(level, logging.INFO))
+    for chatty in CHATTY_LIBRARIES:
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
