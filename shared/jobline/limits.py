@@ -54,6 +54,13 @@ DEADLINE_MARGIN_MS = 12_000
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 """A listing page holds at most this many jobs."""
+LIST_PAGE_MAX_BYTES = 1024 * 1024
+"""A listing page stops before its items' encoded JSON would pass this: a sixth of what a Lambda
+answer may hold (`LAMBDA_MAX_SYNC_RESPONSE_BYTES`), so the page stays under it even after the
+runtime escapes the body into its own JSON (at most 3x: `\\u00e9` for `é`)."""
+SUMMARY_TEXT_CHARS = 1024
+"""A listing's summary keeps at most this many characters of a job's error type and message
+(`error_truncated` says when it cut them; the job itself has the whole error)."""
 
 # ------------------------------------------------------------------------------------- fences
 MAX_CONTROL_TOKENS = 8

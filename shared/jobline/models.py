@@ -13,9 +13,16 @@ from pydantic import (
     Field,
     Strict,
     field_validator,
+    model_validator,
 )
 
-from jobline.limits import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS, MAX_DELAY_S, MIN_ATTEMPTS
+from jobline.limits import (
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_ATTEMPTS,
+    MAX_DELAY_S,
+    MIN_ATTEMPTS,
+    SUMMARY_TEXT_CHARS,
+)
 from jobline.validation import identity_problem, json_problem
 
 
@@ -250,14 +257,16 @@ class JobFilter(BaseModel):
     type: str | None = None
 
 
-def is_visible(job: Job | None, owner: str, now: datetime) -> bool:
+def is_visible(job: Job | JobSummary | None, owner: str, now: datetime) -> bool:
     """Whether `job` is one `owner` may see: theirs, and not expired (TTL deletes late)."""
     return (
         job is not None and job.owner == owner and not job.is_expired(now.timestamp())
     )
 
 
-def matches(job: Job, owner: str, job_filter: JobFilter, now: datetime) -> bool:
+def matches(
+    job: Job | JobSummary, owner: str, job_filter: JobFilter, now: datetime
+) -> bool:
     """Whether a listing of `owner`'s jobs under `job_filter` may return `job`: it is visible to
     them and has the filter's status and type. Index keys are only where to look, not proof."""
     return (
@@ -267,8 +276,68 @@ def matches(job: Job, owner: str, job_filter: JobFilter, now: datetime) -> bool:
     )
 
 
-class JobPage(BaseModel):
-    """One page of a listing; `next_cursor` is opaque and signed."""
+class JobSummary(BaseModel):
+    """A job as a listing shows it: everything but its payload, result and history, so a page's
+    size does not grow with what the jobs hold. The error is kept to `SUMMARY_TEXT_CHARS` of its
+    type and message (`error_truncated` says when it was cut); the job itself has it whole.
+    `owner` and `expires_at` are internal, for the listing's visibility filter (`matches`)."""
 
-    items: list[Job]
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    owner: str
+    type: str
+    status: JobStatus
+    run: int = 1
+    error: JobError | None = None
+    error_truncated: bool = False
+    attempts: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    run_after: datetime | None = None
+    progress: Progress | None = None
+    cancel_requested_at: datetime | None = None
+    correlation_id: str | None = None
+    expires_at: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_error(cls, data: Any) -> Any:
+        """Cut the error's type and message to `SUMMARY_TEXT_CHARS`, saying so."""
+        if not isinstance(data, dict) or data.get("error") is None:
+            return data
+        error = data["error"]
+        if isinstance(error, JobError):
+            error = error.model_dump()
+        text = {name: str(error.get(name, "")) for name in ("type", "message")}
+        if all(len(value) <= SUMMARY_TEXT_CHARS for value in text.values()):
+            return data
+        return {
+            **data,
+            "error": {name: value[:SUMMARY_TEXT_CHARS] for name, value in text.items()},
+            "error_truncated": True,
+        }
+
+    @classmethod
+    def of(cls, job: Job) -> JobSummary:
+        """The summary of a stored job."""
+        return cls.model_validate(job.model_dump(include=set(cls.model_fields)))
+
+    def is_expired(self, now_epoch: float) -> bool:
+        """See `Job.is_expired`."""
+        return self.expires_at is not None and self.expires_at <= now_epoch
+
+    def encoded_size(self) -> int:
+        """Bytes of this summary as JSON (UTF-8): what a listing page's byte budget counts."""
+        return len(self.model_dump_json().encode())
+
+
+class JobPage(BaseModel):
+    """One page of a listing, as summaries; `next_cursor` is opaque and signed (None: the last
+    page). A page may hold fewer jobs than asked for and still have a cursor (`JobRepository.query`)."""
+
+    items: list[JobSummary]
     next_cursor: str | None = None

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from jobline.models import Job, JobFilter, JobMessage
+from jobline.limits import LIST_PAGE_MAX_BYTES
+from jobline.models import Job, JobFilter, JobMessage, JobSummary
 from jobline.transition import JobUpdate, Precondition
 
 StartKey = dict[str, str]
@@ -44,10 +45,23 @@ class JobRepository(Protocol):
         limit: int,
         start: StartKey | None,
         now: datetime,
-    ) -> tuple[list[Job], StartKey | None]:
-        """Up to `limit` live jobs of `owner`, newest first, and where to resume. Every job
-        returned is one `models.matches(job, owner, job_filter, now)` admits: an index names
-        where to look, never proof of ownership (this is the one visibility filter)."""
+        *,
+        max_bytes: int = LIST_PAGE_MAX_BYTES,
+    ) -> tuple[list[JobSummary], StartKey | None]:
+        """Up to `limit` live jobs of `owner`, newest first, as summaries, and where to resume
+        (None: nothing more). Every job returned is one `models.matches(job, owner, job_filter,
+        now)` admits: an index names where to look, never proof of ownership (this is the one
+        visibility filter).
+
+        A page also stops before its summaries' encoded size (`JobSummary.encoded_size`) would
+        pass `max_bytes`; it holds at least one job whatever that one's size. A page may so hold
+        fewer than `limit` jobs, even none (filters thin what an index read finds), with a resume
+        key when more may remain: it resumes just after the last job returned or entry looked at,
+        so following the keys lists every job once, none skipped, none repeated.
+
+        A `start` that is not a key this version gives for `owner` and `job_filter` (another
+        index's, attributes missing or unknown: a cursor from before an upgrade) raises
+        `InvalidCursor` before storage sees it."""
 
 
 class JobQueue(Protocol):

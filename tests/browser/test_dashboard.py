@@ -228,6 +228,35 @@ def test_the_list_filters_by_status_and_type_and_auto_refresh_pauses(
         pass
 
 
+def test_counts_are_taken_again_when_asked(
+    page: Page, local_stack: LocalStack, api: httpx.Client, user: str
+) -> None:
+    # Given the page open on one queued job (delayed), its counts taken
+    submit(api, "sleep", {"seconds": 1}, delay_seconds=900)
+    open_dashboard(page, local_stack.api_url, user)
+    queued = page.locator('#counts [data-status="queued"]')
+    expect(queued).to_have_attribute("data-count", "1")
+    expect(page.locator("#counted")).to_contain_text("counted")
+
+    # When a second job is queued elsewhere and the caller asks to count again
+    submit(api, "sleep", {"seconds": 1}, delay_seconds=900)
+    counted: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            counted.append(request.url) if "limit=100" in request.url else None
+        ),
+    )
+    with page.expect_request(lambda request: "status=rejected" in request.url):
+        page.click("#recount")
+
+    # Then the counts show it, from one listing per status, of summaries
+    expect(queued).to_have_attribute("data-count", "2")
+    assert len(counted) == 7
+    listed = api.get("/jobs", params={"status": "queued", "limit": 100}).json()
+    assert all("payload" not in item for item in listed["items"])
+
+
 def test_the_list_pages_through_more_than_one_page(
     page: Page, local_stack: LocalStack, api: httpx.Client, user: str
 ) -> None:

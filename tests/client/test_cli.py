@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from jobline_client import Client
-from jobline_client.cli import Connection, main
+from jobline_client.cli import Connection, identity_hint, main
 from starlette.testclient import TestClient
 
 from tests.client.conftest import BASE_URL, FAIL_TYPE, FAST, OWNER, Stack
@@ -403,11 +403,36 @@ def test_a_conflict_exits_3(cli: Cli, stack: Stack) -> None:
     assert "409" in ran.err and "succeeded" in ran.err
 
 
-def test_no_identity_exits_3(cli: Cli) -> None:
+def test_no_identity_exits_3_saying_how_to_pass_one(cli: Cli) -> None:
     ran = cli("list", environ={})
 
     assert ran.code == 3
-    assert "401" in ran.err
+    assert ran.err.splitlines() == [
+        "jobline: the API answered 401: authentication required",
+        "jobline: no identity was sent: pass --token JWT (or $JOBLINE_TOKEN) for a deployed "
+        "API, or --dev-user NAME (or $JOBLINE_DEV_USER) on a local stack (make run)",
+    ]
+
+
+def test_a_refused_token_exits_3_saying_to_pass_another(cli: Cli) -> None:
+    # Given a token this API does not accept (no JWT authorizer in front of it here)
+    ran = cli("list", "--token", "expired.jwt.value", environ={})
+
+    assert ran.code == 3
+    assert ran.err.splitlines()[1] == (
+        "jobline: the token was refused (expired, or not from the API's issuer and "
+        "audience?): pass another with --token JWT (or $JOBLINE_TOKEN) for a deployed API"
+    )
+
+
+def test_a_dev_user_refused_says_it_counts_only_locally() -> None:
+    # A deployed API ignores X-Dev-User: its 401 points at --token
+    hint = identity_hint(Connection("https://api.example", None, "ann"))
+
+    assert hint == (
+        "X-Dev-User is honoured only by a local stack (JOBLINE_ALLOW_DEV_IDENTITY); pass "
+        "--token JWT (or $JOBLINE_TOKEN) for a deployed API"
+    )
 
 
 def test_an_unreachable_api_exits_3(cli: Cli, scripted: ScriptedTransport) -> None:

@@ -19,6 +19,7 @@ from jobline_client import (
     JoblineClientError,
     JobNotFound,
     JobStatus,
+    JobSummary,
     ServiceUnavailable,
     Unauthorized,
     WaitTimeout,
@@ -180,6 +181,16 @@ def test_list_is_lazy_and_asks_for_big_pages(
 
     assert len(list(jobs)) == 1
     assert [sent.query for sent in scripted.sent] == [{"limit": "100"}]
+
+
+def test_list_yields_summaries_and_get_reads_the_job_whole(client: Client) -> None:
+    submitted = client.submit("echo", {"big": "x" * 1000})
+
+    [listed] = client.list()
+
+    assert isinstance(listed, JobSummary) and listed.id == submitted.id
+    assert not hasattr(listed, "payload")
+    assert client.get(listed.id).payload == {"big": "x" * 1000}
 
 
 def test_list_filters_by_status_and_type(client: Client, stack: Stack) -> None:

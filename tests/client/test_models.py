@@ -13,6 +13,7 @@ from jobline_client import (
     Job,
     JobError,
     JobStatus,
+    JobSummary,
     JobTypeInfo,
     Progress,
 )
@@ -115,3 +116,37 @@ def test_small_values() -> None:
     assert Progress.from_dict(None) is None
     info = JobTypeInfo.from_dict({"name": "echo", "description": "d", "extra": 1})
     assert (info.name, info.input_schema, info.raw["extra"]) == ("echo", {}, 1)
+
+
+# ------------------------------------------------------------------ a listing's summaries
+
+
+def test_a_listing_item_parses_as_a_summary_without_payload_result_or_history(
+    api: TestClient, stack: Stack
+) -> None:
+    # Given a finished job as a listing shows it, and as its own page does
+    job = _finished_job_json(api, stack)
+    [item] = api.get("/jobs").json()["items"]
+
+    summary = JobSummary.from_dict(item)
+
+    # Then the summary has every field the job has but those three, with the same values
+    assert {"payload", "result", "history"}.isdisjoint(item)
+    whole = Job.from_dict(job)
+    for name in ("id", "type", "status", "attempts", "max_attempts", "progress"):
+        assert getattr(summary, name) == getattr(whole, name), name
+    assert (summary.finished_at, summary.error_truncated) == (whole.finished_at, False)
+    assert summary.is_final and summary.raw is item
+
+
+@pytest.mark.parametrize(
+    "change", [{"error_truncated": "yes"}, {"status": None}, {"progress": []}]
+)
+def test_a_summary_of_the_wrong_shape_is_an_invalid_response(
+    api: TestClient, stack: Stack, change: dict[str, Any]
+) -> None:
+    _finished_job_json(api, stack)
+    [item] = api.get("/jobs").json()["items"]
+
+    with pytest.raises(InvalidResponse):
+        JobSummary.from_dict({**item, **change})

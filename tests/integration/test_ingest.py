@@ -170,7 +170,8 @@ def test_each_envelope_queues_the_job_exactly_like_post_jobs(
     assert result == {"batchItemFailures": []}
     listed = api.get("/jobs", headers=ANN).json()["items"]
     assert len(listed) == 2
-    ingested = next(job for job in listed if job["id"] != over_http["id"])
+    [ingested_id] = [job["id"] for job in listed if job["id"] != over_http["id"]]
+    ingested = api.get(f"/jobs/{ingested_id}", headers=ANN).json()
     assert {name: ingested[name] for name in COMPARED} == {
         name: over_http[name] for name in COMPARED
     }

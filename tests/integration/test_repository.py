@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from jobline.aws.items import INDEXED_STATUSES
 from jobline.aws.listing import MAX_PAGES_PER_LIST
 from jobline.aws.repository import DynamoJobRepository
 from jobline.errors import ConditionFailed
-from jobline.models import Job, JobError, JobFilter, JobStatus
+from jobline.models import Job, JobError, JobFilter, JobStatus, JobSummary
 from jobline.ports import StartKey
 from jobline.transition import JobUpdate, Precondition
 
@@ -65,7 +66,7 @@ def create_all(repo: DynamoJobRepository, jobs: list[Job]) -> None:
         repo.create(job, NOW)
 
 
-def ids(jobs: list[Job]) -> list[str]:
+def ids(jobs: Sequence[Job | JobSummary]) -> list[str]:
     return [job.id for job in jobs]
 
 
@@ -78,9 +79,9 @@ def list_all(
     owner: str,
     job_filter: JobFilter,
     limit: int,
-) -> tuple[list[Job], list[list[Job]]]:
+) -> tuple[list[JobSummary], list[list[JobSummary]]]:
     """Every job of a listing, following resume keys; also the pages as returned."""
-    pages: list[list[Job]] = []
+    pages: list[list[JobSummary]] = []
     start: StartKey | None = None
     for _ in range(PAGE_BOUND):
         page, start = repo.query(owner, job_filter, limit, start, NOW)
@@ -595,7 +596,7 @@ def test_a_page_of_filtered_out_items_still_returns_a_resume_key(
     assert start is not None
 
     # And following the keys reaches every wanted job exactly once, in a bounded number of calls
-    found: list[Job] = []
+    found: list[JobSummary] = []
     for _ in range(PAGE_BOUND):
         page, start = repo.query("ann", job_filter, limit, start, NOW)
         assert len(page) <= limit

@@ -3,8 +3,9 @@
 `InMemoryJobRepository` mirrors `jobline.aws.repository.DynamoJobRepository`: conditional writes that
 raise `ConditionFailed(current)` (the condition is `Precondition.admits`, the write `apply`: the same
 pure code the lifecycle is tested with), write tokens (a write that meets its own earlier
-application succeeds), expired jobs hidden from listings, newest first by `(created_at, id)`, and
-DynamoDB's resume keys (one whenever a page is full). `FakeStream` stands for the table's stream
+application succeeds), listings of summaries, expired jobs hidden, newest first by
+`(created_at, id)`, with DynamoDB's resume keys (one whenever a page is full, by count or by its
+byte budget) checked as the adapter checks them. `FakeStream` stands for the table's stream
 and the outbox dispatcher: every write is handed to `service.dispatch` as it happens.
 """
 
@@ -18,15 +19,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobline.aws.items import sort_key, status_index_key
-from jobline.aws.listing import plan
+from jobline.aws.listing import check_start, plan
 from jobline.backoff import Backoff
 from jobline.errors import (
     ConditionFailed,
-    InvalidCursor,
     QueueUnavailable,
     StorageUnavailable,
 )
-from jobline.models import Attempt, Job, JobFilter, JobMessage, Progress, matches
+from jobline.limits import LIST_PAGE_MAX_BYTES
+from jobline.models import (
+    Attempt,
+    Job,
+    JobFilter,
+    JobMessage,
+    JobSummary,
+    Progress,
+    matches,
+)
 from jobline.ports import StartKey
 from jobline.registry import JobContext, JobHandlerError, JobType
 from jobline.transition import JobUpdate, Precondition, apply
@@ -234,11 +243,16 @@ class InMemoryJobRepository:
         limit: int,
         start: StartKey | None,
         now: datetime,
-    ) -> tuple[list[Job], StartKey | None]:
-        """Up to `limit` live jobs of `owner`, newest first, and where to resume. Like DynamoDB,
-        it selects by the index partition key (`jobline.aws.listing.plan`), not by the owner field:
-        an ambiguous key would leak here as it would in the table. A type is filtered on the
-        index; a status the sparse status index does not hold, and expiry, on the items."""
+        *,
+        max_bytes: int = LIST_PAGE_MAX_BYTES,
+    ) -> tuple[list[JobSummary], StartKey | None]:
+        """Up to `limit` live jobs of `owner`, newest first, as summaries within `max_bytes` (at
+        least one), and where to resume: just after the last one returned, whenever a page is
+        full by count or by size. Like DynamoDB, it selects by the index partition key
+        (`jobline.aws.listing.plan`), not by the owner field: an ambiguous key would leak here as
+        it would in the table. A type is filtered on the index; a status the sparse status index
+        does not hold, and expiry, on the items. A resume key is checked as the adapter checks
+        it (`jobline.aws.listing.check_start`)."""
         chosen = plan(owner, job_filter)
         now_epoch = int(now.timestamp())
         with self._lock:
@@ -253,22 +267,27 @@ class InMemoryJobRepository:
                 reverse=True,
             )
         if start is not None:
-            if (
-                set(start) != {"id", "sk", chosen.key_name}
-                or start[chosen.key_name] != chosen.key_value
-            ):
-                raise InvalidCursor()  # DynamoDB's ValidationException, as the adapter maps it
+            check_start(start, chosen)
             candidates = [job for job in candidates if _sort_key(job) < start["sk"]]
-        page = [
+        visible = [
             job
             for job in candidates
             if not job.is_expired(now_epoch)
             and (not chosen.status_on_items or job.status is job_filter.status)
             and matches(job, owner, job_filter, now)  # the port's one visibility filter
-        ][:limit]
-        if len(page) < limit:
+        ]
+        page: list[JobSummary] = []
+        used = 0
+        for job in visible:
+            summary = JobSummary.of(job)
+            size = summary.encoded_size()
+            if len(page) == limit or (page and used + size > max_bytes):
+                break
+            page.append(summary)
+            used += size
+        if len(page) < limit and len(page) == len(visible):
             return page, None
-        last = page[-1]
+        last = visible[len(page) - 1]
         return page, {
             "id": last.id,
             "sk": _sort_key(last),

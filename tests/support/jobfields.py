@@ -30,6 +30,11 @@ PUBLIC_FIELDS = (
     "correlation_id",
 )
 """What the API shows of a job."""
+SUMMARY_FIELDS = (
+    *(name for name in PUBLIC_FIELDS if name not in ("payload", "result", "history")),
+    "error_truncated",
+)
+"""What a listing shows of a job: the job but its payload, result and history."""
 TIMELESS_FIELDS = tuple(
     name
     for name in PUBLIC_FIELDS

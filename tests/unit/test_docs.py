@@ -319,6 +319,8 @@ def expected_limits() -> dict[str, list[int]]:
             margin_s,
         ],
         "page size": [page["minimum"], page["maximum"], page["default"]],
+        "page bytes": [limits.LIST_PAGE_MAX_BYTES // (1024 * 1024)],
+        "error in a listing": [limits.SUMMARY_TEXT_CHARS],
         "retention": [retention, prod_retention],
         "delay": [0, limits.MAX_DELAY_S],
         "attempts": [
@@ -353,3 +355,4 @@ def test_the_limits_are_whole_kib_and_seconds() -> None:
     assert default("max_payload_bytes") % 1024 == 0
     assert default("max_result_bytes") % 1024 == 0
     assert default("deadline_margin_ms") % 1000 == 0
+    assert limits.LIST_PAGE_MAX_BYTES % (1024 * 1024) == 0

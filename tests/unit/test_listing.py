@@ -16,11 +16,13 @@ from jobline.aws.listing import (
     INDEX_BY_OWNER_STATUS,
     MAX_PAGES_PER_LIST,
     SCAN_PAGE,
+    SUMMARY_ATTRIBUTES,
     UNPROCESSED_PAUSES_S,
     list_jobs,
 )
-from jobline.errors import StorageUnavailable
-from jobline.models import Job, JobFilter, JobStatus
+from jobline.errors import InvalidCursor, StorageUnavailable
+from jobline.limits import LIST_PAGE_MAX_BYTES, SUMMARY_TEXT_CHARS
+from jobline.models import Job, JobFilter, JobStatus, JobSummary
 from jobline.ports import StartKey
 
 if TYPE_CHECKING:
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 TABLE = "jobs"
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
+PROJECTED_NAMES = {f"#a{n}": name for n, name in enumerate(SUMMARY_ATTRIBUTES)}
+PROJECTION = ", ".join(PROJECTED_NAMES)
 
 
 def _job(n: int, status: JobStatus = JobStatus.QUEUED, **fields: Any) -> Job:
@@ -94,20 +98,42 @@ class Stubbed:
         items: list[dict[str, Any]],
         unprocessed: list[str] = (),  # type: ignore[assignment]
     ) -> None:
-        response: dict[str, Any] = {"Responses": {TABLE: items}}
+        """A BatchGetItem of the summaries of `ids`, answering `items` as the projection leaves
+        them (`SUMMARY_ATTRIBUTES` only)."""
+        projected = [
+            {name: attr for name, attr in item.items() if name in SUMMARY_ATTRIBUTES}
+            for item in items
+        ]
+        response: dict[str, Any] = {"Responses": {TABLE: projected}}
         if unprocessed:
             response["UnprocessedKeys"] = {
-                TABLE: {"Keys": [{"id": {"S": i}} for i in unprocessed]}
+                TABLE: {
+                    "Keys": [{"id": {"S": i}} for i in unprocessed],
+                    "ProjectionExpression": PROJECTION,
+                    "ExpressionAttributeNames": PROJECTED_NAMES,
+                }
             }
         self.stub.add_response(
             "batch_get_item",
             response,
-            {"RequestItems": {TABLE: {"Keys": [{"id": {"S": i}} for i in ids]}}},
+            {
+                "RequestItems": {
+                    TABLE: {
+                        "Keys": [{"id": {"S": i}} for i in ids],
+                        "ProjectionExpression": PROJECTION,
+                        "ExpressionAttributeNames": PROJECTED_NAMES,
+                    }
+                }
+            },
         )
 
     def list(
-        self, job_filter: JobFilter, limit: int, start: StartKey | None = None
-    ) -> tuple[list[Job], StartKey | None]:
+        self,
+        job_filter: JobFilter,
+        limit: int,
+        start: StartKey | None = None,
+        max_bytes: int = LIST_PAGE_MAX_BYTES,
+    ) -> tuple[list[JobSummary], StartKey | None]:
         with self.stub:
             result = list_jobs(
                 self.client,
@@ -119,6 +145,7 @@ class Stubbed:
                 NOW,
                 translate=_translate,
                 sleep=self.pauses.append,
+                max_bytes=max_bytes,
             )
             self.stub.assert_no_pending_responses()
         return result
@@ -140,9 +167,9 @@ def test_the_index_names_the_jobs_and_one_batch_read_fetches_them_in_index_order
     # When ann lists three jobs
     found, start = dynamo.list(JobFilter(), 3)
 
-    # Then they come back newest first (the index's order), and nothing is left
-    assert [j.id for j in found] == [j.id for j in jobs]
-    assert found[0].payload == {"n": 0}
+    # Then they come back newest first (the index's order), as summaries read without their
+    # payload (the batch read's projection), and nothing is left
+    assert found == [JobSummary.of(j) for j in jobs]
     assert start is None
 
 
@@ -282,3 +309,128 @@ def test_a_call_reads_a_bounded_number_of_pages_and_answers_with_where_it_stoppe
     # Then the call stops after its bounded reads with an empty page and the key to go on from
     assert found == []
     assert start == _key(done[MAX_PAGES_PER_LIST - 1])
+
+
+# ------------------------------------------------------------- the page's byte budget
+
+
+def _big(n: int, chars: int = 2000) -> Job:
+    """A failed job whose summary is large: its progress message at the model's bound, and an
+    error cut to the summary's bound."""
+    created = NOW - timedelta(seconds=n)
+    return _job(
+        n,
+        JobStatus.FAILED,
+        error={"type": "Boom", "message": "m" * chars},
+        progress={"percent": 50, "message": "p" * 1024, "updated_at": created},
+    )
+
+
+def test_a_page_stops_before_its_byte_budget_and_resumes_just_after_its_last_job() -> (
+    None
+):
+    # Given three jobs whose summaries fit two at a time in the budget
+    dynamo = Stubbed()
+    jobs = [_big(n) for n in range(3)]
+    size = JobSummary.of(jobs[0]).encoded_size()
+    dynamo.query([_entry(j) for j in jobs], Limit=3)
+    dynamo.batch_get([j.id for j in jobs], [job_to_item(j) for j in jobs])
+
+    # When ann lists three jobs within 2.5 summaries' bytes
+    found, start = dynamo.list(JobFilter(), 3, max_bytes=size * 5 // 2)
+
+    # Then the page is short, and resumes right after its last job (the third is next)
+    assert [j.id for j in found] == [jobs[0].id, jobs[1].id]
+    assert start == _key(jobs[1])
+    assert sum(j.encoded_size() for j in found) <= size * 5 // 2
+
+
+def test_a_job_over_the_budget_opening_a_later_index_page_resumes_from_that_page() -> (
+    None
+):
+    # Given a first index page with one queued job (the rest succeeded) and a second page whose
+    # first entry would overflow the budget
+    dynamo = Stubbed()
+    first, done, overflow = _big(0, 10), _job(1, JobStatus.SUCCEEDED), _big(2, 10)
+    first = first.model_copy(update={"status": JobStatus.QUEUED})
+    overflow = overflow.model_copy(update={"status": JobStatus.QUEUED})
+    dynamo.query([_entry(first), _entry(done)], last=done, Limit=SCAN_PAGE)
+    dynamo.batch_get([first.id, done.id], [job_to_item(j) for j in (first, done)])
+    dynamo.query(
+        [_entry(overflow)],
+        Limit=SCAN_PAGE,
+        ExclusiveStartKey={name: {"S": v} for name, v in _key(done).items()},
+    )
+    dynamo.batch_get([overflow.id], [job_to_item(overflow)])
+    budget = JobSummary.of(first).encoded_size() + 10
+
+    # When ann lists her queued jobs within a budget that fits only the first
+    found, start = dynamo.list(JobFilter(status=JobStatus.QUEUED), 5, max_bytes=budget)
+
+    # Then the second page's job is left for the next call: it resumes where that page began
+    assert [j.id for j in found] == [first.id]
+    assert start == _key(done)
+
+
+def test_a_page_holds_one_job_whatever_its_size() -> None:
+    dynamo = Stubbed()
+    jobs = [_big(n) for n in range(2)]
+    dynamo.query([_entry(j) for j in jobs], Limit=2)
+    dynamo.batch_get([j.id for j in jobs], [job_to_item(j) for j in jobs])
+
+    found, start = dynamo.list(JobFilter(), 2, max_bytes=1)
+
+    assert [j.id for j in found] == [jobs[0].id]
+    assert start == _key(jobs[0])
+
+
+def test_a_summary_bounds_the_error_and_says_so() -> None:
+    # Given a job failed with an error longer than a summary keeps
+    dynamo = Stubbed()
+    job = _big(0, SUMMARY_TEXT_CHARS + 1)
+    dynamo.query([_entry(job)], Limit=1)
+    dynamo.batch_get([job.id], [job_to_item(job)])
+
+    [found], _ = dynamo.list(JobFilter(), 1)
+
+    assert found.error is not None and found.error_truncated
+    assert found.error.message == "m" * SUMMARY_TEXT_CHARS
+    # And one that fits is whole, flagged as such
+    assert JobSummary.of(_big(1, SUMMARY_TEXT_CHARS)).error_truncated is False
+
+
+# --------------------------------------------------------- resume keys of other versions
+
+EARLIER_SHAPES: dict[str, tuple[JobFilter, StartKey]] = {
+    "id only": (JobFilter(), {"id": _job(1).id}),
+    "missing sk": (JobFilter(), {"id": _job(1).id, "owner": "ann"}),
+    "missing id": (JobFilter(), {"sk": sort_key(_job(1)), "owner": "ann"}),
+    "unknown attribute": (JobFilter(), _key(_job(1)) | {"shard": "3"}),
+    "by_owner_type (type filter, before e036521)": (
+        JobFilter(type="echo"),
+        {"id": _job(1).id, "sk": sort_key(_job(1)), "owner_type": "ann#echo"},
+    ),
+    "status index holding every status (queued, before bbbb750)": (
+        JobFilter(status=JobStatus.QUEUED),
+        {"id": _job(1).id, "sk": sort_key(_job(1)), "owner_status": "ann#queued"},
+    ),
+    "another partition": (
+        JobFilter(status=JobStatus.FAILED),
+        {"id": _job(1).id, "sk": sort_key(_job(1)), "owner_status": "bob#failed"},
+    ),
+    "sk of another job": (JobFilter(), _key(_job(1)) | {"sk": sort_key(_job(2))}),
+    "sk that is no timestamp": (JobFilter(), _key(_job(1)) | {"sk": f"x#{_job(1).id}"}),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(EARLIER_SHAPES))
+def test_a_resume_key_of_another_shape_is_refused_before_dynamodb_sees_it(
+    shape: str,
+) -> None:
+    # Given no DynamoDB answer at all (the stub fails any call)
+    dynamo = Stubbed()
+    job_filter, start = EARLIER_SHAPES[shape]
+
+    # Then the listing refuses the key itself
+    with pytest.raises(InvalidCursor):
+        dynamo.list(job_filter, 5, start)

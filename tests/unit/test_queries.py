@@ -6,7 +6,16 @@ from datetime import timedelta
 
 import pytest
 from jobline.errors import InvalidCursor, JobNotFound
-from jobline.models import Job, JobFilter, JobStatus, SubmitRequest
+from jobline.limits import LIST_PAGE_MAX_BYTES, MAX_PAGE_SIZE, SUMMARY_TEXT_CHARS
+from jobline.models import (
+    Job,
+    JobError,
+    JobFilter,
+    JobStatus,
+    JobSummary,
+    Progress,
+    SubmitRequest,
+)
 from jobline.service import JobService
 
 from tests.support.builders import ANN, BOB, UNKNOWN_ID, Fakes, echo_request
@@ -144,6 +153,48 @@ def test_pagination_covers_every_job_exactly_once(
     # Then she saw each of her jobs once, newest first (a full last page may need one more read)
     assert seen == [job.id for job in reversed(jobs)]
     assert pages == count // limit + 1
+
+
+def test_a_listing_is_summaries_and_its_pages_stop_at_their_byte_budget(
+    fakes: Fakes,
+) -> None:
+    service, repo, _ = fakes
+    # Given 100 jobs whose summaries are as large as a summary gets (error type and message at
+    # the summary's cut, progress message at its bound, all of characters JSON escapes 6-fold)
+    jobs = _submit_many(service, ANN, MAX_PAGE_SIZE)
+    text = "\x01" * SUMMARY_TEXT_CHARS
+    for job in jobs:
+        repo.put(
+            job.model_copy(
+                update={
+                    "status": JobStatus.FAILED,
+                    "error": JobError(type=text, message=text * 2),
+                    "progress": Progress(
+                        percent=1, message=text, updated_at=job.created_at
+                    ),
+                }
+            )
+        )
+
+    # When ann follows the cursors asking for 100 a page
+    pages: list[list[JobSummary]] = []
+    cursor: str | None = None
+    while True:
+        page = service.list_jobs(ANN, JobFilter(), MAX_PAGE_SIZE, cursor)
+        pages.append(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    # Then no page passed the budget, so the first came back short with a cursor, and she saw
+    # every job once, each summary saying its error was cut
+    sizes = [sum(summary.encoded_size() for summary in page) for page in pages]
+    assert max(sizes) <= LIST_PAGE_MAX_BYTES
+    assert 0 < len(pages[0]) < MAX_PAGE_SIZE
+    listed = [summary for page in pages for summary in page]
+    assert [s.id for s in listed] == [job.id for job in reversed(jobs)]
+    assert all(s.error_truncated for s in listed)
+    assert listed[0].error == JobError(type=text, message=text)
 
 
 def test_a_tampered_cursor_is_rejected(fakes: Fakes) -> None:

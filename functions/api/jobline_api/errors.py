@@ -1,7 +1,15 @@
-"""The one place domain errors become HTTP answers. Every error body is `{"detail": ...}`."""
+"""The one place errors become HTTP answers. Every error body is `{"detail": ...}`.
+
+- domain errors (`jobline.errors`): `STATUS_BY_ERROR`; an invalid cursor says to start again;
+- a body that is not a JSON object sent as JSON (not JSON, not UTF-8, another or no content
+  type, no body at all): 400 `BODY_DETAIL`; a JSON body of the wrong shape: 422, field by field;
+- anything else FastAPI or Starlette refuse (unknown route, method): their status, as JSON;
+- a bug: 500 without internals, logged with its traceback.
+"""
 
 from __future__ import annotations
 
+import email.message
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +36,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = get_logger(__name__)
 
+BODY_DETAIL = "the body must be a JSON object (Content-Type: application/json)"
+"""400: the request's body could not be read as JSON at all."""
+CURSOR_DETAIL = (
+    "invalid cursor: it was changed, belongs to another listing (owner, status, type) or was "
+    "issued before an upgrade; start from the first page (the same request without `cursor`)"
+)
+"""400: a cursor this version cannot resume from."""
+_BODY_PROBLEMS = frozenset({"json_invalid", "missing", "model_attributes_type"})
+"""What FastAPI reports at `("body",)` when it could not read a JSON object: undecodable JSON,
+no body, or (with a content type that is not JSON) the raw bytes it kept instead."""
+
 STATUS_BY_ERROR: dict[type[JoblineError], int] = {
     JobNotFound: 404,
     InvalidJobState: 409,
@@ -49,6 +68,8 @@ def _detail(exc: JoblineError) -> Any:
         return [
             {"loc": ["body", "type"], "msg": exc.message, "type": "unknown_job_type"}
         ]
+    if isinstance(exc, InvalidCursor):
+        return CURSOR_DETAIL
     return exc.message
 
 
@@ -76,9 +97,44 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _sends_json(request: Request) -> bool:
+    """Whether the request says its body is JSON (`application/json`, `application/*+json`),
+    as FastAPI decides whether to parse it."""
+    value = request.headers.get("content-type")
+    if not value:
+        return False
+    message = email.message.Message()
+    message["content-type"] = value
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def _unreadable_body(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """Whether FastAPI's errors say the body was no JSON it could read (400), rather than a JSON
+    value of the wrong shape (422)."""
+    for err in errors:
+        if err["type"] == "json_invalid":
+            return True
+        # No body at all, or bytes kept as they came because they were not sent as JSON; a JSON
+        # array or string sent as JSON is the wrong shape (422).
+        if (
+            tuple(err["loc"]) == ("body",)
+            and err["type"] in _BODY_PROBLEMS
+            and (err["type"] == "missing" or not _sends_json(request))
+        ):
+            return True
+    return False
+
+
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """422 with field-level details (location, message, type), without echoing the input."""
+    """422 with field-level details (location, message, type), without echoing the input; 400
+    `BODY_DETAIL` when there was no JSON body to check."""
     assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if _unreadable_body(request, errors):
+        return JSONResponse({"detail": BODY_DETAIL}, status_code=400)
     detail = [
         {
             "loc": [
@@ -87,16 +143,18 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
             "msg": err["msg"],
             "type": err["type"],
         }
-        for err in exc.errors()
+        for err in errors
     ]
     return JSONResponse({"detail": detail}, status_code=422)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
-    """Framework errors (404 route, 405, 400 unparseable body) as JSON."""
+    """Framework errors (404 route, 405) as JSON. FastAPI's only 400 is a body it could not
+    parse (not UTF-8): the same answer as any unreadable body."""
     assert isinstance(exc, StarletteHTTPException)
+    detail = BODY_DETAIL if exc.status_code == 400 else exc.detail
     return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        {"detail": detail}, status_code=exc.status_code, headers=exc.headers
     )
 
 

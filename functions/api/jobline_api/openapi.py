@@ -2,8 +2,9 @@
 
 - every operation lists every status it answers with, errors with their `{"detail": ...}` schema
   (declared on the routes, `jobline_api.schemas.ERRORS`);
-- the security schemes: the HTTP API's JWT bearer authorizer, and `X-Dev-User` when the app
-  accepts it; every route but `/health` requires one of them;
+- the security schemes: the HTTP API's JWT bearer authorizer, and `X-Dev-User`, the local-only
+  scheme (honoured only where `JOBLINE_ALLOW_DEV_IDENTITY` is on, as `make run` sets it; its
+  description says whether this server is one); every route but `/health` requires one of them;
 - `POST /jobs` takes one of the registered job types, each with its own payload schema: a `oneOf`
   discriminated by `type`, generated from the registry;
 - links from a submitted job to reading, cancelling and retrying it (stateful testing follows them).
@@ -34,6 +35,15 @@ JOB_LINKS = {
 }
 """Where a job answer leads: its id is the path parameter of the job's own operations."""
 PUBLIC_OPERATIONS = frozenset({"health"})
+DEV_USER_DEPLOYED = (
+    "Local runs only: the caller's identity, as sent, honoured only where "
+    "JOBLINE_ALLOW_DEV_IDENTITY is true (`make run`). A deployed API ignores this header "
+    "(template.yaml sets the variable to false) and answers 401 without a bearer token."
+)
+DEV_USER_HERE = (
+    "Local runs only: the caller's identity, as sent. This server honours it "
+    "(JOBLINE_ALLOW_DEV_IDENTITY is true); a deployed API ignores it."
+)
 
 
 def _component_name(name: str) -> str:
@@ -61,16 +71,17 @@ def _submit_variants(
             ref_template="#/components/schemas/{model}"
         )
         components.update(payload.pop("$defs", {}))
-        components[f"{stem}Payload"] = payload
         try:
             job_type.input_model.model_validate({})
             payload_required = False
         except ValidationError:
             payload_required = True
-        variant = f"Submit{stem}"
+        payload["title"] = f"{stem}Payload"
+        components[f"{stem}Payload"] = payload
+        variant = f"{stem}JobSubmission"
         components[variant] = {
-            "title": f"Submit a {job_type.name} job",
-            "description": job_type.description,
+            "title": variant,
+            "description": f"A `{job_type.name}` job: {job_type.description}",
             "type": "object",
             "additionalProperties": False,
             "properties": {
@@ -111,15 +122,13 @@ def build_openapi(
             "its `sub`.",
         }
     }
-    requirement: list[dict[str, list[str]]] = [{JWT_SCHEME: []}]
-    if dev_identity:
-        schemes[DEV_USER_SCHEME] = {
-            "type": "apiKey",
-            "in": "header",
-            "name": "X-Dev-User",
-            "description": "The caller's identity, as sent (local runs only).",
-        }
-        requirement.append({DEV_USER_SCHEME: []})
+    schemes[DEV_USER_SCHEME] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Dev-User",
+        "description": DEV_USER_HERE if dev_identity else DEV_USER_DEPLOYED,
+    }
+    requirement: list[dict[str, list[str]]] = [{JWT_SCHEME: []}, {DEV_USER_SCHEME: []}]
     components["securitySchemes"] = schemes
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():

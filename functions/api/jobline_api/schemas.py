@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobline.models import Job, JobError, JobPage, JobStatus
+from jobline.limits import LIST_PAGE_MAX_BYTES, SUMMARY_TEXT_CHARS
+from jobline.models import Job, JobError, JobPage, JobStatus, JobSummary
 from jobline.registry import JobType
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ProgressOut(BaseModel):
@@ -69,17 +70,63 @@ class JobOut(BaseModel):
         )
 
 
-class JobPageOut(BaseModel):
-    """One page of jobs."""
+class JobSummaryOut(BaseModel):
+    """A job in a listing: every field of the job but `payload`, `result` and `history`, which a
+    listing leaves out whatever their size (GET /jobs/{id} has the job whole). The error is
+    bounded: `error_truncated` says when it was cut."""
 
-    items: list[JobOut]
-    next_cursor: str | None
+    id: str
+    type: str
+    status: JobStatus
+    run: int
+    error: JobError | None
+    error_truncated: bool = Field(
+        description="true when `error` was cut to its first "
+        f"{SUMMARY_TEXT_CHARS} characters of type and message; the job has it whole"
+    )
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    run_after: datetime | None
+    progress: ProgressOut | None
+    cancel_requested_at: datetime | None
+    correlation_id: str | None
+
+    @classmethod
+    def of(cls, summary: JobSummary) -> JobSummaryOut:
+        """The public view of a summary."""
+        return cls.model_validate(
+            summary.model_dump(
+                include={
+                    **{name: True for name in cls.model_fields},
+                    "progress": set(ProgressOut.model_fields),
+                }
+            )
+        )
+
+
+class JobPageOut(BaseModel):
+    """One page of a listing, newest first, as summaries (`JobSummaryOut`)."""
+
+    items: list[JobSummaryOut] = Field(
+        description="at most `limit` jobs, fewer when their JSON would pass "
+        f"{LIST_PAGE_MAX_BYTES:,} bytes or when filters thin what one call reads; "
+        "possibly none"
+    )
+    next_cursor: str | None = Field(
+        description="set whenever more jobs may remain, even after a short page: pass it "
+        "back as `cursor`; null on the last page"
+    )
 
     @classmethod
     def of(cls, page: JobPage) -> JobPageOut:
         """The public view of a page."""
         return cls(
-            items=[JobOut.of(job) for job in page.items], next_cursor=page.next_cursor
+            items=[JobSummaryOut.of(job) for job in page.items],
+            next_cursor=page.next_cursor,
         )
 
 
@@ -109,7 +156,7 @@ class FieldError(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every error answer: a message, or (422, and 400 for a body) the fields that are wrong."""
+    """Every error answer: a message, or (422) the fields that are wrong."""
 
     detail: str | list[FieldError]
 
@@ -130,16 +177,18 @@ class GatewayError(BaseModel):
 
 
 ERROR_DESCRIPTIONS = {
-    400: "the body is not JSON this API reads, or the cursor was modified or belongs to "
-    "another query",
+    400: "the body is not a JSON object sent as `Content-Type: application/json` (not JSON, "
+    "not UTF-8, another content type, or no body): `the body must be a JSON object "
+    "(Content-Type: application/json)`; or the cursor cannot be resumed from (changed, "
+    "another listing's, or issued before an upgrade): start from the first page",
     401: "no identity, or one that is not a valid identity (the detail says why); "
     'API Gateway\'s JWT authorizer answers `{"message": "Unauthorized"}` itself',
     404: "no such job visible to the caller (unknown, malformed, another owner's, expired)",
     409: "the job's state does not allow it, or the Idempotency-Key was used with another "
     "request",
     413: "the payload is over the deployment's limit (64 KiB by default)",
-    422: "a field is invalid: an unknown job type, a payload the type refuses, a bad "
-    "parameter",
+    422: "a field is invalid, field by field (`loc`, `msg`, `type`): an unknown job type, "
+    "a payload the type refuses, a JSON body that is not an object, a bad parameter",
     503: "the job store or the queue is unavailable; nothing was changed",
 }
 SUBMIT_UNAVAILABLE = {

@@ -13,6 +13,15 @@ the page's items with BatchGetItem and keeps the ones that match what the index 
 Those statuses are read through `by_owner`, so a page may hold fewer jobs than asked for, even
 none, with a cursor to go on: at most `MAX_PAGES_PER_LIST` Queries per call.
 
+A listing returns summaries (`JobSummary`): the BatchGetItem projects the attributes a summary
+holds (`SUMMARY_ATTRIBUTES`), never the payload, result or history. That keeps the answer at a few
+hundred bytes an item whatever the jobs hold (under BatchGetItem's 16 MB, and the page under its
+byte budget); it does not cut the read's cost, which DynamoDB counts on the whole item.
+
+A resume key comes back inside a cursor, which may have been signed by an earlier version whose
+indexes differed (`by_owner_type`, a status index holding every status): `check_start` refuses
+any key that is not exactly the shape this version gives for the filter, before DynamoDB sees it.
+
 Request building is pure (`build_query`, `build_batch_get`); `list_jobs` runs them on a client.
 """
 
@@ -26,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobline.aws.items import INDEXED_STATUSES, item_to_job, status_key
+from jobline.aws.items import INDEXED_STATUSES, status_key
+from jobline.clock import format_ts, parse_ts
 from jobline.errors import InvalidCursor, StorageUnavailable
-from jobline.models import Job, JobFilter, matches
+from jobline.limits import LIST_PAGE_MAX_BYTES
+from jobline.models import JobError, JobFilter, JobSummary, Progress, matches
 from jobline.ports import StartKey
 
 if TYPE_CHECKING:
@@ -43,6 +54,20 @@ SCAN_PAGE = 100
 takes at most 100 keys)."""
 UNPROCESSED_PAUSES_S = (0.05, 0.2, 0.5)
 """Pauses before asking again for the keys a BatchGetItem left unprocessed (throttling)."""
+SUMMARY_ATTRIBUTES = tuple(
+    name for name in JobSummary.model_fields if name != "error_truncated"
+)
+"""What a listing reads of each item: `JobSummary`'s fields, as `jobline.aws.items` stores them."""
+_NUMBERS = frozenset(
+    name
+    for name, field in JobSummary.model_fields.items()
+    if field.annotation in (int, int | None)
+)
+_TIMESTAMPS = frozenset(
+    name
+    for name, field in JobSummary.model_fields.items()
+    if field.annotation in (datetime, datetime | None)
+)
 
 
 @dataclass(frozen=True)
@@ -98,10 +123,69 @@ def build_query(
 
 
 def build_batch_get(table: str, job_ids: Sequence[str]) -> dict[str, Any]:
-    """BatchGetItem of up to 100 jobs (eventually consistent, like the index that named them)."""
+    """BatchGetItem of the summaries of up to 100 jobs (eventually consistent, like the index
+    that named them): `SUMMARY_ATTRIBUTES` only, every name through a placeholder (`status` and
+    others are reserved words)."""
+    names = {f"#a{n}": name for n, name in enumerate(SUMMARY_ATTRIBUTES)}
     return {
-        "RequestItems": {table: {"Keys": [{"id": {"S": job_id}} for job_id in job_ids]}}
+        "RequestItems": {
+            table: {
+                "Keys": [{"id": {"S": job_id}} for job_id in job_ids],
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+            }
+        }
     }
+
+
+def item_to_summary(item: dict[str, Any]) -> JobSummary:
+    """A projected item (`SUMMARY_ATTRIBUTES`, stored as `jobline.aws.items` writes them) as a
+    summary; the error is bounded there (`JobSummary`)."""
+    data: dict[str, Any] = {}
+    for name, attr in item.items():
+        if name in _NUMBERS:
+            data[name] = int(attr["N"])
+        elif name in _TIMESTAMPS:
+            data[name] = parse_ts(attr["S"])
+        elif name == "error":
+            fields = attr["M"]
+            data[name] = JobError(
+                type=fields["type"]["S"], message=fields["message"]["S"]
+            )
+        elif name == "progress":
+            fields = attr["M"]
+            data[name] = Progress(
+                percent=float(fields["percent"]["N"]),
+                message=fields["message"]["S"] if "message" in fields else None,
+                updated_at=parse_ts(fields["updated_at"]["S"]),
+            )
+        elif name in SUMMARY_ATTRIBUTES and "S" in attr:
+            data[name] = attr["S"]
+    return JobSummary.model_validate(data)
+
+
+def check_start(start: StartKey, chosen: Plan) -> None:
+    """`InvalidCursor` unless `start` is exactly a resume key this version gives for `chosen`:
+    the table's key `id`, the index's sort key `sk` (`created_at#id`, `items.sort_key`) and the
+    index's partition key with this listing's value, nothing else. A cursor signed before an
+    upgrade can hold another index's key (`owner_type`, or `owner_status` of a status the status
+    index no longer holds), a partition written another way, or fewer attributes; DynamoDB would
+    answer those with a ValidationException, or (moto) an error of its own, or resume elsewhere."""
+    if set(start) != {"id", "sk", chosen.key_name}:
+        raise InvalidCursor()
+    stamp, _, job_id = start["sk"].partition("#")
+    if (
+        not job_id
+        or job_id != start["id"]
+        or start[chosen.key_name] != chosen.key_value
+    ):
+        raise InvalidCursor()
+    try:
+        written = format_ts(parse_ts(stamp))
+    except ValueError as exc:
+        raise InvalidCursor() from exc
+    if written != stamp:
+        raise InvalidCursor()
 
 
 def _entry_key(entry: dict[str, Any], key_name: str) -> StartKey:
@@ -114,14 +198,15 @@ def _fetch(
     table: str,
     job_ids: list[str],
     sleep: Callable[[float], None],
-) -> dict[str, Job]:
-    """The jobs behind index entries, by id (one gone since the index named it is absent)."""
-    found: dict[str, Job] = {}
+) -> dict[str, JobSummary]:
+    """The summaries of the jobs behind index entries, by id (one gone since the index named it
+    is absent)."""
+    found: dict[str, JobSummary] = {}
     request = build_batch_get(table, job_ids)
     for pause in (*UNPROCESSED_PAUSES_S, None):
         response = client.batch_get_item(**request)
         for item in response.get("Responses", {}).get(table, []):
-            job = item_to_job(item)
+            job = item_to_summary(item)
             found[job.id] = job
         unprocessed = response.get("UnprocessedKeys") or {}
         if not unprocessed:
@@ -144,19 +229,29 @@ def list_jobs(
     *,
     translate: Callable[[ClientError | BotoCoreError, str], Exception],
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[list[Job], StartKey | None]:
-    """Up to `limit` live jobs of `owner` matching `job_filter`, newest first, and the exact key
-    to resume after the last index entry it looked at (None: nothing more)."""
+    max_bytes: int = LIST_PAGE_MAX_BYTES,
+) -> tuple[list[JobSummary], StartKey | None]:
+    """Up to `limit` live jobs of `owner` matching `job_filter`, newest first, as summaries whose
+    encoded size stays within `max_bytes` (at least one job), and the exact key to resume after
+    the last job returned or index entry looked at (None: nothing more). `JobRepository.query`."""
     chosen = plan(owner, job_filter)
-    jobs: list[Job] = []
+    if start is not None:
+        check_start(start, chosen)
+    jobs: list[JobSummary] = []
+    used = 0
     key = start
     for _ in range(MAX_PAGES_PER_LIST):
-        request = build_query(table, owner, job_filter, limit - len(jobs), key)
+        query_start = key
+        request = build_query(table, owner, job_filter, limit - len(jobs), query_start)
         try:
             response = client.query(**request)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
-            if key is start and start is not None and code == "ValidationException":
+            if (
+                query_start is start
+                and start is not None
+                and code == "ValidationException"
+            ):
                 # DynamoDB refused the caller's resume key: their cursor, not our bug.
                 raise InvalidCursor() from exc
             raise translate(exc, "query") from exc
@@ -177,7 +272,17 @@ def list_jobs(
             job = fetched.get(entry["id"]["S"])
             if job is None or not matches(job, owner, job_filter, now):
                 continue
+            size = job.encoded_size()
+            if jobs and used + size > max_bytes:
+                # Full by size: resume just before this entry, after the one looked at last.
+                if position:
+                    return jobs, _entry_key(entries[position - 1], chosen.key_name)
+                assert (
+                    query_start is not None
+                )  # jobs came from an earlier Query: it had a key
+                return jobs, query_start
             jobs.append(job)
+            used += size
             if len(jobs) == limit:
                 if position < len(entries) - 1:
                     key = _entry_key(entry, chosen.key_name)

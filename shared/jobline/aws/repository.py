@@ -33,8 +33,9 @@ from jobline.aws.items import (
 )
 from jobline.clock import format_ts
 from jobline.errors import ConditionFailed, StorageUnavailable
+from jobline.limits import LIST_PAGE_MAX_BYTES
 from jobline.logging import get_logger
-from jobline.models import Job, JobFilter, JobStatus
+from jobline.models import Job, JobFilter, JobStatus, JobSummary
 from jobline.ports import StartKey
 from jobline.transition import NO_LEASE, JobUpdate, Precondition
 
@@ -308,8 +309,10 @@ class DynamoJobRepository:
         limit: int,
         start: StartKey | None,
         now: datetime,
-    ) -> tuple[list[Job], StartKey | None]:
-        """Up to `limit` live jobs of `owner`, newest first, and where to resume
+        *,
+        max_bytes: int = LIST_PAGE_MAX_BYTES,
+    ) -> tuple[list[JobSummary], StartKey | None]:
+        """Up to `limit` live jobs of `owner`, newest first, as summaries, and where to resume
         (`jobline.aws.listing`: the index, then the items)."""
         return listing.list_jobs(
             self._client,
@@ -320,4 +323,5 @@ class DynamoJobRepository:
             start,
             now,
             translate=_translate,
+            max_bytes=max_bytes,
         )

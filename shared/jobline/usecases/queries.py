@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from jobline.cursor import CursorCodec
-from jobline.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from jobline.limits import DEFAULT_PAGE_SIZE, LIST_PAGE_MAX_BYTES, MAX_PAGE_SIZE
 from jobline.models import Job, JobFilter, JobPage
 from jobline.ports import JobRepository
 from jobline.registry import JobType, JobTypeRegistry
@@ -35,13 +35,19 @@ class Queries:
         limit: int = DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
     ) -> JobPage:
-        """The caller's jobs, newest first, one page at a time (the repository returns only jobs
-        the caller may see that match the filter: `JobRepository.query`)."""
+        """The caller's jobs, newest first, one page at a time, as summaries (`get` has a job
+        whole). The repository returns only jobs the caller may see that match the filter, and
+        stops a page before its summaries pass `LIST_PAGE_MAX_BYTES` (`JobRepository.query`):
+        a page may hold fewer than `limit` jobs and still have a `next_cursor`. A cursor this
+        version cannot resume from (changed, another query's, or from before an upgrade) is
+        `InvalidCursor`: the caller starts again from the first page."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"limit must be within 1..{MAX_PAGE_SIZE}")
         start = self.cursor_codec.decode(cursor, owner, job_filter) if cursor else None
         now = self.clock()
-        jobs, next_key = self.repository.query(owner, job_filter, limit, start, now)
+        jobs, next_key = self.repository.query(
+            owner, job_filter, limit, start, now, max_bytes=LIST_PAGE_MAX_BYTES
+        )
         next_cursor = (
             self.cursor_codec.encode(next_key, owner, job_filter) if next_key else None
         )

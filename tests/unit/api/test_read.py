@@ -9,6 +9,8 @@ from fastapi.testclient import TestClient
 from jobline.bootstrap import default_registry
 from jobline.cursor import CursorCodec
 from jobline.models import JobFilter
+from jobline.ports import StartKey
+from jobline_api.errors import CURSOR_DETAIL
 
 from tests.support.fakes import (
     CURSOR_SECRET,
@@ -20,6 +22,8 @@ from tests.unit.api.calls import (
     error_detail,
     submit_echo,
 )
+
+SK = f"2025-01-15T12:00:00.000000Z#{UNKNOWN_ID}"
 
 # ------------------------------------------------------------------------- health
 
@@ -129,7 +133,7 @@ def test_a_tampered_cursor_is_400(client: TestClient) -> None:
     for bad in (tampered, "garbage", "é.é"):
         response = client.get("/jobs", params={"cursor": bad}, headers=ANN)
         assert response.status_code == 400
-        assert error_detail(response) == "invalid cursor"
+        assert error_detail(response) == CURSOR_DETAIL
     other_filter = client.get(
         "/jobs", params={"cursor": cursor, "limit": 1, "type": "echo"}, headers=ANN
     )
@@ -158,23 +162,51 @@ def test_an_unknown_query_parameter_is_422(
     assert (error["loc"][0], error["type"]) == ("query", "extra_forbidden")
 
 
-@pytest.mark.parametrize(
-    "start",
-    [{"id": "x"}, {}, {"bogus": "1"}, {"id": "0" * 32, "sk": "s", "owner": "bob"}],
-    ids=["id-only", "empty", "unknown-attribute", "another-partition"],
-)
-def test_a_signed_cursor_with_a_start_key_storage_refuses_is_400(
-    client: TestClient, start: dict[str, str]
+EARLIER_CURSORS: dict[str, tuple[str, StartKey]] = {
+    "id only": ("", {"id": UNKNOWN_ID}),
+    "empty": ("", {}),
+    "unknown attribute": ("", {"bogus": "1"}),
+    "one more attribute": (
+        "",
+        {"id": UNKNOWN_ID, "sk": SK, "owner": "ann", "shard": "1"},
+    ),
+    "another partition": ("", {"id": UNKNOWN_ID, "sk": SK, "owner": "bob"}),
+    "by_owner_type": (
+        "type=echo",
+        {"id": UNKNOWN_ID, "sk": SK, "owner_type": "ann#echo"},
+    ),
+    "status index of every status": (
+        "status=queued",
+        {"id": UNKNOWN_ID, "sk": SK, "owner_status": "ann#queued"},
+    ),
+    "by_owner for a kept status": (
+        "status=failed",
+        {"id": UNKNOWN_ID, "sk": SK, "owner": "ann"},
+    ),
+}
+"""Resume keys signed by earlier versions (`git log -- shared/jobline/listing.py`, the
+`by_owner_type` index before e036521, a status index of every status before bbbb750), or
+forged with the deployment's key, for the listing whose query they were signed with."""
+
+
+@pytest.mark.parametrize("shape", sorted(EARLIER_CURSORS))
+def test_a_signed_cursor_of_a_shape_this_version_does_not_use_is_400(
+    client: TestClient, shape: str
 ) -> None:
-    # Given a cursor signed with the deployment's key (leaked, or the public default) around a
-    # resume key that is not one the table would give
-    cursor = CursorCodec(CURSOR_SECRET).encode(start, "ann", JobFilter())
+    # Given a cursor signed with the deployment's key around a resume key of another shape (an
+    # earlier version's, as after an upgrade)
+    query, start = EARLIER_CURSORS[shape]
+    params = dict(part.split("=") for part in query.split("&") if part)
+    job_filter = JobFilter.model_validate(params)
+    submit_echo(client)
+    cursor = CursorCodec(CURSOR_SECRET).encode(start, "ann", job_filter)
 
     # When it is used
-    response = client.get("/jobs", params={"cursor": cursor}, headers=ANN)
+    response = client.get("/jobs", params={**params, "cursor": cursor}, headers=ANN)
 
-    # Then it is an invalid cursor, not a server error
-    assert (response.status_code, error_detail(response)) == (400, "invalid cursor")
+    # Then it is 400, saying to start from the first page, not a server error
+    assert (response.status_code, error_detail(response)) == (400, CURSOR_DETAIL)
+    assert "start from the first page" in CURSOR_DETAIL
 
 
 @pytest.mark.parametrize(

@@ -270,21 +270,67 @@ def test_a_payload_64_levels_deep_is_accepted(client: TestClient) -> None:
     assert response.status_code == 202
 
 
+BODY_DETAIL = "the body must be a JSON object (Content-Type: application/json)"
+JSON = {"Content-Type": "application/json"}
+ECHO = b'{"type": "echo"}'
+
+
 @pytest.mark.parametrize(
-    "raw",
-    [b"{not json", b"", b"[1, 2]", b'"echo"', b"\xff\xfe\x00", b'{"type": "echo",}'],
-    ids=["broken", "empty", "array", "string", "not-utf8", "trailing-comma"],
+    ("raw", "headers"),
+    [
+        (b"{not json", JSON),
+        (b'{"type": "echo",}', JSON),
+        (b"", JSON),
+        (b"\xff\xfe\x00", JSON),
+        (ECHO, {}),
+        (ECHO, {"Content-Type": "text/plain"}),
+        (ECHO, {"Content-Type": "application/x-www-form-urlencoded"}),
+        (b"", {}),
+    ],
+    ids=[
+        "broken",
+        "trailing-comma",
+        "empty",
+        "not-utf8",
+        "no-content-type",
+        "text-plain",
+        "form",
+        "nothing",
+    ],
 )
-def test_malformed_bodies_are_4xx_json(
+def test_a_body_that_is_no_json_object_sent_as_json_is_400_saying_what_to_send(
+    client: TestClient, fakes: Fakes, raw: bytes, headers: dict[str, str]
+) -> None:
+    response = client.post("/jobs", content=raw, headers={**ANN, **headers})
+
+    assert (response.status_code, error_detail(response)) == (400, BODY_DETAIL)
+    assert nothing_stored(fakes)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"[1, 2]", b'"echo"', b"42"], ids=["array", "string", "number"]
+)
+def test_json_that_is_not_an_object_is_422_on_the_body(
     client: TestClient, fakes: Fakes, raw: bytes
 ) -> None:
-    response = client.post(
-        "/jobs", content=raw, headers={**ANN, "Content-Type": "application/json"}
-    )
+    response = client.post("/jobs", content=raw, headers={**ANN, **JSON})
 
-    assert 400 <= response.status_code < 500
-    assert error_detail(response)
+    assert response.status_code == 422
+    [error] = error_detail(response)
+    assert (error["loc"], error["type"]) == (["body"], "model_attributes_type")
     assert nothing_stored(fakes)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/vnd.jobs+json"]
+)
+def test_json_content_types_are_read_as_json(
+    client: TestClient, content_type: str
+) -> None:
+    response = client.post(
+        "/jobs", content=ECHO, headers={**ANN, "Content-Type": content_type}
+    )
+    assert response.status_code == 202
 
 
 def test_too_large_payload_is_413(client: TestClient, fakes: Fakes) -> None:

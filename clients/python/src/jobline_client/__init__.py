@@ -26,6 +26,7 @@ from jobline_client.models import (
     JobError,
     JobPage,
     JobStatus,
+    JobSummary,
     JobTypeInfo,
     Progress,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "JobNotFound",
     "JobPage",
     "JobStatus",
+    "JobSummary",
     "JobTypeInfo",
     "JoblineClientError",
     "Progress",

@@ -22,6 +22,7 @@ from jobline_client.errors import (
     ApiError,
     InvalidRequest,
     JoblineClientError,
+    Unauthorized,
     describe_detail,
 )
 from jobline_client.models import Job, JobStatus
@@ -185,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     get = command("get", _get, "show a job")
     get.add_argument("id", metavar="ID")
 
-    listing = command("list", _list, "list your jobs, newest first")
+    listing = command(
+        "list",
+        _list,
+        "list your jobs, newest first (summaries: `get ID` shows a job whole)",
+    )
     listing.add_argument("--status", choices=[status.value for status in JobStatus])
     listing.add_argument("--type", metavar="TYPE")
     listing.add_argument(
@@ -328,11 +333,31 @@ def _types(context: Context, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- main
 
 
-def _report(error: JoblineClientError, stderr: TextIO) -> None:
+def identity_hint(connection: Connection) -> str:
+    """How to pass an identity, after a 401, given what was sent."""
+    local = f"--dev-user NAME (or ${ENV_DEV_USER}) on a local stack (make run)"
+    deployed = f"--token JWT (or ${ENV_TOKEN}) for a deployed API"
+    if connection.token:
+        return (
+            "the token was refused (expired, or not from the API's issuer and audience?): "
+            f"pass another with {deployed}"
+        )
+    if connection.dev_user:
+        return (
+            "X-Dev-User is honoured only by a local stack (JOBLINE_ALLOW_DEV_IDENTITY); "
+            f"pass {deployed}"
+        )
+    return f"no identity was sent: pass {deployed}, or {local}"
+
+
+def _report(error: JoblineClientError, stderr: TextIO, connection: Connection) -> None:
     if isinstance(error, InvalidRequest) and error.details:
         stderr.write(f"jobline: the API refused the request ({error.status}):\n")
         for item in error.details:
             stderr.write(f"  {describe_detail([item])}\n")
+    elif isinstance(error, Unauthorized) and error.status == 401:
+        stderr.write(f"jobline: the API answered {error.status}: {error.message}\n")
+        stderr.write(f"jobline: {identity_hint(connection)}\n")
     elif isinstance(error, ApiError):
         stderr.write(f"jobline: the API answered {error.status}: {error.message}\n")
     else:
@@ -399,7 +424,7 @@ def main(
             return _exit_code(exit_)
         return EXIT_USAGE  # pragma: no cover - error() always exits
     except JoblineClientError as exc:
-        _report(exc, stderr)
+        _report(exc, stderr, connection)
         return EXIT_API_ERROR
     except KeyboardInterrupt:
         stderr.write("\n")

@@ -23,7 +23,7 @@ from jobline_client.errors import (
     ServiceUnavailable,
     error_for,
 )
-from jobline_client.models import Job, JobPage, JobStatus, JobTypeInfo
+from jobline_client.models import Job, JobPage, JobStatus, JobSummary, JobTypeInfo
 from jobline_client.pacing import (
     ProgressCallback,
     RetryPolicy,
@@ -144,7 +144,7 @@ class _Listing:
             return self.page_size
         return min(self.page_size, self.remaining)
 
-    def take(self, page: JobPage) -> tuple[Job, ...]:
+    def take(self, page: JobPage) -> tuple[JobSummary, ...]:
         """The jobs of `page` to yield; moves to the next page (or to the end)."""
         items = page.items if self.remaining is None else page.items[: self.remaining]
         if self.remaining is not None:
@@ -402,7 +402,8 @@ class Client:
         limit: int = 20,
         cursor: str | None = None,
     ) -> JobPage:
-        """One page of the caller's jobs, newest first."""
+        """One page of the caller's jobs, newest first, as summaries; it may hold fewer than
+        `limit` (even none) with a `next_cursor` to go on."""
         return JobPage.from_dict(self._send(_list_call(status, type, limit, cursor)))
 
     def list(
@@ -412,9 +413,10 @@ class Client:
         limit: int | None = None,
         *,
         page_size: int | None = None,
-    ) -> Iterator[Job]:
-        """The caller's jobs, newest first, at most `limit` of them (None: all), fetched page by
-        page (`page_size`, default 100) as the iteration goes."""
+    ) -> Iterator[JobSummary]:
+        """The caller's jobs, newest first, as summaries (no payload, result or history: `get`
+        reads one whole), at most `limit` of them (None: all), fetched page by page
+        (`page_size`, default 100; a page may come back shorter) as the iteration goes."""
         listing = _Listing.of(limit, page_size)
         while not listing.done:
             page = self.list_page(status, type, listing.next_limit(), listing.cursor)
@@ -577,7 +579,7 @@ class AsyncClient:
         limit: int | None = None,
         *,
         page_size: int | None = None,
-    ) -> AsyncIterator[Job]:
+    ) -> AsyncIterator[JobSummary]:
         """See `Client.list` (`async for job in client.list(...)`)."""
         listing = _Listing.of(limit, page_size)
         while not listing.done:

@@ -225,6 +225,66 @@ class Job:
 
 
 @dataclass(frozen=True)
+class JobSummary:
+    """A job as a listing shows it: every field of `Job` but `payload`, `result` and `history`
+    (`Client.get` reads the job whole). `error` is bounded: `error_truncated` is True when the
+    API cut its type or message. `raw` is the API's JSON object exactly as received."""
+
+    id: str
+    type: str
+    status: JobStatus
+    error: JobError | None
+    error_truncated: bool
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    run_after: datetime | None
+    progress: Progress | None
+    cancel_requested_at: datetime | None
+    correlation_id: str | None = None
+    run: int = 1
+    """The job's run (see `Job.run`)."""
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_final(self) -> bool:
+        """True once the job reached a final state (see `JobStatus.is_final`)."""
+        return self.status.is_final
+
+    @classmethod
+    def from_dict(cls, data: Any) -> JobSummary:
+        """Parse one item of `GET /jobs`; fields this client does not know are kept in `raw`."""
+        data = _object(data, "job summary")
+        truncated = data.get("error_truncated", False)
+        if not isinstance(truncated, bool):
+            raise InvalidResponse(f"error_truncated is not a boolean: {truncated!r}")
+        return cls(
+            id=_str(data.get("id"), "id"),
+            type=_str(data.get("type"), "type"),
+            status=JobStatus(_str(data.get("status"), "status")),
+            error=JobError.from_dict(data.get("error")),
+            error_truncated=truncated,
+            attempts=_int(data.get("attempts"), "attempts"),
+            max_attempts=_int(data.get("max_attempts"), "max_attempts"),
+            created_at=_required_time(data.get("created_at"), "created_at"),
+            updated_at=_required_time(data.get("updated_at"), "updated_at"),
+            started_at=_time(data.get("started_at"), "started_at"),
+            finished_at=_time(data.get("finished_at"), "finished_at"),
+            run_after=_time(data.get("run_after"), "run_after"),
+            progress=Progress.from_dict(data.get("progress")),
+            cancel_requested_at=_time(
+                data.get("cancel_requested_at"), "cancel_requested_at"
+            ),
+            correlation_id=_optional_str(data.get("correlation_id"), "correlation_id"),
+            run=_int(data.get("run", 1), "run"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
 class JobTypeInfo:
     """A job type the service runs, with the JSON Schema of its payload."""
 
@@ -247,9 +307,10 @@ class JobTypeInfo:
 
 @dataclass(frozen=True)
 class JobPage:
-    """One page of a listing; pass `next_cursor` back for the next one (None: the last page)."""
+    """One page of a listing, as summaries; pass `next_cursor` back for the next one (None: the
+    last page). A page may hold fewer jobs than asked for, even none, and still have a cursor."""
 
-    items: tuple[Job, ...]
+    items: tuple[JobSummary, ...]
     next_cursor: str | None
 
     @classmethod
@@ -260,6 +321,6 @@ class JobPage:
         if not isinstance(items, list):
             raise InvalidResponse("items is not a list")
         return cls(
-            items=tuple(Job.from_dict(item) for item in items),
+            items=tuple(JobSummary.from_dict(item) for item in items),
             next_cursor=_optional_str(data.get("next_cursor"), "next_cursor"),
         )

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from jobline_client.models import Job, JobTypeInfo
+from jobline_client.models import Job, JobSummary, JobTypeInfo
 
 BAR_WIDTH = 20
 CLEAR_TO_END = "\x1b[K"
@@ -30,7 +30,7 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _percent(job: Job) -> str:
+def _percent(job: Job | JobSummary) -> str:
     if job.progress is None:
         return "-"
     return f"{job.progress.percent:.0f}%"
@@ -90,8 +90,8 @@ def job_table(job: Job) -> str:
     return "\n".join(f"{label:<{LABEL_WIDTH}}{value}".rstrip() for label, value in rows)
 
 
-def jobs_table(jobs: Iterable[Job]) -> str:
-    """Jobs, one per line under a header."""
+def jobs_table(jobs: Iterable[JobSummary]) -> str:
+    """Jobs (a listing's summaries), one per line under a header."""
     rows = [("ID", "TYPE", "STATUS", "ATTEMPTS", "PROGRESS", "CREATED", "UPDATED")]
     rows.extend(
         (

@@ -129,6 +129,7 @@ export async function jobAction(state, action) {
       extra = "— queued again";
     }
     view.generation++; // an older GET in flight must not overwrite this answer
+    state.counts.due = true; // the job changed status: count again on the jobs view
     renderJob(answer.body);
   }
   showAnswer(output, action, answer, extra);

@@ -1,10 +1,12 @@
-// The jobs view (#/): the list, one page at a time, and the counts per status above it.
+// The jobs view (#/): the list, one page at a time, and the counts per status above it. A listing
+// answers summaries (no payload, result or history): all a row shows; a job's page reads it whole.
 
 import { FINAL, STATUSES, api } from "./api.js";
 import { $, el, format, notice, statusBadge } from "./dom.js";
 
 // Counts cost one listing call per status (there is no count endpoint): a page of at most
-// this many, so a count is exact below it and "≥" from there.
+// this many summaries, so a count is exact below it and "≥" from there (a page may also come
+// back short with a cursor, when its summaries reach the API's byte budget: "≥" too).
 const COUNT_LIMIT = 100;
 
 function filters() {
@@ -120,4 +122,5 @@ export async function refreshCounts(state) {
     return chip;
   });
   $("counts").replaceChildren(...chips);
+  $("counted").textContent = `counted ${format.time(new Date())}`;
 }
