@@ -10,12 +10,16 @@
 
 The two Lambda locks live in the code folders they are installed into, so `sam build`'s cache
 (which hashes a resource's folder) rebuilds an artifact when its lock changes.
-Resolving needs the package index (`uv` is a development dependency); installing from the locks
-needs nothing but the wheels they name.
+Each lock keeps the versions it already pins wherever pyproject.toml still allows them (uv reads
+the existing file as its preferences), so a run changes only what must change; `--upgrade NAME`
+(`make lock UPGRADE="NAME ..."`) lets the named distributions move to their newest allowed
+versions, `--upgrade :all:` every one. Resolving needs the package index (`uv` is a development
+dependency); installing from the locks needs nothing but the wheels they name.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -59,12 +63,26 @@ def uv() -> str:
     return found
 
 
+def upgrade_args(upgrade: tuple[str, ...]) -> list[str]:
+    """uv's arguments letting `upgrade` move past the pins of the existing lock."""
+    if ":all:" in upgrade:
+        return ["--upgrade"]
+    return [arg for name in upgrade for arg in ("--upgrade-package", name)]
+
+
 def compile_lock(
-    inputs: list[str], output: Path, purpose: str, extra_args: list[str]
+    inputs: list[str],
+    output: Path,
+    purpose: str,
+    extra_args: list[str],
+    upgrade: tuple[str, ...] = (),
 ) -> None:
-    """`uv pip compile` into `output`, with our header instead of uv's."""
+    """`uv pip compile` into `output`, with our header instead of uv's. The existing `output`
+    is uv's starting point: its pins are kept unless `upgrade` names them or they no longer fit."""
     with tempfile.TemporaryDirectory(prefix="jobline-lock-") as scratch:
         written = Path(scratch) / output.name
+        if output.exists():
+            shutil.copyfile(output, written)
         subprocess.run(
             [
                 uv(),
@@ -75,6 +93,7 @@ def compile_lock(
                 "--generate-hashes",
                 "--output-file",
                 str(written),
+                *upgrade_args(upgrade),
                 *extra_args,
                 *inputs,
             ],
@@ -92,6 +111,7 @@ def lambda_lock(
     output: Path,
     purpose: str,
     omit: set[str],
+    upgrade: tuple[str, ...] = (),
 ) -> None:
     """A lock for Lambda's interpreter and platform, at the dev lock's versions; the lock's
     `# via -r <source_name>` notes name the requirements it was given."""
@@ -108,11 +128,20 @@ def lambda_lock(
         ]
         for name in sorted(omit):
             args += ["--no-emit-package", name]
-        compile_lock([str(source)], output, purpose, args)
+        compile_lock([str(source)], output, purpose, args, upgrade)
         output.write_text(output.read_text().replace(str(source), source.name))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--upgrade",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="distributions that may move past their pins (:all: for every one)",
+    )
+    upgrade = tuple(parser.parse_args(argv).upgrade)
     with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
         project = tomllib.load(handle)["project"]
     minimum = project["requires-python"].removeprefix(">=")
@@ -130,6 +159,7 @@ def main() -> None:
             "--python-version",
             minimum,
         ],
+        upgrade,
     )
     layer = [
         text
@@ -143,6 +173,7 @@ def main() -> None:
         "The shared layer (python/ in its artifact), for Lambda python3.12 x86_64: "
         "[project].dependencies without boto3.",
         set(RUNTIME_PROVIDED),
+        upgrade,
     )
     shipped_by_layer = set(pins_for(LAYER_LOCK, LAMBDA_ENVIRONMENT))
     lambda_lock(
@@ -152,6 +183,7 @@ def main() -> None:
         "The API function, for Lambda python3.12 x86_64: the api extra, less what the layer "
         "ships.",
         shipped_by_layer | set(RUNTIME_PROVIDED),
+        upgrade,
     )
 
 
