@@ -56,7 +56,9 @@ def session_on(data: Path | None) -> Session:
     """A botocore session whose models come from `data` only (None: botocore's own)."""
     session = Session()
     if data is not None:
-        loader = Loader(extra_search_paths=[str(data)], include_default_search_paths=False)
+        loader = Loader(
+            extra_search_paths=[str(data)], include_default_search_paths=False
+        )
         session.register_component("data_loader", loader)
     return session
 
@@ -79,7 +81,9 @@ def describe(session: Session, service: str, region: str) -> dict[str, Any]:
 
 def test_the_client_services_are_the_ones_jobline_creates() -> None:
     # Given every client factory of the adapters
-    created = {factory().meta.service_model.service_name for factory in clients.FACTORIES}
+    created = {
+        factory().meta.service_model.service_name for factory in clients.FACTORIES
+    }
 
     # Then the layer ships exactly their models, besides the planned and credential ones
     assert created == CLIENT_SERVICES
@@ -97,7 +101,9 @@ def test_every_shipped_client_is_created_from_the_trimmed_data_as_from_the_whole
 
     for region in REGIONS:
         # Then the client is the same: model, signing, and endpoint in every partition
-        assert describe(small, service, region) == describe(whole, service, region), region
+        assert describe(small, service, region) == describe(whole, service, region), (
+            region
+        )
 
 
 def test_nothing_else_is_kept(trimmed: Path) -> None:
@@ -106,7 +112,9 @@ def test_nothing_else_is_kept(trimmed: Path) -> None:
     assert {p.name for p in data.iterdir() if p.is_file()} == BOTOCORE_DATA_FILES
     # endpoints.json keeps every partition and its regions, with only the shipped services
     whole = json.loads(
-        (Path(str(BOTOCORE.locate_file("botocore"))) / "data" / "endpoints.json").read_text()
+        (
+            Path(str(BOTOCORE.locate_file("botocore"))) / "data" / "endpoints.json"
+        ).read_text()
     )
     kept = json.loads((data / "endpoints.json").read_text())
     assert [p["partition"] for p in kept["partitions"]] == [
@@ -123,7 +131,9 @@ def test_nothing_else_is_kept(trimmed: Path) -> None:
 def test_the_distribution_record_lists_what_is_shipped(trimmed: Path) -> None:
     # Given the trimmed distribution's RECORD
     record = next(trimmed.glob("botocore-*.dist-info/RECORD")).read_text()
-    data_lines = [line for line in record.splitlines() if line.startswith("botocore/data/")]
+    data_lines = [
+        line for line in record.splitlines() if line.startswith("botocore/data/")
+    ]
 
     # Then each data file it lists is there (the others were dropped from it), and the rewritten
     # endpoints.json carries its new size
