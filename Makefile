@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The SAM translator's own venv (below): the transformed-template tests need it.
+SAM_TRANSLATOR := .venv-sam-translator/.installed
 # This Makefile's folder: `sam build` runs the build-<LogicalId> targets below from a copy of each
 # resource's code folder, so paths to the repository's own files start here.
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -35,8 +37,10 @@ $(STAMP): pyproject.toml job_types/pyproject.toml clients/python/pyproject.toml 
 ## lock: pin every dependency (with hashes) from pyproject.toml: requirements-dev.lock (this
 ##   virtualenv), shared/requirements.lock (the layer) and functions/api/requirements.lock (the
 ##   API function, less the layer). Needs the package index; docs/benchmarks.md says why three.
+##   Existing pins are kept where they still fit; make lock UPGRADE="pydantic pydantic-core"
+##   moves those (UPGRADE=:all: everything).
 lock: $(STAMP)
-	$(BIN)/python -m tools.lock
+	$(BIN)/python -m tools.lock $(if $(UPGRADE),--upgrade $(UPGRADE))
 	$(MAKE) --no-print-directory $(STAMP)
 
 ## run: the whole service locally (moto server + API on :8000 + the template's event source
@@ -83,11 +87,11 @@ lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 
 ## pytest: every test, without the linters.
-pytest: $(STAMP)
+pytest: $(STAMP) $(SAM_TRANSLATOR)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
-unit integration contract: $(STAMP)
+unit integration contract: $(STAMP) $(SAM_TRANSLATOR)
 	$(BIN)/python -m pytest tests/$@
 
 ## soak: the fault-injection soak (tests/soak, part of `make test` too) once per seed, with its
@@ -117,6 +121,15 @@ export SAM_CLI_TELEMETRY := 0
 .venv-sam/.installed: Makefile
 	@test -x .venv-sam/bin/python || $(PYTHON) -m venv .venv-sam
 	.venv-sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	@touch $@
+
+# The SAM transform for tests/unit/test_transformed_template.py (tools/sam_transform.py):
+# aws-sam-translator pins pydantic (~=2.13 in 1.115) below what the layer ships (2.14 imports
+# faster: docs/benchmarks.md), so it lives in a venv of its own, like the SAM CLI and checkov.
+SAM_TRANSLATOR_VERSION := 1.115.0
+$(SAM_TRANSLATOR): Makefile
+	@test -x .venv-sam-translator/bin/python || $(PYTHON) -m venv .venv-sam-translator
+	.venv-sam-translator/bin/python -m pip install --quiet aws-sam-translator==$(SAM_TRANSLATOR_VERSION)
 	@touch $@
 
 ## checkov: the template's security checks (skips are in template.yaml, each with its reason).

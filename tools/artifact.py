@@ -9,13 +9,16 @@ runtime's interpreter (python3.12):
 1. the lock's distributions are installed into the target exactly as pinned (`--require-hashes`,
    `--no-deps`), as wheels built for Lambda (`--platform manylinux2014_x86_64 --python-version 3.12
    --implementation cp --only-binary=:all:`), without their console scripts;
-2. the source folder's files are copied next to them, except bytecode caches and lock files;
-3. every `.py` is compiled with `--invalidation-mode unchecked-hash` (Lambda's code folders are
+2. botocore's data, when botocore is installed, is trimmed to the services of `BOTOCORE_SERVICES`:
+   their model folders, and their entries in `endpoints.json` (botocore ships ~410 services,
+   ~25 MB, and lists and parses them at a cold start; `trim_botocore_data`);
+3. the source folder's files are copied next to them, except bytecode caches and lock files;
+4. every `.py` is compiled with `--invalidation-mode unchecked-hash` (Lambda's code folders are
    read-only: without shipped bytecode every cold start compiles every module it imports; an
    unchecked-hash `.pyc` is used without even a stat of its source), with the path the module
    has on Lambda (`--runtime-dir`) recorded in it, so the bytes do not depend on the build folder;
-4. the result is checked: every `.py` has its `__pycache__/<name>.<cache tag>.pyc`, unchecked-hash;
-5. with `--entry-points PYPROJECT` (the job-types layer), the project's entry points are shipped as
+5. the result is checked: every `.py` has its `__pycache__/<name>.<cache tag>.pyc`, unchecked-hash;
+6. with `--entry-points PYPROJECT` (the job-types layer), the project's entry points are shipped as
    an installed distribution's metadata (`<name>-<version>.dist-info`: METADATA, entry_points.txt),
    which `importlib.metadata` reads on Lambda as it reads the virtualenv's (jobline.discovery).
 
@@ -25,7 +28,11 @@ Standard library only: it runs under python3.12 outside any virtualenv.
 from __future__ import annotations
 
 import argparse
+import base64
 import compileall
+import gzip
+import hashlib
+import json
 import os
 import py_compile
 import shutil
@@ -43,6 +50,27 @@ LAMBDA_IMPLEMENTATION = "cp"
 FLAG_HASH_BASED = 0b01
 FLAG_CHECK_SOURCE = 0b10
 """The pyc header's flags word (bytes 4..8, PEP 552): unchecked-hash is hash-based only."""
+
+CLIENT_SERVICES = frozenset({"dynamodb", "dynamodbstreams", "sqs", "ssm"})
+"""The services `jobline.aws.clients` creates clients for (tests/unit/test_botocore_data.py keeps
+the two equal)."""
+PLANNED_SERVICES = frozenset({"lambda", "s3", "scheduler", "events"})
+"""Services whose clients the issues in progress add (a client's service must ship: move it to
+CLIENT_SERVICES when `jobline.aws.clients` creates it)."""
+CREDENTIAL_SERVICES = frozenset({"sts", "sso", "sso-oidc"})
+"""What botocore's credential chain calls when credentials come from a role to assume, a web
+identity or an SSO profile (not on Lambda, whose credentials are in the environment)."""
+BOTOCORE_SERVICES = CLIENT_SERVICES | PLANNED_SERVICES | CREDENTIAL_SERVICES
+"""The botocore service models an artifact ships (`trim_botocore_data`)."""
+BOTOCORE_DATA_FILES = frozenset(
+    {
+        "_retry.json",
+        "endpoints.json",
+        "partitions.json",
+        "sdk-default-configuration.json",
+    }
+)
+"""The files of botocore/data beside the service folders, all kept (endpoints.json trimmed)."""
 
 NOT_SHIPPED = (
     "__pycache__",
@@ -86,6 +114,66 @@ def pip_install(lock: Path, target: Path) -> None:
     # Console scripts (dotenv, fastapi...): their shebang names the build's interpreter and
     # nothing on Lambda runs them.
     shutil.rmtree(target / "bin", ignore_errors=True)
+
+
+def _endpoint_prefixes(service_folder: Path) -> set[str]:
+    """The endpoint prefixes (endpoints.json's service keys) of every API version of a service."""
+    prefixes = set()
+    for model in service_folder.glob("*/service-2.json*"):
+        opener = gzip.open if model.suffix == ".gz" else open
+        with opener(model, "rt", encoding="utf-8") as handle:
+            metadata = json.load(handle)["metadata"]
+        prefixes.add(metadata.get("endpointPrefix", service_folder.name))
+    return prefixes
+
+
+def _record_hash(path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def trim_botocore_data(
+    site: Path, services: frozenset[str] = BOTOCORE_SERVICES
+) -> None:
+    """Keep only `services` in `site`/botocore/data: their model folders, and their entries
+    (by endpoint prefix) in each partition of endpoints.json; the distribution's RECORD is made
+    to match. Nothing happens when `site` holds no botocore."""
+    data = site / "botocore" / "data"
+    if not data.is_dir():
+        return
+    missing = sorted(name for name in services if not (data / name).is_dir())
+    if missing:
+        raise SystemExit(f"botocore has no model for {', '.join(missing)}")
+    prefixes = set().union(*(_endpoint_prefixes(data / name) for name in services))
+    removed = []
+    for entry in sorted(data.iterdir()):
+        if entry.is_dir() and entry.name not in services:
+            removed.append(entry)
+            shutil.rmtree(entry)
+        elif entry.is_file() and entry.name not in BOTOCORE_DATA_FILES:
+            removed.append(entry)
+            entry.unlink()
+    endpoints_path = data / "endpoints.json"
+    endpoints = json.loads(endpoints_path.read_text(encoding="utf-8"))
+    for partition in endpoints["partitions"]:
+        partition["services"] = {
+            key: value
+            for key, value in partition["services"].items()
+            if key in prefixes
+        }
+    endpoints_path.write_text(
+        json.dumps(endpoints, separators=(",", ":")), encoding="utf-8"
+    )
+    for record in site.glob("botocore-*.dist-info/RECORD"):
+        kept = []
+        for line in record.read_text(encoding="utf-8").splitlines():
+            path = site / line.rsplit(",", 2)[0]
+            if any(path == gone or gone in path.parents for gone in removed):
+                continue
+            if path == endpoints_path:
+                line = f"{line.rsplit(',', 2)[0]},{_record_hash(path)},{path.stat().st_size}"
+            kept.append(line)
+        record.write_text("\n".join(kept) + "\n", encoding="utf-8")
 
 
 def has_requirements(lock: Path) -> bool:
@@ -176,10 +264,11 @@ def build(
     runtime_dir: str,
     entry_points: Path | None = None,
 ) -> None:
-    """Steps 1-5 of the module docstring."""
+    """Steps 1-6 of the module docstring."""
     target.mkdir(parents=True, exist_ok=True)
     if lock is not None and has_requirements(lock):
         pip_install(lock, target)
+        trim_botocore_data(target)
     copy_sources(source, target)
     if entry_points is not None:
         write_entry_points(entry_points, target)

@@ -16,12 +16,16 @@
 
 The two Lambda locks live in the code folders they are installed into, so `sam build`'s cache
 (which hashes a resource's folder) rebuilds an artifact when its lock changes.
-Resolving needs the package index (`uv` is a development dependency); installing from the locks
-needs nothing but the wheels they name.
+Each lock keeps the versions it already pins wherever pyproject.toml still allows them (uv reads
+the existing file as its preferences), so a run changes only what must change; `--upgrade NAME`
+(`make lock UPGRADE="NAME ..."`) lets the named distributions move to their newest allowed
+versions, `--upgrade :all:` every one. Resolving needs the package index (`uv` is a development
+dependency); installing from the locks needs nothing but the wheels they name.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -68,12 +72,26 @@ def uv() -> str:
     return found
 
 
+def upgrade_args(upgrade: tuple[str, ...]) -> list[str]:
+    """uv's arguments letting `upgrade` move past the pins of the existing lock."""
+    if ":all:" in upgrade:
+        return ["--upgrade"]
+    return [arg for name in upgrade for arg in ("--upgrade-package", name)]
+
+
 def compile_lock(
-    inputs: list[str], output: Path, purpose: str, extra_args: list[str]
+    inputs: list[str],
+    output: Path,
+    purpose: str,
+    extra_args: list[str],
+    upgrade: tuple[str, ...] = (),
 ) -> None:
-    """`uv pip compile` into `output`, with our header instead of uv's."""
+    """`uv pip compile` into `output`, with our header instead of uv's. The existing `output`
+    is uv's starting point: its pins are kept unless `upgrade` names them or they no longer fit."""
     with tempfile.TemporaryDirectory(prefix="jobline-lock-") as scratch:
         written = Path(scratch) / output.name
+        if output.exists():
+            shutil.copyfile(output, written)
         subprocess.run(
             [
                 uv(),
@@ -84,6 +102,7 @@ def compile_lock(
                 "--generate-hashes",
                 "--output-file",
                 str(written),
+                *upgrade_args(upgrade),
                 *extra_args,
                 *inputs,
             ],
@@ -101,6 +120,7 @@ def lambda_lock(
     output: Path,
     purpose: str,
     omit: set[str],
+    upgrade: tuple[str, ...] = (),
 ) -> None:
     """A lock for Lambda's interpreter and platform, at the dev lock's versions; the lock's
     `# via -r <source_name>` notes name the requirements it was given."""
@@ -118,7 +138,7 @@ def lambda_lock(
         ]
         for name in sorted(omit):
             args += ["--no-emit-package", name]
-        compile_lock([str(source)], output, purpose, args)
+        compile_lock([str(source)], output, purpose, args, upgrade)
         output.write_text(output.read_text().replace(str(source), source.name))
 
 
@@ -131,7 +151,9 @@ def job_types_requirements() -> tuple[list[str], list[str]]:
     return list(project.get("dependencies", [])), list(worker)
 
 
-def compile_dev_lock(minimum: str, job_types_input: Path | None) -> None:
+def compile_dev_lock(
+    minimum: str, job_types_input: Path | None, upgrade: tuple[str, ...] = ()
+) -> None:
     """requirements-dev.lock: the project with its api and dev extras, and the job types'
     requirements (`job_types_input`, when they have any)."""
     inputs = [str(REPO_ROOT / "pyproject.toml")]
@@ -151,6 +173,7 @@ def compile_dev_lock(minimum: str, job_types_input: Path | None) -> None:
             "--python-version",
             minimum,
         ],
+        upgrade,
     )
     if job_types_input is not None:
         text = DEV_LOCK.read_text().replace(
@@ -159,7 +182,16 @@ def compile_dev_lock(minimum: str, job_types_input: Path | None) -> None:
         DEV_LOCK.write_text(text)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--upgrade",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="distributions that may move past their pins (:all: for every one)",
+    )
+    upgrade = tuple(parser.parse_args(argv).upgrade)
     with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
         project = tomllib.load(handle)["project"]
     minimum = project["requires-python"].removeprefix(">=")
@@ -167,7 +199,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jobline-lock-types-") as scratch:
         types_input = Path(scratch) / "job_types-pyproject.txt"
         types_input.write_text("".join(f"{line}\n" for line in declarations + handlers))
-        compile_dev_lock(minimum, types_input if declarations + handlers else None)
+        compile_dev_lock(
+            minimum, types_input if declarations + handlers else None, upgrade
+        )
     layer = [
         text
         for text in project["dependencies"]
@@ -180,6 +214,7 @@ def main() -> None:
         "The shared layer (python/ in its artifact), for Lambda python3.12 x86_64: "
         "[project].dependencies without boto3.",
         set(RUNTIME_PROVIDED),
+        upgrade,
     )
     shipped_by_layer = set(pins_for(LAYER_LOCK, LAMBDA_ENVIRONMENT))
     lambda_lock(
@@ -189,6 +224,7 @@ def main() -> None:
         "The API function, for Lambda python3.12 x86_64: the api extra, less what the layer "
         "ships.",
         shipped_by_layer | set(RUNTIME_PROVIDED),
+        upgrade,
     )
     lambda_lock(
         declarations,
@@ -197,6 +233,7 @@ def main() -> None:
         "The job-types layer (python/ in its artifact), for Lambda python3.12 x86_64: what "
         "the declarations need, less what the shared layer ships.",
         shipped_by_layer | set(RUNTIME_PROVIDED),
+        upgrade,
     )
     shipped_by_layers = shipped_by_layer | set(
         pins_for(JOB_TYPES_LOCK, LAMBDA_ENVIRONMENT)
@@ -208,6 +245,7 @@ def main() -> None:
         "The worker function, for Lambda python3.12 x86_64: what only the job types' "
         "handlers need (the worker extra), less what the layers ship. The API never gets it.",
         shipped_by_layers | set(RUNTIME_PROVIDED),
+        upgrade,
     )
 
 

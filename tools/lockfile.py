@@ -38,7 +38,9 @@ JOB_TYPES_LOCK = REPO_ROOT / "job_types" / "requirements.lock"
 WORKER_LOCK = REPO_ROOT / "functions" / "worker" / "requirements.lock"
 
 RUNTIME_PROVIDED = frozenset({"boto3"})
-"""Declared dependencies the Lambda runtime provides (with their own dependencies): never shipped."""
+"""Declared dependencies the Lambda runtime provides: never shipped. (botocore, which the runtime
+provides too, is declared on its own: the layer ships it, its data trimmed, and it shadows the
+runtime's.)"""
 
 LAMBDA_ENVIRONMENT: dict[str, str] = {
     **{name: str(value) for name, value in default_environment().items()},

@@ -57,6 +57,7 @@ __all__ = [
     "dynamodbstreams_client",
     "get_service",
     "load_handlers",
+    "renew_after_restore",
     "reset",
     "sqs_client",
     "ssm_client",
@@ -71,9 +72,16 @@ def stream_reader() -> DynamoStreamReader:
 
 @lru_cache(maxsize=1)
 def cursor_keys() -> CursorKeys:
-    """This execution environment's cursor keys, loaded once (`load_cursor_keys`): the API
-    function loads them during its init phase, so a weak key stops it before any request."""
+    """This execution environment's cursor keys (`load_cursor_keys`), loaded once, when a cursor
+    is first signed or read: a request that lists nothing never waits for SSM. A weak key is
+    a ConfigurationError then (the API answers 503 and logs why), and nothing is cached: the
+    next listing tries again."""
     return load_cursor_keys(get_settings(), ssm_client, utcnow)
+
+
+_RANDOM = random.Random()
+"""The default random source of the services built here (retry jitter), reseeded by
+`renew_after_restore`."""
 
 
 def default_registry(
@@ -165,7 +173,7 @@ def build_service(
             clock,
             policy,
             options.backoff,
-            rng or random.Random(),
+            rng or _RANDOM,
         ),
         ingest=Ingest(
             submission, repository, clock, options.max_payload_bytes, options.retention
@@ -200,9 +208,20 @@ def load_handlers() -> None:
     default_registry().resolve_all()
 
 
+def renew_after_restore() -> None:
+    """A SnapStart restore: renew what the environments restored from one snapshot must not
+    share. `random` and the services' random source are reseeded (each would otherwise draw
+    the snapshot's sequence: the same retry jitter everywhere), and the clients' pooled
+    connections are closed (the snapshot's are dead). Kept: settings, session (its
+    credentials refresh themselves), clients, service and cursor keys."""
+    random.seed()
+    _RANDOM.seed()
+    clients.close_connections()
+
+
 def reset() -> None:
     """Forget cached clients (their connections), the session (its credentials), settings,
-    cursor keys and service (tests, and SnapStart restore)."""
+    cursor keys and service (tests)."""
     get_service.cache_clear()
     cursor_keys.cache_clear()
     clients.reset()

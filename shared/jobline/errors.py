@@ -7,7 +7,7 @@ ones, and job handlers raise the handler errors (also importable from `jobline.r
     │   IdempotencyConflict, InvalidCursor, Unauthenticated          domain: the API answers 4xx
     ├── StorageUnavailable ── SubmitOutcomeUnknown                    adapters: 503
     ├── QueueUnavailable, StreamRecordsGone, ConditionFailed           adapters, used by use cases
-    ├── ConfigurationError ── InvalidJobTypeDeclaration                a function refuses to start
+    ├── ConfigurationError ── InvalidJobTypeDeclaration                refused configuration
     ├── JobHandlerError (retryable unless told) ── PermanentJobError ── EgressRefused (egress.py)
     │                                            └─ DeadlineExceeded
     └── JobCancelled                                                  raised at a checkpoint
@@ -142,7 +142,8 @@ class SubmitOutcomeUnknown(StorageUnavailable):
 
 
 class ConfigurationError(JoblineError):
-    """The deployment's configuration cannot be used safely: the function refuses to start."""
+    """The deployment's configuration cannot be used safely (e.g. a weak cursor key): what needs
+    it is refused (the API answers 503 and logs the reason)."""
 
 
 class InvalidJobTypeDeclaration(ConfigurationError):

@@ -88,6 +88,14 @@ def test_each_environment_reads_a_cursor_secret_of_its_own() -> None:
     assert len(set(names)) == len(names)
 
 
+def test_snapstart_is_on_in_prod_only() -> None:
+    # prod's API versions are snapshotted (docs/benchmarks.md: its costs, the hooks); the default
+    # environment keeps the template's default, off
+    assert overrides("prod")["EnableSnapStart"] == "true"
+    assert "EnableSnapStart" not in overrides("default")
+    assert PARAMETERS["EnableSnapStart"]["Default"] == "false"
+
+
 def test_the_jwt_defaults_match_no_real_issuer() -> None:
     # A first deploy without JwtIssuer/JwtAudience succeeds and accepts no token: the issuer's
     # host is under .invalid (RFC 2606), which never resolves

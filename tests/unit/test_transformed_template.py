@@ -1,6 +1,7 @@
 """template.yaml as CloudFormation deploys it: expanded by the SAM transform (samtranslator, the
-code CloudFormation runs for `Transform: AWS::Serverless-2016-10-31`), with code locations as
-`sam package` writes them (s3:// URIs of the zipped build folders).
+code CloudFormation runs for `Transform: AWS::Serverless-2016-10-31`, run by tools/sam_transform.py
+in its own venv: `make test` installs it), with code locations as `sam package` writes them
+(s3:// URIs of the zipped build folders).
 
 What only the expanded template shows: which deploys publish a new version behind the API's `live`
 alias, what the roles SAM would otherwise generate may do, and the resources SAM creates (event
@@ -9,18 +10,14 @@ source mappings, the HTTP API stage)."""
 from __future__ import annotations
 
 import functools
+import json
 import re
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from jobline_local.template import load_template
-from samtranslator.public.translator import (  # type: ignore[import-untyped]
-    ManagedPolicyLoader,
-)
-from samtranslator.translator.transform import (  # type: ignore[import-untyped]
-    transform,
-)
+from jobline_local.template import REPO_ROOT, load_template
 
 BUCKET = "jobline-artifacts"
 DEPLOYED = {"CursorSecretParameterName": "/jobline/test/cursor-secret"}
@@ -38,15 +35,27 @@ SQS_POLLING = frozenset(
 """What an SQS event source mapping does with the function's role."""
 
 
-class NoManagedPolicies(ManagedPolicyLoader):  # type: ignore[misc]
-    """SAM maps AWS managed policy names to ARNs (through IAM) only for names listed in a
-    function's `Policies`; the template lists none, so no lookup happens."""
+SAM_TRANSLATOR_PYTHON = REPO_ROOT / ".venv-sam-translator" / "bin" / "python"
+SAM_TRANSFORM = REPO_ROOT / "tools" / "sam_transform.py"
 
-    def __init__(self) -> None:  # no IAM client
-        pass
 
-    def load(self) -> dict[str, str]:
-        return {}
+def sam_transform(template: dict[str, Any], parameters: dict[str, str]) -> Any:
+    """The template as the SAM transform expands it (tools/sam_transform.py, in its venv)."""
+    if not SAM_TRANSLATOR_PYTHON.exists():
+        pytest.fail(
+            "the SAM translator's venv is missing: `make .venv-sam-translator/.installed` "
+            "(make test and make pytest install it)"
+        )
+    completed = subprocess.run(
+        [str(SAM_TRANSLATOR_PYTHON), "-I", str(SAM_TRANSFORM)],
+        input=json.dumps({"template": template, "parameters": parameters}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
 
 
 def packaged(layer_uri: str, api_code_uri: str) -> dict[str, Any]:
@@ -66,8 +75,8 @@ def packaged(layer_uri: str, api_code_uri: str) -> dict[str, Any]:
 def _transformed(
     parameters: tuple[tuple[str, str], ...], layer_uri: str, api_code_uri: str
 ) -> dict[str, Any]:
-    expanded: dict[str, Any] = transform(
-        packaged(layer_uri, api_code_uri), dict(parameters), NoManagedPolicies()
+    expanded: dict[str, Any] = sam_transform(
+        packaged(layer_uri, api_code_uri), dict(parameters)
     )
     return expanded
 
@@ -208,12 +217,8 @@ def test_a_code_change_publishes_a_new_api_version() -> None:
 
 def test_a_deploy_that_changes_nothing_publishes_no_version() -> None:
     # Given the same inputs transformed twice (uncached)
-    first = transform(
-        packaged(LAYER_V1, f"s3://{BUCKET}/A.zip"), dict(DEPLOYED), NoManagedPolicies()
-    )
-    second = transform(
-        packaged(LAYER_V1, f"s3://{BUCKET}/A.zip"), dict(DEPLOYED), NoManagedPolicies()
-    )
+    first = sam_transform(packaged(LAYER_V1, f"s3://{BUCKET}/A.zip"), dict(DEPLOYED))
+    second = sam_transform(packaged(LAYER_V1, f"s3://{BUCKET}/A.zip"), dict(DEPLOYED))
 
     # Then the version is the same resource: nothing is published
     assert api_version(first)[0] == api_version(second)[0]

@@ -1,20 +1,26 @@
 """The API function's init phase, done once per execution environment: before the first request
 and (with SnapStart) before the snapshot. See docs/benchmarks.md.
 
-`initialize` builds the service (settings, botocore session and clients) and loads the cursor keys
-(SSM Parameter Store in AWS), attaches the service to the app,
+`initialize` builds the service (settings, botocore session and clients), attaches it to the app
 and sends one request through the app (FastAPI builds its per-route state on the first request it
-routes). A restored snapshot renews what restored environments must not share in `after_restore`.
+routes). The cursor keys (SSM Parameter Store in AWS) are not read there: a request that lists
+nothing never waits for them, and the first cursor signed or read loads them. With SnapStart,
+`before_snapshot` loads them into the snapshot (once per published version), and `after_restore`
+renews only what the environments restored from one snapshot must not share.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from jobline.bootstrap import cursor_keys, dynamodb_client, get_service, reset
+from jobline.bootstrap import (
+    cursor_keys,
+    dynamodb_client,
+    get_service,
+    renew_after_restore,
+)
 
 from jobline_api.app import attach_environment
 
@@ -43,11 +49,10 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 def prepare(app: FastAPI) -> None:
     """Build this environment's service (settings, session, the DynamoDB client: the API never
-    calls SQS, the outbox sends), load the cursor keys (SSM: one call, here rather than in a
-    request; a weak key stops the function here), and attach the service to the app."""
+    calls SQS, the outbox sends) and attach it to the app. No SSM call: the cursor keys load on
+    first use (`jobline.bootstrap.cursor_keys`)."""
     get_service()
     dynamodb_client()
-    cursor_keys()
     attach_environment(app)
 
 
@@ -59,10 +64,15 @@ def initialize(app: FastAPI, handler: LambdaHandler) -> None:
         raise RuntimeError(f"the app failed its priming request: {response!r}")
 
 
-def after_restore(app: FastAPI) -> None:
+def before_snapshot() -> None:
+    """SnapStart is about to snapshot this initialized environment (once per published version):
+    load the cursor keys now, so that no restored environment reads SSM (a billed, decrypted
+    read) and a weak key fails the version's publication rather than a request."""
+    cursor_keys()
+
+
+def after_restore() -> None:
     """SnapStart resumed this environment from a snapshot other environments resume from too:
-    reseed `random` (retry jitter), drop the session (its credentials) and the clients (their
-    connections) with the service, and build them again before the first request."""
-    random.seed()
-    reset()
-    prepare(app)
+    reseed the random sources and close the pooled connections (`renew_after_restore`). The
+    settings, session, clients, service, app and cursor keys of the snapshot are kept."""
+    renew_after_restore()

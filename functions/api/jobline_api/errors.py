@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from jobline.errors import (
+    ConfigurationError,
     IdempotencyConflict,
     InvalidCursor,
     InvalidJobState,
@@ -58,10 +59,20 @@ STATUS_BY_ERROR: dict[type[JoblineError], int] = {
     Unauthenticated: 401,
     QueueUnavailable: 503,
     StorageUnavailable: 503,
+    ConfigurationError: 503,
 }
+
+UNUSABLE_CONFIGURATION = (
+    "this deployment cannot serve the request: its configuration is refused "
+    "(the function's log says why)"
+)
+"""What a caller is told of a ConfigurationError (e.g. a weak cursor key, found when a listing
+first needs it): the reason goes to the log, for the operator, not to every caller."""
 
 
 def _detail(exc: JoblineError) -> Any:
+    if isinstance(exc, ConfigurationError):
+        return UNUSABLE_CONFIGURATION
     if isinstance(exc, InvalidPayload):
         return [{**err, "loc": ["body", *err["loc"]]} for err in exc.errors]
     if isinstance(exc, UnknownJobType):
@@ -79,12 +90,21 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = next(
         (code for cls, code in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500
     )
-    log.info(
-        "http.domain_error",
-        error_type=type(exc).__name__,
-        status_code=status,
-        path=echoed(request.url.path),
-    )
+    if isinstance(exc, ConfigurationError):
+        log.error(
+            "http.configuration_refused",
+            error_type=type(exc).__name__,
+            reason=exc.message,
+            status_code=status,
+            path=echoed(request.url.path),
+        )
+    else:
+        log.info(
+            "http.domain_error",
+            error_type=type(exc).__name__,
+            status_code=status,
+            path=echoed(request.url.path),
+        )
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     body: dict[str, Any] = {"detail": _detail(exc)}
     if isinstance(exc, SubmitOutcomeUnknown):

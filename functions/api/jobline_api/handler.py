@@ -19,13 +19,17 @@ from typing import Any
 from jobline.config import lambda_initialization_type
 from jobline.logging import bind_invocation, configure
 from mangum import Mangum
-from snapshot_restore_py import register_after_restore  # type: ignore[import-untyped]
+from snapshot_restore_py import (  # type: ignore[import-untyped]
+    register_after_restore,
+    register_before_snapshot,
+)
 
 if lambda_initialization_type() is not None:
     # FastAPI asks of every route's types, as the routes are declared, whether they are
     # pydantic.v1 models, importing pydantic.v1 to know (~3% of a cold start, docs/benchmarks.md).
     # Nothing in this function uses v1: on Lambda the import fails and FastAPI answers "no", as
-    # it does where pydantic has no v1. (Not in tests: aws-sam-translator uses pydantic.v1.)
+    # it does where pydantic has no v1. (Lambda only: a test or local process may hold a
+    # library that does use pydantic.v1.)
     sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
 
 from jobline_api import coldstart
@@ -50,7 +54,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return response
 
 
-register_after_restore(coldstart.after_restore, app)
+# SnapStart only (template.yaml's EnableSnapStart): Lambda calls these around the snapshot.
+register_before_snapshot(coldstart.before_snapshot)
+register_after_restore(coldstart.after_restore)
 if lambda_initialization_type() is not None:
     coldstart.initialize(app, lambda_handler)
 gc.freeze()

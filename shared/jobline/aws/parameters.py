@@ -1,7 +1,9 @@
-"""SSM Parameter Store adapter: the cursor key, a SecureString read once per execution environment.
+"""SSM Parameter Store adapter: the cursor key, a SecureString read once per execution environment
+(when a cursor is first signed or read; with SnapStart, once per published version).
 
 Rotation is `aws ssm put-parameter --name NAME --type SecureString --overwrite --value NEW`: the
-new version signs from the next cold start on, and for `grace` after the overwrite the previous
+new version signs from the next execution environment on (with SnapStart, the next published
+version), and for `grace` after the overwrite the previous
 version (`NAME:<version - 1>`) is still accepted for reading, so cursors handed out just before the
 rotation keep working. Outside the grace period this is one `GetParameter` call; within it, two.
 """
@@ -65,7 +67,7 @@ def load_cursor_keys(
     `cursor_secret_parameter` is set (current, and previous within the rotation's grace period),
     else `cursor_secret` (`cursor_secret_previous` is accepted for reading either way), else the
     public development key. On Lambda, a weak key (`weak_key_problem`) is a ConfigurationError:
-    the function refuses to start."""
+    no cursor is signed or read with it."""
     previous = tuple(
         secret.get_secret_value().encode()
         for secret in (settings.cursor_secret_previous,)
@@ -90,7 +92,7 @@ def load_cursor_keys(
             problem = weak_key_problem(key)
             if problem is not None:
                 raise ConfigurationError(
-                    f"refusing to start on Lambda: the {role} {problem} (store a random key "
+                    f"refusing cursors on Lambda: the {role} {problem} (store a random key "
                     "of 32+ bytes as an SSM SecureString named by "
                     "JOBLINE_CURSOR_SECRET_PARAMETER)"
                 )
