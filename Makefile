@@ -167,7 +167,7 @@ build-JobTypesLayer:
 	$(ARTIFACT) --target "$(ARTIFACTS_DIR)/python" --runtime-dir /opt/python --lock requirements.lock \
 		--entry-points pyproject.toml
 
-build-ApiFunction build-WorkerFunction:
+build-ApiFunction build-WorkerFunction build-LongWorkerFunction:
 	$(ARTIFACT) --target "$(ARTIFACTS_DIR)" --lock requirements.lock
 
 build-IngestFunction build-DeadLetterFunction build-OutboxFunction build-OutboxRecoveryFunction:

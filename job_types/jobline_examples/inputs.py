@@ -7,11 +7,34 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from jobline_examples.limits import MAX_SLEEP_S, MAX_TIMEOUT_S, URL_PATTERN
+from jobline_examples.limits import (
+    MAX_SLEEP_S,
+    MAX_STEP_S,
+    MAX_STEPS,
+    MAX_TIMEOUT_S,
+    URL_PATTERN,
+)
 
 
 class EchoInput(RootModel[dict[str, Any]]):
     """Any JSON object."""
+
+
+class StepsInput(BaseModel):
+    """How many steps to count, and how long each takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(
+        ge=1, le=MAX_STEPS, description=f"steps to count, 1..{MAX_STEPS}"
+    )
+    step_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=MAX_STEP_S,
+        allow_inf_nan=False,
+        description=f"seconds each step takes, 0..{MAX_STEP_S}",
+    )
 
 
 class SleepInput(BaseModel):

@@ -15,3 +15,9 @@ URL_PATTERN = (
 )
 """What `http.request` accepts as its URL, in the published schema and at submit alike (every `-`
 in a class escaped: valid in Python's `re` and in ECMAScript's `u` and `v` modes alike)."""
+MAX_STEPS = 1_000_000
+"""The most steps a `steps` job may count."""
+MAX_STEP_S = 60
+"""The longest step of a `steps` job."""
+STEPS_MAX_RUNTIME_S = 24 * 3600
+"""How long a `steps` job may run across its invocations (its `max_runtime_s`)."""

@@ -99,6 +99,24 @@ def summarize(snapshot: Snapshot, jobs_table: str) -> StateSummary:
     )
 
 
+LANE_QUEUE_VARIABLES = {
+    "default": "JOBLINE_QUEUE_URL",
+    "long": "JOBLINE_LONG_QUEUE_URL",
+}
+"""The functions' settings naming each lane's jobs queue (`jobline.lanes`)."""
+
+
+def lane_queues(template: dict[str, Any]) -> dict[str, str]:
+    """Each lane's jobs queue (logical id), as the template's Globals name them: the outbox fills
+    them from the table, so a snapshot keeps none of their messages."""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    return {
+        lane: variables[name]["Ref"]
+        for lane, name in LANE_QUEUE_VARIABLES.items()
+        if isinstance(variables.get(name), dict)
+    }
+
+
 def kept_queues(template: dict[str, Any], jobs_queue: str) -> list[str]:
     """The queues whose messages a snapshot keeps, sources before their dead-letter queues: every
     queue but the jobs queue and the outbox's on-failure queues (and their dead-letter queues)."""
@@ -109,7 +127,7 @@ def kept_queues(template: dict[str, Any], jobs_queue: str) -> list[str]:
         arn = target.get("deadLetterTargetArn")
         return arn["Fn::GetAtt"][0] if isinstance(arn, dict) else None
 
-    rebuilt = {jobs_queue}
+    rebuilt = {jobs_queue, *lane_queues(template).values()}
     for trigger in stream_triggers(template):
         if trigger.on_failure_queue is not None:
             rebuilt.add(trigger.on_failure_queue)
@@ -135,6 +153,11 @@ def _put(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
 
 def reclaim_messages(items: Iterable[dict[str, Any]]) -> list[JobMessage]:
     """The messages of the jobs `running` at the stop: the deliveries SQS still held in flight."""
+    return [message for message, _ in reclaims_by_lane(items)]
+
+
+def reclaims_by_lane(items: Iterable[dict[str, Any]]) -> list[tuple[JobMessage, str]]:
+    """`reclaim_messages`, each with the lane whose queue it goes to (`jobline.lanes`)."""
     messages = []
     for item in items:
         if item.get("status", {}).get("S") != JobStatus.RUNNING.value:
@@ -149,12 +172,15 @@ def reclaim_messages(items: Iterable[dict[str, Any]]) -> list[JobMessage]:
             )
             continue
         messages.append(
-            JobMessage(
-                job_id=job.id,
-                owner=job.owner,
-                job_type=job.type,
-                correlation_id=job.correlation_id,
-                run=job.run,
+            (
+                JobMessage(
+                    job_id=job.id,
+                    owner=job.owner,
+                    job_type=job.type,
+                    correlation_id=job.correlation_id,
+                    run=job.run,
+                ),
+                job.lane,
             )
         )
     return messages
@@ -179,12 +205,21 @@ def restore(snapshot: Snapshot, resources: Resources) -> None:
             resources.sqs.send_message(
                 QueueUrl=provisioned.queue_urls[logical_id], **message
             )
-    reclaims = reclaim_messages(snapshot.tables.get(resources.jobs_table, []))
-    queue = SqsJobQueue(resources.sqs, provisioned.queue_urls[resources.jobs_queue])
-    for start in range(0, len(reclaims), MAX_RECEIVE):
-        chunk = reclaims[start : start + MAX_RECEIVE]
-        if not all(queue.send_batch([(message, 0) for message in chunk])):
-            raise StateError("the jobs queue refused a running job's message")
+    reclaims = reclaims_by_lane(snapshot.tables.get(resources.jobs_table, []))
+    queue = SqsJobQueue(
+        resources.sqs,
+        provisioned.queue_urls[resources.jobs_queue],
+        {
+            lane: provisioned.queue_urls[logical_id]
+            for lane, logical_id in lane_queues(resources.template).items()
+        },
+    )
+    for lane in sorted({lane for _, lane in reclaims}):
+        of_lane = [message for message, its_lane in reclaims if its_lane == lane]
+        for start in range(0, len(of_lane), MAX_RECEIVE):
+            chunk = of_lane[start : start + MAX_RECEIVE]
+            if not all(queue.send_batch([(message, 0) for message in chunk], lane)):
+                raise StateError("a jobs queue refused a running job's message")
 
 
 def restore_saved(path: Path, resources: Resources) -> StateSummary | None:

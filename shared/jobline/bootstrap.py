@@ -35,6 +35,7 @@ from jobline.config import (
 )
 from jobline.cursor import CursorCodec, CursorKeys
 from jobline.discovery import discover
+from jobline.lanes import Lane, Lanes, refuse_unfit
 from jobline.ports import JobQueue, JobRepository
 from jobline.registry import JobTypeRegistry
 from jobline.service import JobService
@@ -91,8 +92,11 @@ def default_registry(
     points' and those of the modules `settings.job_type_modules` names (default: the
     environment's JOBLINE_JOB_TYPE_MODULES). Their handlers are not imported here (the API
     builds this registry too): the worker resolves them (`load_handlers`)."""
-    modules = (settings or job_type_settings()).job_type_modules
-    return JobTypeRegistry(found.job_type for found in discover(modules))
+    types = job_type_settings()
+    modules = (settings or types).job_type_modules
+    registry = JobTypeRegistry(found.job_type for found in discover(modules))
+    refuse_unfit(registry, types.lanes)
+    return registry
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +112,7 @@ class ServiceOptions:
     max_result_bytes: int
     backoff: Backoff
     progress_interval_s: float
+    lanes: Lanes
 
     @classmethod
     def of(
@@ -115,6 +120,7 @@ class ServiceOptions:
     ) -> ServiceOptions:
         """The options a deployment's settings give."""
         return cls(
+            lanes=job_type_settings().lanes,
             cursor_keys=cursor_keys,
             retention=timedelta(days=settings.retention_days),
             max_payload_bytes=settings.max_payload_bytes,
@@ -150,9 +156,17 @@ def build_service(
     repository = repository or DynamoJobRepository(
         dynamodb_client, configured().table_name
     )
-    queue = queue or SqsJobQueue(sqs_client, configured().queue_url)
+    if queue is None:
+        urls = configured()
+        queue = SqsJobQueue(
+            sqs_client,
+            urls.queue_url,
+            {Lane.LONG.value: urls.long_queue_url or urls.queue_url},
+        )
     registry = registry or default_registry(configured())
-    submission = Submission(repository, registry, clock, options.max_payload_bytes)
+    submission = Submission(
+        repository, registry, clock, options.max_payload_bytes, options.lanes
+    )
     control = Control(repository, clock, options.retention)
     policy = AttemptPolicy(
         options.retention, options.max_result_bytes, options.progress_interval_s

@@ -16,6 +16,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobline import limits
+from jobline.lanes import Lanes
 
 
 def _comma_separated(value: Any) -> Any:
@@ -47,7 +48,14 @@ class Settings(BaseSettings):
     )
 
     table_name: str = Field(min_length=3, description="DynamoDB table holding jobs")
-    queue_url: str = Field(min_length=1, description="URL of the jobs SQS queue")
+    queue_url: str = Field(
+        min_length=1, description="URL of the jobs SQS queue (the default lane's)"
+    )
+    long_queue_url: str | None = Field(
+        default=None,
+        description="URL of the long lane's jobs queue (the long worker's; the template sets "
+        "it); unset: the long lane's messages go to the jobs queue (one worker for all)",
+    )
     retention_days: int = Field(
         default=limits.RETENTION_DAYS,
         ge=1,
@@ -179,7 +187,7 @@ class Settings(BaseSettings):
     def _networks(cls, value: Any) -> Any:
         return _comma_separated(value)
 
-    @field_validator("aws_endpoint_url", "cursor_secret_parameter")
+    @field_validator("aws_endpoint_url", "cursor_secret_parameter", "long_queue_url")
     @classmethod
     def _blank_endpoint_is_unset(cls, value: str | None) -> str | None:
         """An empty AWS_ENDPOINT_URL (as the template declares it) means "the real AWS"; an
@@ -214,6 +222,35 @@ class JobTypeSettings(BaseSettings):
     job_type_modules: ModuleNames = Field(
         default=(), description=JOB_TYPE_MODULES_DESCRIPTION
     )
+    worker_timeout_s: int = Field(
+        default=limits.WORKER_TIMEOUT_S,
+        ge=1,
+        le=limits.LAMBDA_MAX_TIMEOUT_S,
+        description="the worker function's Timeout (the default lane; the template sets it)",
+    )
+    long_worker_timeout_s: int | None = Field(
+        default=limits.LONG_WORKER_TIMEOUT_S,
+        ge=1,
+        le=limits.LAMBDA_MAX_TIMEOUT_S,
+        description="the long worker function's Timeout (the long lane; the template sets "
+        "it); empty: no long lane, and a type whose attempts need it is refused",
+    )
+
+    @field_validator("long_worker_timeout_s", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    deadline_margin_ms: int = Field(default=limits.DEADLINE_MARGIN_MS, ge=0)
+
+    @property
+    def lanes(self) -> Lanes:
+        """The deployment's lanes (`jobline.lanes`)."""
+        return Lanes(
+            worker_timeout_s=self.worker_timeout_s,
+            long_worker_timeout_s=self.long_worker_timeout_s,
+            margin_s=self.deadline_margin_ms / 1000,
+        )
 
 
 def job_type_settings() -> JobTypeSettings:

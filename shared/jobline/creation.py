@@ -27,6 +27,7 @@ def submitted(
     now: datetime,
     correlation_id: str | None = None,
     token: str | None = None,
+    lane: str = "default",
 ) -> Job:
     """A new job, queued in its first run, due `request.delay_seconds` after `now`; `token`
     (the submit's write) is kept among its control tokens, so a submit whose answer was lost
@@ -46,6 +47,7 @@ def submitted(
         dispatch=dispatch_mark(now),
         correlation_id=correlation_id,
         control_tokens=(token,) if token else (),
+        lane=lane,
     )
 
 

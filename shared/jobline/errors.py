@@ -9,7 +9,9 @@ ones, and job handlers raise the handler errors (also importable from `jobline.r
     ├── QueueUnavailable, StreamRecordsGone, ConditionFailed           adapters, used by use cases
     ├── ConfigurationError ── InvalidJobTypeDeclaration                refused configuration
     ├── JobHandlerError (retryable unless told) ── PermanentJobError ── EgressRefused (egress.py)
-    │                                            └─ DeadlineExceeded
+    │                                            │                   └─ InvalidCheckpoint
+    │                                            ├─ DeadlineExceeded
+    │                                            └─ CheckpointNotSaved
     └── JobCancelled                                                  raised at a checkpoint
 
 `transition.TransitionRefused` is not one of them: it is a programming error (a use case asked the
@@ -187,6 +189,15 @@ class PermanentJobError(JobHandlerError):
 
 class DeadlineExceeded(JobHandlerError):
     """The attempt ran out of time before the Lambda deadline; it may be retried."""
+
+
+class InvalidCheckpoint(PermanentJobError):
+    """A handler saved (or continued with) a state that is not JSON or is too large."""
+
+
+class CheckpointNotSaved(JobHandlerError):
+    """The store did not answer a checkpoint; the attempt may be retried (from the state saved
+    before)."""
 
 
 class JobCancelled(JoblineError):

@@ -11,6 +11,8 @@ and the precondition the repository writes it under. No I/O, no clock: time come
      running ─────┘ └─dead-letter (SQS gave up on the message)──> dead_lettered
     failed | dead_lettered | cancelled ──reset for retry──> queued
     (ingest) invalid submission ──reject──> rejected     (submit and reject: jobline.creation)
+    running ──save checkpoint──> running;  running ──continue──> running (between invocations)
+            ──resume──> running (the next invocation of the same attempt)
 
 Every arrow is a conditional write: the precondition says what the stored job must be for the
 write to apply, so a stale or duplicate writer loses instead of moving a job backwards. `ALLOWED`
@@ -37,6 +39,7 @@ from typing import Any
 from jobline.limits import MAX_CONTROL_TOKENS, MAX_HISTORY
 from jobline.models import (
     RETRYABLE_STATUSES,
+    Checkpoint,
     Job,
     JobError,
     JobStatus,
@@ -69,6 +72,9 @@ ALLOWED: Mapping[Event, frozenset[JobStatus]] = {
     Event.REQUEST_CANCEL: frozenset({JobStatus.RUNNING}),
     Event.DEAD_LETTER: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
     Event.RESET_FOR_RETRY: RETRYABLE_STATUSES,
+    Event.SAVE_CHECKPOINT: frozenset({JobStatus.RUNNING}),
+    Event.CONTINUE: frozenset({JobStatus.RUNNING}),
+    Event.RESUME: frozenset({JobStatus.RUNNING}),
 }
 """The states each event leaves from."""
 
@@ -99,8 +105,13 @@ def dispatch_mark(now: datetime) -> int:
 
 
 def needs_message(job: Job) -> bool:
-    """Whether a write that left the job like this must be followed by a message (the outbox)."""
-    return job.status is JobStatus.QUEUED and job.dispatch is not None
+    """Whether a write that left the job like this must be followed by a message (the outbox):
+    queued with a dispatch mark, or continuing (its next invocation needs one)."""
+    if job.dispatch is None:
+        return False
+    return job.status is JobStatus.QUEUED or (
+        job.status is JobStatus.RUNNING and job.continue_at is not None
+    )
 
 
 def has_attempts_left(job: Job) -> bool:
@@ -152,6 +163,7 @@ def reclaim(job: Job, now: datetime, lease: Lease) -> Transition:
         status_in=frozenset(),
         lease_ended_before=now,
         below_max_attempts=True,
+        continuing=False,  # a continuing attempt is resumed, not lost
     )
     update = replace(_claimed(now, lease), append_history=(lost_attempt(job),))
     return Transition(Event.RECLAIM, update, lease_ended)
@@ -164,6 +176,7 @@ def _ended(end: Ending) -> JobUpdate:
         lease_until=None,
         lease_id=None,
         attempt_request_id=None,
+        continue_at=None,
         run_after=None,
         progress=KEEP if end.progress is None else end.progress,
         append_history=(end.attempt,),
@@ -302,6 +315,8 @@ def reset_for_retry(job: Job, now: datetime, token: str) -> Transition:
         cancel_requested_at=None,
         lease_until=None,
         lease_id=None,
+        checkpoint=None,
+        continue_at=None,
         run_after=now,
         updated_at=now,
         dispatch=dispatch_mark(now),
@@ -324,3 +339,48 @@ def dead_letter(
     if job.status is JobStatus.RUNNING:
         seen = replace(seen, status_in=frozenset(), lease_ended_before=now)
     return Transition(Event.DEAD_LETTER, update, seen)
+
+
+# ------------------------------------------------------------------- long jobs (issue 16.5)
+def save_checkpoint(job: Job, checkpoint: Checkpoint) -> Transition:
+    """running -> running: the handler's saved state, while the attempt is still the job's and
+    no later saved state of it is stored (`checkpoint.seq` orders them)."""
+    seen = _seen(Event.SAVE_CHECKPOINT, job)
+    return Transition(
+        Event.SAVE_CHECKPOINT,
+        JobUpdate(checkpoint=checkpoint),
+        replace(seen, checkpoint_before=checkpoint.seq),
+    )
+
+
+def continue_(
+    job: Job, now: datetime, checkpoint: Checkpoint, progress: Progress | None
+) -> Transition:
+    """running -> running between invocations: the attempt goes on in a new invocation (not a
+    failed attempt): its state saved, this invocation's lease ended, a message asked for (the
+    outbox sends it to the job's lane), the latest progress kept."""
+    update = JobUpdate(
+        checkpoint=checkpoint,
+        continue_at=now,
+        lease_until=now,
+        attempt_request_id=None,
+        updated_at=now,
+        progress=KEEP if progress is None else progress,
+        dispatch=dispatch_mark(now),
+    )
+    return Transition(Event.CONTINUE, update, _seen(Event.CONTINUE, job))
+
+
+def resume(job: Job, now: datetime, lease: Lease) -> Transition:
+    """running -> running: the next invocation of a continuing attempt takes it over under
+    `lease` (no new attempt, no history entry; its start and progress kept)."""
+    seen = replace(_seen(Event.RESUME, job), continuing=True)
+    update = JobUpdate(
+        lease_until=lease.until,
+        lease_id=lease.id,
+        attempt_request_id=lease.request_id,
+        continue_at=None,
+        dispatch=None,
+        updated_at=now,
+    )
+    return Transition(Event.RESUME, update, seen)

@@ -69,3 +69,16 @@ write whose answer was lost recognises itself; older ones are forgotten (the ite
 MAX_CONTROL_DECISIONS = 4
 """A cancel or retry that finds the job changed under it reads the new state and decides again,
 at most this many times (then the caller is told to try again)."""
+
+# ------------------------------------------------------------------- lanes, checkpoints
+DEFAULT_TIMEOUT_S = 60
+"""How long one attempt of a job type may run when its declaration says nothing (`timeout_s`)."""
+WORKER_TIMEOUT_S = 120
+"""The default lane's worker function's Timeout (template.yaml; a test keeps them equal)."""
+LONG_WORKER_TIMEOUT_S = LAMBDA_MAX_TIMEOUT_S
+"""The long lane's worker function's Timeout: Lambda's 15 minutes."""
+MAX_CHECKPOINT_BYTES = 32 * 1024
+"""A handler's saved state (`context.checkpoint`, `Continue`), as JSON: it lives on the job's item
+beside a payload and a result, which the item's 400 KB must hold together."""
+MAX_RUNTIME_S = 7 * 24 * 3600
+"""The longest `max_runtime_s` a job type may declare for its chain of invocations (a week)."""

@@ -24,6 +24,7 @@ COUNTS = frozenset(
         "JobsCancelled",
         "JobsDeadLettered",
         "JobsRejected",
+        "JobsContinued",
         "StaleMessages",
         "DeadLettersIgnored",
     }

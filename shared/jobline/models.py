@@ -117,6 +117,17 @@ class Progress(BaseModel):
     (a resend held past a timeout) never replaces a newer one."""
 
 
+class Checkpoint(BaseModel):
+    """What a handler last saved in its run (`context.checkpoint`, `Continue`): the state, and its
+    place in the order the handler saved them (a write of an older one is refused)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: Any
+    seq: int
+    saved_at: datetime
+
+
 class Job(BaseModel):
     """A job as stored. `owner`, `request_hash`, `expires_at` and the lease are internal."""
 
@@ -151,6 +162,15 @@ class Job(BaseModel):
     """While `running`: when the claiming invocation's Lambda deadline passes."""
     attempt_request_id: str | None = None
     """While `running`: the Lambda request id of the invocation running the attempt."""
+    lane: str = "default"
+    """The lane whose worker runs the job (`jobline.lanes`), from its type's `timeout_s` at
+    submit: the outbox sends its messages to that lane's queue."""
+    checkpoint: Checkpoint | None = None
+    """The state the handler last saved in this run (kept across its attempts and continuations;
+    a retry starts a run without one)."""
+    continue_at: datetime | None = None
+    """While `running` between two invocations of a continuing attempt: when the handler asked to
+    continue. The next invocation resumes the attempt (no new attempt, progress kept)."""
     lease_id: str | None = None
     """While `running`: the claim's unique token. Every write of the attempt (progress, outcome,
     requeue, cancel at a checkpoint) is conditioned on it, so a write of an earlier claim (a
@@ -206,6 +226,8 @@ class Delivery(BaseModel):
 
     message: JobMessage
     receipt_handle: str | None = None
+    queue: str | None = None
+    """The name of the queue the message came from (its lane's: `JobQueue.postpone` needs it)."""
     """What `JobQueue.postpone` needs to deliver this message again later (None: it cannot be)."""
     request_id: str | None = None
     lease_until: datetime

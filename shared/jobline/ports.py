@@ -67,8 +67,14 @@ class JobRepository(Protocol):
 class JobQueue(Protocol):
     """The jobs queue."""
 
-    def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
-        """Enqueue up to ten (message, delay seconds); for each, whether it was accepted."""
+    def send_batch(
+        self, messages: Sequence[tuple[JobMessage, int]], lane: str = "default"
+    ) -> list[bool]:
+        """Enqueue up to ten (message, delay seconds) on `lane`'s queue; for each, whether it
+        was accepted."""
 
-    def postpone(self, receipt_handle: str, seconds: int) -> None:
-        """Deliver a received message again no sooner than `seconds` from now."""
+    def postpone(
+        self, receipt_handle: str, seconds: int, queue: str | None = None
+    ) -> None:
+        """Deliver a received message again no sooner than `seconds` from now (`queue`: the name
+        of the queue it came from; None: the default lane's)."""

@@ -27,9 +27,10 @@ from jobline.errors import (
     PermanentJobError,
     UnknownJobType,
 )
-from jobline.limits import LAMBDA_MAX_TIMEOUT_S
+from jobline.limits import DEFAULT_TIMEOUT_S, LAMBDA_MAX_TIMEOUT_S, MAX_RUNTIME_S
 
 __all__ = [
+    "Continue",
     "DeadlineExceeded",
     "InvalidJobTypeDeclaration",
     "JobCancelled",
@@ -58,6 +59,23 @@ def _never_cancelled() -> bool:
     return False
 
 
+CheckpointSink = Callable[[Any], None]
+
+
+def _nowhere(state: Any) -> None:
+    """A checkpoint of a context made outside the service goes nowhere."""
+
+
+@dataclass(frozen=True)
+class Continue:
+    """What a handler returns to go on in a new invocation: the job is queued again at once with
+    `state` saved (not a failed attempt), and its handler is called again with `context.state`
+    set to it. Only types that declare `max_runtime_s` may continue; the chain ends with an
+    ordinary result or error, or fails once `max_runtime_s` has passed."""
+
+    state: Any
+
+
 @dataclass
 class JobContext:
     """What a handler may know about, and tell, the attempt running it.
@@ -81,6 +99,11 @@ class JobContext:
     """Set by the service when the attempt is being abandoned (deadline reached)."""
     run: int = 1
     """The job's run: 1, then one more at each retry or redrive."""
+    state: Any = None
+    """What the handler last saved (`checkpoint`, or a `Continue`) in this run: where to pick up
+    after a continuation, or after a worker died mid-way. None at the start of a run."""
+    checkpoint_sink: CheckpointSink = _nowhere
+    """Where `checkpoint` writes (the service: the job's item, at once, fenced by the claim)."""
 
     def remaining_seconds(self) -> float:
         """Seconds left before the attempt's deadline (never negative)."""
@@ -91,6 +114,13 @@ class JobContext:
         if not 0 <= percent <= 100:
             raise ValueError(f"percent must be within 0..100, got {percent}")
         self.progress_sink(float(percent), message)
+
+    def checkpoint(self, state: Any) -> None:
+        """Save `state` (JSON, at most `limits.MAX_CHECKPOINT_BYTES`) on the job now: the next
+        invocation of this run (a continuation, or a new attempt after the worker died) starts
+        with it as `context.state`. A later checkpoint replaces an earlier one, never the reverse."""
+        self.checkpoint_sink(state)
+        self.state = state
 
     def cancel_requested(self) -> bool:
         """True once the job's cancellation was requested or the attempt is being stopped."""
@@ -130,8 +160,28 @@ class JobType(Generic[InputT]):
     imports handler code), or a callable (tests, light handlers)."""
     backoff: Backoff | None = None
     """Retry delays for this type; None uses the deployment's settings."""
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    """The longest one attempt (one invocation's run of the handler) may take; it picks the lane
+    (`jobline.lanes`): a type whose attempts fit no lane is refused when it is registered."""
+    max_runtime_s: int | None = None
+    """With continuations (`Continue`): the longest a whole attempt may take across its chain
+    of invocations, from its first start (None: the type does not continue)."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.timeout_s <= LAMBDA_MAX_TIMEOUT_S:
+            raise InvalidJobTypeDeclaration(
+                self.name,
+                f"timeout_s must be within 1..{LAMBDA_MAX_TIMEOUT_S} (one Lambda "
+                f"invocation), not {self.timeout_s}; longer work continues (max_runtime_s)",
+            )
+        if self.max_runtime_s is not None and not (
+            self.timeout_s <= self.max_runtime_s <= MAX_RUNTIME_S
+        ):
+            raise InvalidJobTypeDeclaration(
+                self.name,
+                f"max_runtime_s must be within timeout_s..{MAX_RUNTIME_S}, not "
+                f"{self.max_runtime_s}",
+            )
         handler = self.handler
         if handler is None:
             raise InvalidJobTypeDeclaration(self.name, "declares no handler")

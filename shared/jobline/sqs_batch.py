@@ -60,6 +60,12 @@ class SqsRecord:
     message_attributes: Mapping[str, Any]
     raw: Mapping[str, Any]
 
+    @property
+    def source_queue(self) -> str | None:
+        """The name of the queue the record came from (the last part of `eventSourceARN`)."""
+        arn = self.raw.get("eventSourceARN")
+        return arn.rsplit(":", 1)[-1] if isinstance(arn, str) and ":" in arn else None
+
     def string_attribute(self, name: str) -> str | None:
         """The value of a String message attribute (Lambda's `stringValue`), or None."""
         attribute = self.message_attributes.get(name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+from jobline.models import Attempt, Checkpoint, Job, JobError, JobStatus, Progress
 
 
 class Event(enum.StrEnum):
@@ -31,6 +31,9 @@ class Event(enum.StrEnum):
     REQUEST_CANCEL = "request_cancel"
     DEAD_LETTER = "dead_letter"
     RESET_FOR_RETRY = "reset_for_retry"
+    SAVE_CHECKPOINT = "save_checkpoint"
+    CONTINUE = "continue"
+    RESUME = "resume"
 
 
 class Keep(enum.Enum):
@@ -62,6 +65,8 @@ class JobUpdate:
     attempt_request_id: str | Keep | None = KEEP
     lease_id: str | Keep | None = KEEP
     control_tokens: tuple[str, ...] | Keep = KEEP
+    checkpoint: Checkpoint | Keep | None = KEEP
+    continue_at: datetime | Keep | None = KEEP
     expires_at: int | Keep | None = KEEP
     dispatch: int | Keep | None = KEEP
     """Set: a message must be sent for the job (the outbox); None: it has been, or never will."""
@@ -93,7 +98,9 @@ class Precondition:
     with `due_by`, its `run_after` (if any) is not later than then; with `run`, is in that run
     (its incarnation: a retry or redrive starts the next); with `lease_id`, is held by that claim
     (`NO_LEASE`: by a claim that recorded none); with `progress_before`, holds no report of its
-    attempt from that place in its order of reports or later."""
+    attempt from that place in its order of reports or later; with `checkpoint_before`, no saved
+    state from that place or later; with `continuing`, is (True) or is not (False) between two
+    invocations of a continuing attempt."""
 
     owner: str
     status_in: frozenset[JobStatus]
@@ -104,6 +111,8 @@ class Precondition:
     run: int | None = None
     lease_id: str | None = None
     progress_before: int | None = None
+    checkpoint_before: int | None = None
+    continuing: bool | None = None
 
     def admits(self, job: Job | None) -> bool:
         """Whether the write would apply to `job` (the repository's condition, evaluated here)."""
@@ -129,6 +138,15 @@ class Precondition:
             seq = job.progress.seq if job.progress is not None else None
             if seq is not None and seq >= self.progress_before:
                 return False
+        if self.checkpoint_before is not None:
+            saved = job.checkpoint.seq if job.checkpoint is not None else None
+            if saved is not None and saved >= self.checkpoint_before:
+                return False
+        if (
+            self.continuing is not None
+            and (job.continue_at is not None) != self.continuing
+        ):
+            return False
         return self.attempts is None or job.attempts == self.attempts
 
 

@@ -302,6 +302,7 @@ class SentMessage:
     message: JobMessage
     delay_seconds: int
     message_id: str
+    lane: str = "default"
 
 
 class InMemoryJobQueue:
@@ -315,20 +316,28 @@ class InMemoryJobQueue:
         self.fail_with: str | None = None
         self._lock = threading.Lock()
 
-    def _send(self, message: JobMessage, delay_seconds: int) -> str:
+    def _send(
+        self, message: JobMessage, delay_seconds: int, lane: str = "default"
+    ) -> str:
         """Record the message, or raise `QueueUnavailable` when told to fail."""
         with self._lock:
             if self.fail_with is not None:
                 raise QueueUnavailable(self.fail_with)
             message_id = f"msg-{len(self.sent) + 1}"
-            self.sent.append(SentMessage(message, delay_seconds, message_id))
+            self.sent.append(SentMessage(message, delay_seconds, message_id, lane))
             return message_id
 
-    def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
+    def send_batch(
+        self, messages: Sequence[tuple[JobMessage, int]], lane: str = "default"
+    ) -> list[bool]:
         """Record every message, or raise `QueueUnavailable` when told to fail."""
-        return [self._send(message, delay) is not None for message, delay in messages]
+        return [
+            self._send(message, delay, lane) is not None for message, delay in messages
+        ]
 
-    def postpone(self, receipt_handle: str, seconds: int) -> None:
+    def postpone(
+        self, receipt_handle: str, seconds: int, queue: str | None = None
+    ) -> None:
         """Record the postponement, or raise `QueueUnavailable` when told to fail."""
         with self._lock:
             if self.fail_with is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from jobline import limits, validation
-from jobline.config import LogSettings, Settings
+from jobline.config import JobTypeSettings, LogSettings, Settings
 from jobline_local.settings import LocalSettings
 from jobline_local.template import load_template
 from pydantic.fields import FieldInfo
@@ -183,7 +183,12 @@ def table_rows(text: str, header: Sequence[str]) -> list[list[str]]:
 # ------------------------------------------------------------------------------ configuration
 
 CONFIGURATION = DOCS / "configuration.md"
-SETTINGS: tuple[type[BaseSettings], ...] = (Settings, LogSettings, LocalSettings)
+SETTINGS: tuple[type[BaseSettings], ...] = (
+    Settings,
+    LogSettings,
+    LocalSettings,
+    JobTypeSettings,
+)
 """Every class that reads `JOBLINE_*` variables."""
 
 
@@ -295,6 +300,9 @@ def expected_limits() -> dict[str, list[int]]:
     worker_timeout = int(
         template["Resources"]["WorkerFunction"]["Properties"]["Timeout"]
     )
+    long_timeout = int(
+        template["Resources"]["LongWorkerFunction"]["Properties"]["Timeout"]
+    )
     margin_s = default("deadline_margin_ms") // 1000
     with (ROOT / "samconfig.toml").open("rb") as handle:
         prod = tomllib.load(handle)["prod"]["deploy"]["parameters"][
@@ -313,11 +321,19 @@ def expected_limits() -> dict[str, list[int]]:
     return {
         "payload": [default("max_payload_bytes") // 1024],
         "result": [default("max_result_bytes") // 1024],
-        "run time of one attempt": [
+        "run time of one attempt, default lane": [
             worker_timeout - margin_s,
             worker_timeout,
             margin_s,
+            limits.DEFAULT_TIMEOUT_S,
         ],
+        "run time of one attempt, long lane": [
+            long_timeout - margin_s,
+            long_timeout,
+            margin_s,
+        ],
+        "run time of a job that continues": [limits.MAX_RUNTIME_S],
+        "saved state": [limits.MAX_CHECKPOINT_BYTES // 1024],
         "page size": [page["minimum"], page["maximum"], page["default"]],
         "page bytes": [limits.LIST_PAGE_MAX_BYTES // (1024 * 1024)],
         "error in a listing": [limits.SUMMARY_TEXT_CHARS],

@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 from jobline import creation, lifecycle
 from jobline.limits import MAX_CONTROL_TOKENS
-from jobline.models import Attempt, Job, JobError, JobStatus, Progress, SubmitRequest
+from jobline.models import (
+    Attempt,
+    Checkpoint,
+    Job,
+    JobError,
+    JobStatus,
+    Progress,
+    SubmitRequest,
+)
 from jobline.transition import (
     KEEP,
     Ending,
@@ -37,6 +45,7 @@ PROGRESS = Progress(percent=50, message="half", updated_at=NOW)
 ENTRY = Attempt(attempt=1, started_at=NOW - timedelta(seconds=5), finished_at=NOW)
 ENDING = Ending(NOW, ENTRY, PROGRESS)
 RUN_AFTER = NOW + timedelta(seconds=30)
+CHECKPOINT = Checkpoint(state={"done": 7}, seq=3, saved_at=NOW)
 
 
 def job_in(status: JobStatus, **fields: Any) -> Job:
@@ -108,7 +117,28 @@ MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
         lambda job: lifecycle.reset_for_retry(job, NOW, "token-retry"),
         JobStatus.QUEUED,
     ),
+    Event.SAVE_CHECKPOINT: (
+        lambda job: lifecycle.save_checkpoint(job, CHECKPOINT),
+        JobStatus.RUNNING,
+    ),
+    Event.CONTINUE: (
+        lambda job: lifecycle.continue_(job, NOW, CHECKPOINT, PROGRESS),
+        JobStatus.RUNNING,
+    ),
+    Event.RESUME: (
+        lambda job: lifecycle.resume(job, NOW, LEASE),
+        JobStatus.RUNNING,
+    ),
 }
+EVENT_FIELDS: dict[Event, dict[str, Any]] = {
+    Event.RESUME: {"continue_at": NOW - timedelta(seconds=1)},
+}
+"""What a job must also be for the event to leave from its state (a resumed attempt continues)."""
+
+
+def job_for(event: Event, status: JobStatus, **fields: Any) -> Job:
+    """A job in `status` as `event` finds it (`job_in`, with the event's own fields)."""
+    return job_in(status, **{**EVENT_FIELDS.get(event, {}), **fields})
 
 
 def test_every_event_has_a_transition_and_its_allowed_states() -> None:
@@ -121,7 +151,7 @@ def test_every_state_event_pair_is_allowed_or_refused(
     event: Event, status: JobStatus
 ) -> None:
     # Given a stored job in `status`
-    job = job_in(status)
+    job = job_for(event, status)
     make, target = MAKE[event]
 
     # When the event's transition is built for it
@@ -143,7 +173,7 @@ def test_every_state_event_pair_is_allowed_or_refused(
 
 
 def _after(event: Event, status: JobStatus, **fields: Any) -> tuple[Job, Job]:
-    job = job_in(status, **fields)
+    job = job_for(event, status, **fields)
     transition = MAKE[event][0](job)
     assert transition.precondition.admits(job)
     return job, apply(job, transition.update)
@@ -253,7 +283,7 @@ def test_writes_on_a_read_job_expect_its_state_and_attempts() -> None:
     # A stale writer (another attempt, a retried job) loses instead of moving the job back
     for event in set(Event) - {Event.CLAIM, Event.CANCEL_QUEUED}:
         status = next(iter(sorted(lifecycle.ALLOWED[event])))
-        job = job_in(status)
+        job = job_for(event, status)
         transition = MAKE[event][0](job)
         stale = job.model_copy(update={"attempts": job.attempts + 1})
         if event is not Event.REQUEST_CANCEL:
@@ -300,7 +330,7 @@ def test_new_jobs_enter_the_machine_queued_or_rejected() -> None:
 
 
 # ------------------------------------------------------------------------------ outbox
-def test_only_submit_and_retry_ask_for_a_message() -> None:
+def test_only_submit_retry_and_continue_ask_for_a_message() -> None:
     request = SubmitRequest(type="echo", payload={})
     assert lifecycle.needs_message(
         creation.submitted("d" * 32, "ann", request, "h", NOW)
@@ -308,9 +338,13 @@ def test_only_submit_and_retry_ask_for_a_message() -> None:
     _, retried = _after(Event.RESET_FOR_RETRY, JobStatus.FAILED)
     assert lifecycle.needs_message(retried)
     assert retried.dispatch == lifecycle.dispatch_mark(NOW)
+    # A continuing attempt asks for the message of its next invocation, in the same write
+    _, continuing = _after(Event.CONTINUE, JobStatus.RUNNING)
+    assert lifecycle.needs_message(continuing)
+    assert (continuing.status, continuing.continue_at) == (JobStatus.RUNNING, NOW)
     # and no other arrow sets it
-    for event in set(Event) - {Event.RESET_FOR_RETRY}:
-        job = job_in(sorted(lifecycle.ALLOWED[event])[0])
+    for event in set(Event) - {Event.RESET_FOR_RETRY, Event.CONTINUE}:
+        job = job_for(event, sorted(lifecycle.ALLOWED[event])[0])
         assert MAKE[event][0](job).update.dispatch in (KEEP, None), event
 
 
@@ -337,7 +371,7 @@ def test_a_write_for_another_run_is_refused_for_every_transition() -> None:
     # letter of the previous run) never lands on the job's next run
     for event in Event:
         for status in sorted(lifecycle.ALLOWED[event]):
-            job = job_in(status, run=3)
+            job = job_for(event, status, run=3)
             transition = MAKE[event][0](job)
             assert transition.precondition.admits(job), (event, status)
             for other in (2, 4):
@@ -354,7 +388,7 @@ def test_a_write_of_another_claim_is_refused_for_every_transition_of_a_running_j
     for event in Event:
         if JobStatus.RUNNING not in lifecycle.ALLOWED[event]:
             continue
-        job = job_in(JobStatus.RUNNING)
+        job = job_for(event, JobStatus.RUNNING)
         transition = MAKE[event][0](job)
         reclaimed = job.model_copy(update={"lease_id": "lease-later"})
         refused = not transition.precondition.admits(reclaimed)
@@ -430,3 +464,45 @@ def test_an_attempts_history_entry_carries_its_run_and_its_claims_token() -> Non
     assert (entry.run, entry.attempt, entry.token) == (2, 1, "lease-old")
     lost = lost_attempt(job)
     assert (lost.run, lost.attempt, lost.token) == (2, 1, None)
+
+
+# ------------------------------------------------------------------- long jobs (issue 16.5)
+def test_a_continuation_keeps_the_attempt_and_its_progress_and_ends_the_invocations_lease() -> (
+    None
+):
+    job, after = _after(Event.CONTINUE, JobStatus.RUNNING, attempts=2)
+    assert (after.status, after.attempts, after.history) == (JobStatus.RUNNING, 2, ())
+    assert (after.checkpoint, after.progress) == (CHECKPOINT, PROGRESS)
+    assert after.lease_until == NOW and after.lease_id == job.lease_id
+    # The next invocation resumes it (not a reclaim: no lost attempt, no new one)
+    assert not lifecycle.reclaim(
+        after, NOW + timedelta(seconds=1), LEASE
+    ).precondition.admits(after)
+    resume = lifecycle.resume(after, NOW + timedelta(seconds=1), LEASE)
+    assert resume.precondition.admits(after)
+    resumed = apply(after, resume.update)
+    assert (resumed.attempts, resumed.history, resumed.progress) == (2, (), PROGRESS)
+    assert (resumed.lease_id, resumed.continue_at, resumed.dispatch) == (
+        LEASE.id,
+        None,
+        None,
+    )
+    assert (
+        resumed.started_at == job.started_at
+    )  # the attempt's start: max_runtime_s counts from it
+    # A second resume (a duplicate message) is refused: the attempt is another lease's now
+    assert not resume.precondition.admits(resumed)
+
+
+def test_an_older_checkpoint_never_replaces_a_newer_one() -> None:
+    stored = job_in(JobStatus.RUNNING, checkpoint=CHECKPOINT)
+    older = CHECKPOINT.model_copy(update={"seq": 2, "state": {"done": 5}})
+    newer = CHECKPOINT.model_copy(update={"seq": 4, "state": {"done": 8}})
+    assert not lifecycle.save_checkpoint(stored, older).precondition.admits(stored)
+    assert not lifecycle.save_checkpoint(stored, CHECKPOINT).precondition.admits(stored)
+    assert lifecycle.save_checkpoint(stored, newer).precondition.admits(stored)
+
+
+def test_a_retry_starts_its_run_without_the_saved_state() -> None:
+    _, retried = _after(Event.RESET_FOR_RETRY, JobStatus.FAILED, checkpoint=CHECKPOINT)
+    assert (retried.checkpoint, retried.continue_at) == (None, None)

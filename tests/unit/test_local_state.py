@@ -82,14 +82,15 @@ def test_a_file_that_is_not_a_snapshot_of_this_format_is_refused(
 
 
 def test_the_queues_kept_are_those_no_table_recreates() -> None:
-    # Given the template, whose jobs queue the outbox fills from the table and whose outbox
-    # failure queues name positions in the table's stream
+    # Given the template, whose jobs queues (one per lane) the outbox fills from the table and
+    # whose outbox failure queues name positions in the table's stream
     # Then only the others are kept, each source before its dead-letter queue
     kept = kept_queues(load_template(), "JobsQueue")
     assert sorted(kept) == [
         "IngestDeadLetterQueue",
         "IngestQueue",
         "JobsDeadLetterQueue",
+        "LongJobsDeadLetterQueue",
     ]
     assert kept.index("IngestQueue") < kept.index("IngestDeadLetterQueue")
 

@@ -275,8 +275,12 @@ def test_lambda_locks_are_resolved_for_the_template_runtime() -> None:
         assert layer["Properties"]["CompatibleRuntimes"] == [functions["Runtime"]]
 
 
+WORKERS = ("WorkerFunction", "LongWorkerFunction")
+"""The functions that run handlers (one per lane: jobline.lanes), from one code folder."""
+
+
 @pytest.mark.parametrize(
-    "function", [name for name in FRAMEWORK_FREE if name != "WorkerFunction"]
+    "function", [name for name in FRAMEWORK_FREE if name not in WORKERS]
 )
 def test_queue_function_installs_nothing_of_its_own(function: str) -> None:
     # Then a queue-triggered function other than the worker has no lock: it runs on the layers
@@ -289,6 +293,7 @@ def test_the_framework_free_functions_are_the_queue_triggered_ones() -> None:
     assert FRAMEWORK_FREE == [
         "DeadLetterFunction",
         "IngestFunction",
+        "LongWorkerFunction",
         "OutboxFunction",
         "OutboxRecoveryFunction",
         "WorkerFunction",
@@ -299,7 +304,7 @@ def test_the_framework_free_functions_are_the_queue_triggered_ones() -> None:
 def test_queue_function_requires_no_web_framework(function: str) -> None:
     # Given what the function runs on: the layers' pins, and the worker's own (the handlers')
     requirements = set(LAYER_PINS) | set(JOB_TYPES_PINS)
-    if function == "WorkerFunction":
+    if function in WORKERS:
         requirements |= set(WORKER_PINS)
 
     # Then none of them is part of the API's web stack

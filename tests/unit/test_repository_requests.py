@@ -483,6 +483,7 @@ def test_a_new_job_item_has_no_empty_attributes() -> None:
         "attempts",
         "max_attempts",
         "run",
+        "lane",
         "delay_seconds",
         "created_at",
         "updated_at",

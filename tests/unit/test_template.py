@@ -116,8 +116,10 @@ def test_the_sqs_triggered_functions_are_the_worker_ingest_and_dead_letter_consu
     # Then each function is triggered by exactly its queue
     assert sources == {
         ("WorkerFunction", "JobsQueue"),
+        ("LongWorkerFunction", "LongJobsQueue"),
         ("IngestFunction", "IngestQueue"),
         ("DeadLetterFunction", "JobsDeadLetterQueue"),
+        ("DeadLetterFunction", "LongJobsDeadLetterQueue"),
         ("OutboxRecoveryFunction", "OutboxFailureQueue"),
     }
 
@@ -136,13 +138,17 @@ def test_every_sqs_trigger_reports_batch_item_failures(
 
 
 def test_the_dead_letter_consumer_can_be_paused_by_a_parameter() -> None:
-    # Given the dead-letter consumer's trigger and the parameter that drives it
-    (props,) = [p for fn, _, p in sqs_sources() if fn == "DeadLetterFunction"]
+    # Given the dead-letter consumer's triggers (one per lane) and the parameter that drives them
+    triggers = [p for fn, _, p in sqs_sources() if fn == "DeadLetterFunction"]
     parameter = TEMPLATE["Parameters"]["DeadLetterConsumerEnabled"]
 
-    # Then the trigger is enabled unless the parameter says "false" (messages then stay in the
+    # Then each trigger is enabled unless the parameter says "false" (messages then stay in the
     # DLQ, for `make redrive`)
-    assert props["Enabled"] == {"Fn::If": ["IsDeadLetterConsumerEnabled", True, False]}
+    assert len(triggers) == 2
+    for props in triggers:
+        assert props["Enabled"] == {
+            "Fn::If": ["IsDeadLetterConsumerEnabled", True, False]
+        }
     assert TEMPLATE["Conditions"]["IsDeadLetterConsumerEnabled"] == {
         "Fn::Equals": [{"Ref": "DeadLetterConsumerEnabled"}, "true"]
     }
@@ -229,6 +235,15 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
             | {(action, "JobsQueue") for action in POLL},
         ),
         (
+            "LongWorkerFunction",
+            {
+                ("dynamodb:GetItem", "JobsTable"),
+                ("dynamodb:UpdateItem", "JobsTable"),
+                ("sqs:ChangeMessageVisibility", "LongJobsQueue"),
+            }
+            | {(action, "LongJobsQueue") for action in POLL},
+        ),
+        (
             # The ingest use case stores with a conditional PutItem (a replay returns the stored
             # job with the failed condition); the outbox sends the message.
             "IngestFunction",
@@ -241,7 +256,8 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("dynamodb:GetItem", "JobsTable"),
                 ("dynamodb:UpdateItem", "JobsTable"),
             }
-            | {(action, "JobsDeadLetterQueue") for action in POLL},
+            | {(action, "JobsDeadLetterQueue") for action in POLL}
+            | {(action, "LongJobsDeadLetterQueue") for action in POLL},
         ),
         (
             # The stream's event source mapping reads with the function's role; the
@@ -258,6 +274,7 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
             }
             | {
                 ("sqs:SendMessage", "JobsQueue"),
+                ("sqs:SendMessage", "LongJobsQueue"),
                 ("sqs:SendMessage", "OutboxFailureQueue"),
             },
         ),
@@ -267,6 +284,7 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("dynamodb:GetRecords", "JobsTable"),
                 ("dynamodb:GetShardIterator", "JobsTable"),
                 ("sqs:SendMessage", "JobsQueue"),
+                ("sqs:SendMessage", "LongJobsQueue"),
             }
             | {(action, "OutboxFailureQueue") for action in POLL},
         ),
@@ -285,9 +303,14 @@ def test_functions_may_do_exactly_what_their_code_does(
 
 
 def test_every_sqs_trigger_polls_with_permission_on_its_queue_only() -> None:
+    queues: dict[str, set[str]] = {}
     for function, queue, _ in sqs_sources():
+        queues.setdefault(function, set()).add(queue)
+    for function, polled_queues in queues.items():
         polled = {pair for pair in granted(function) if pair[0] in POLL}
-        assert polled == {(action, queue) for action in POLL}, function
+        assert polled == {
+            (action, queue) for action in POLL for queue in polled_queues
+        }, function
 
 
 def test_the_api_reads_the_cursor_secret_parameter_it_is_told_to_read() -> None:
@@ -326,8 +349,17 @@ def test_every_queue_with_a_redrive_policy_outlasts_job_retries() -> None:
         for name, queue in QUEUES.items()
         if "RedrivePolicy" in queue["Properties"]
     }
-    assert set(policies) == {"JobsQueue", "IngestQueue", "OutboxFailureQueue"}
-    worker_queues = {q for fn, q, _ in sqs_sources() if fn == "WorkerFunction"}
+    assert set(policies) == {
+        "JobsQueue",
+        "LongJobsQueue",
+        "IngestQueue",
+        "OutboxFailureQueue",
+    }
+    worker_queues = {
+        q
+        for fn, q, _ in sqs_sources()
+        if fn in ("WorkerFunction", "LongWorkerFunction")
+    }
 
     for name, policy in policies.items():
         # Then its dead-letter target is a queue of the template
@@ -351,7 +383,12 @@ def test_every_triggering_queue_has_a_dead_letter_queue() -> None:
         if "RedrivePolicy" in queue["Properties"]
     }
     triggering = {queue for _, queue, _ in sqs_sources()} - dead_letter_queues
-    assert triggering == {"JobsQueue", "IngestQueue", "OutboxFailureQueue"}
+    assert triggering == {
+        "JobsQueue",
+        "LongJobsQueue",
+        "IngestQueue",
+        "OutboxFailureQueue",
+    }
 
     # Then each sends poison messages to a dead-letter queue
     for queue in triggering:
@@ -545,6 +582,7 @@ def test_shared_layer_is_built_from_shared_for_the_function_runtime() -> None:
     ("function", "parameter", "default"),
     [
         ("WorkerFunction", "WorkerMaxConcurrency", 50),
+        ("LongWorkerFunction", "LongWorkerMaxConcurrency", 10),
         ("IngestFunction", "IngestMaxConcurrency", 10),
         ("DeadLetterFunction", "DeadLetterMaxConcurrency", 2),
     ],
@@ -552,13 +590,15 @@ def test_shared_layer_is_built_from_shared_for_the_function_runtime() -> None:
 def test_every_sqs_trigger_runs_at_most_a_parameter_of_invocations(
     function: str, parameter: str, default: int
 ) -> None:
-    # Given the function's SQS trigger and the parameter capping it
-    (props,) = [p for fn, _, p in sqs_sources() if fn == function]
+    # Given the function's SQS triggers and the parameter capping them
+    triggers = [p for fn, _, p in sqs_sources() if fn == function]
     spec = TEMPLATE["Parameters"][parameter]
 
-    # Then the event source never runs more invocations at once than the parameter allows
+    # Then each event source never runs more invocations at once than the parameter allows
     # (AWS accepts 2..1000), so a backlog cannot take the account's concurrency
-    assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": parameter}}
+    assert triggers
+    for props in triggers:
+        assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": parameter}}
     assert (spec["Type"], spec["Default"], spec["MinValue"], spec["MaxValue"]) == (
         "Number",
         default,
@@ -645,6 +685,7 @@ def test_a_message_in_any_dead_letter_queue_raises_an_alarm() -> None:
     # is a batch of jobs waiting for their messages)
     assert dead_letter_queues == {
         "JobsDeadLetterQueue",
+        "LongJobsDeadLetterQueue",
         "IngestDeadLetterQueue",
         "OutboxFailureDeadLetterQueue",
     }
@@ -665,7 +706,7 @@ def test_a_message_in_any_dead_letter_queue_raises_an_alarm() -> None:
 
 def test_an_old_message_in_the_jobs_or_ingest_queue_raises_an_alarm() -> None:
     alarms = alarms_on("AWS/SQS", "ApproximateAgeOfOldestMessage")
-    assert set(alarms) == {"JobsQueue", "IngestQueue"}
+    assert set(alarms) == {"JobsQueue", "LongJobsQueue", "IngestQueue"}
     for props in alarms.values():
         assert props["Threshold"] == {"Ref": "QueueAgeAlarmSeconds"}
         assert props["ComparisonOperator"] == "GreaterThanThreshold"
@@ -914,3 +955,24 @@ def test_the_dashboard_shows_the_jobs_metrics_queues_functions_and_api() -> None
     placeholders = {name: value["Fn::GetAtt"][0] for name, value in names.items()}
     assert set(placeholders.values()) == set(QUEUES) - {"OutboxFailureDeadLetterQueue"}
     assert "<HttpApi>" in shown and '"5xx"' in shown and '"4xx"' in shown
+
+
+def test_the_lanes_budgets_are_the_workers_timeouts_and_queues() -> None:
+    # Given what every function is told about the lanes (jobline.lanes)
+    variables = GLOBAL_FUNCTION["Environment"]["Variables"]
+
+    # Then each lane's Timeout is its worker's, and its queue the one its worker polls
+    assert int(variables["JOBLINE_WORKER_TIMEOUT_S"]) == function_property(
+        "WorkerFunction", "Timeout"
+    )
+    assert int(variables["JOBLINE_LONG_WORKER_TIMEOUT_S"]) == function_property(
+        "LongWorkerFunction", "Timeout"
+    )
+    assert variables["JOBLINE_QUEUE_URL"] == {"Ref": "JobsQueue"}
+    assert variables["JOBLINE_LONG_QUEUE_URL"] == {"Ref": "LongJobsQueue"}
+    polled = {fn: queue for fn, queue, _ in sqs_sources()}
+    assert polled["WorkerFunction"] == "JobsQueue"
+    assert polled["LongWorkerFunction"] == "LongJobsQueue"
+    # And the long lane holds Lambda's longest invocation, its queue six of them
+    assert function_property("LongWorkerFunction", "Timeout") == 900
+    assert QUEUES["LongJobsQueue"]["Properties"]["VisibilityTimeout"] >= 6 * 900

@@ -271,6 +271,7 @@ def test_no_role_attaches_a_managed_policy() -> None:
     assert set(roles) == {
         "ApiFunctionRole",
         "WorkerFunctionRole",
+        "LongWorkerFunctionRole",
         "IngestFunctionRole",
         "DeadLetterFunctionRole",
         "OutboxFunctionRole",
@@ -302,20 +303,28 @@ def test_sqs_event_sources_poll_only_their_queue_at_bounded_concurrency() -> Non
         ).items()
         if "StreamArn" not in repr(mapping["Properties"]["EventSourceArn"])
     }
-    assert len(mappings) == 4
+    assert len(mappings) == 6
+    queues: dict[str, set[str]] = {}
+    for mapping in mappings.values():
+        props = mapping["Properties"]
+        queues.setdefault(props["FunctionName"]["Ref"], set()).add(
+            repr(props["EventSourceArn"])
+        )
 
     for mapping in mappings.values():
         props = mapping["Properties"]
         function = props["FunctionName"]["Ref"]
-        queue = props["EventSourceArn"]
 
-        # Then the function's role may poll exactly that queue ...
+        # Then the function's role may poll exactly its queues (one per lane for the
+        # dead-letter consumer) ...
         polled = {
             (action, target)
             for action, target in grants(template, role_of(template, function))
             if action in SQS_POLLING
         }
-        assert polled == {(action, repr(queue)) for action in SQS_POLLING}, function
+        assert polled == {
+            (action, queue) for action in SQS_POLLING for queue in queues[function]
+        }, function
         # ... and the mapping runs at most a parameter's worth of invocations (>= 2, AWS's floor)
         concurrency = props["ScalingConfig"]["MaximumConcurrency"]["Ref"]
         assert template["Parameters"][concurrency]["MinValue"] >= 2

@@ -24,6 +24,7 @@ def run_record(service: JobService, record: SqsRecord, invocation: Invocation) -
     delivery = Delivery(
         message=message,
         receipt_handle=record.receipt_handle,
+        queue=record.source_queue,
         request_id=invocation.request_id,
         lease_until=invocation.lease_until,
         deadline=invocation.deadline,

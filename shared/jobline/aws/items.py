@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from jobline.clock import format_ts, parse_ts
-from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+from jobline.models import Attempt, Checkpoint, Job, JobError, JobStatus, Progress
 
 
 def sort_key(job: Job) -> str:
@@ -100,6 +100,17 @@ def to_attribute(name: str, value: Any) -> dict[str, Any]:
         return {"M": fields}
     if name == "control_tokens":
         return {"L": [{"S": token} for token in value]}
+    if name == "checkpoint":
+        saved = (
+            value if isinstance(value, Checkpoint) else Checkpoint.model_validate(value)
+        )
+        return {
+            "M": {
+                "state": {"S": _dump_json(saved.state)},
+                "seq": {"N": str(saved.seq)},
+                "saved_at": {"S": format_ts(saved.saved_at)},
+            }
+        }
     if isinstance(value, JobStatus):
         return {"S": value.value}
     if isinstance(value, str):
@@ -195,6 +206,13 @@ def item_to_job(item: dict[str, Any]) -> Job:
             )
         elif name == "control_tokens":
             data[name] = tuple(entry["S"] for entry in attr["L"])
+        elif name == "checkpoint":
+            fields = attr["M"]
+            data[name] = Checkpoint(
+                state=json.loads(fields["state"]["S"]),
+                seq=int(fields["seq"]["N"]),
+                saved_at=parse_ts(fields["saved_at"]["S"]),
+            )
         elif "S" in attr:
             data[name] = attr["S"]
     return Job.model_validate(data)

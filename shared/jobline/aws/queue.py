@@ -3,7 +3,7 @@ and SQS's visibility limits stay here: the domain asks to `postpone` a delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -64,31 +64,47 @@ class SqsJobQueue:
     """The jobs queue through a boto3 SQS client created once per execution environment."""
 
     def __init__(
-        self, client: SQSClient | Callable[[], SQSClient], queue_url: str
+        self,
+        client: SQSClient | Callable[[], SQSClient],
+        queue_url: str,
+        lane_urls: Mapping[str, str] | None = None,
     ) -> None:
         """`client` is the client, or the (cached) function that creates it on first use: a
         function that never calls SQS (the API: the outbox sends) then never builds one."""
         self._connect = client if callable(client) else lambda: client
         self._queue_url = queue_url
+        self._lane_urls = {"default": queue_url, **(lane_urls or {})}
+        """Each lane's queue (`jobline.lanes`)."""
+        self._by_name = {
+            url.rsplit("/", 1)[-1]: url for url in self._lane_urls.values()
+        }
 
     @property
     def _client(self) -> SQSClient:
         return self._connect()
 
-    def send_batch(self, messages: Sequence[tuple[JobMessage, int]]) -> list[bool]:
-        """Enqueue up to ten (message, delay seconds) in one call; for each, whether SQS
-        accepted it (SendMessageBatch answers per entry)."""
-        request = build_send_batch(self._queue_url, messages)
+    def send_batch(
+        self, messages: Sequence[tuple[JobMessage, int]], lane: str = "default"
+    ) -> list[bool]:
+        """Enqueue up to ten (message, delay seconds) on `lane`'s queue in one call; for each,
+        whether SQS accepted it (SendMessageBatch answers per entry). A lane this deployment has
+        no queue for is `QueueUnavailable` (the outbox tries again)."""
+        url = self._lane_urls.get(lane)
+        if url is None:
+            raise QueueUnavailable(f"no queue for the {lane!r} lane is configured")
+        request = build_send_batch(url, messages)
         response = _call(lambda: self._client.send_message_batch(**request))
         accepted = {int(entry["Id"]) for entry in response.get("Successful", [])}
         return [index in accepted for index in range(len(messages))]
 
-    def postpone(self, receipt_handle: str, seconds: int) -> None:
+    def postpone(
+        self, receipt_handle: str, seconds: int, queue: str | None = None
+    ) -> None:
         """Hide a received message (by its receipt handle) for `seconds` from now, at most
         SQS's 12 hours: the backoff before the next attempt."""
         _call(
             lambda: self._client.change_message_visibility(
-                QueueUrl=self._queue_url,
+                QueueUrl=self._by_name.get(queue or "", self._queue_url),
                 ReceiptHandle=receipt_handle,
                 VisibilityTimeout=max(0, min(seconds, SQS_MAX_VISIBILITY_S)),
             )

@@ -129,6 +129,20 @@ def _condition(
         else:
             values[":expect_lease"] = {"S": precondition.lease_id}
             parts.append("#lease_id = :expect_lease")
+    if precondition.checkpoint_before is not None:
+        names["#checkpoint"] = "checkpoint"
+        names["#seq"] = "seq"
+        values[":checkpoint_before"] = {"N": str(precondition.checkpoint_before)}
+        parts.append(
+            "(attribute_not_exists(#checkpoint.#seq) OR #checkpoint.#seq < :checkpoint_before)"
+        )
+    if precondition.continuing is not None:
+        names["#continue_at"] = "continue_at"
+        parts.append(
+            "attribute_exists(#continue_at)"
+            if precondition.continuing
+            else "attribute_not_exists(#continue_at)"
+        )
     if precondition.progress_before is not None:
         names["#progress"] = "progress"
         names["#seq"] = "seq"

@@ -18,6 +18,7 @@ from jobline import lifecycle, metrics
 from jobline.backoff import Backoff
 from jobline.errors import (
     ConditionFailed,
+    InvalidCheckpoint,
     InvalidPayload,
     JobCancelled,
     JobHandlerError,
@@ -26,7 +27,7 @@ from jobline.errors import (
 from jobline.logging import get_logger
 from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import JobRepository
-from jobline.registry import JobContext, JobType
+from jobline.registry import Continue, JobContext, JobType
 from jobline.transition import Ending, Transition, finished_attempt
 from jobline.usecases.checkpoints import (
     AttemptChannel,
@@ -98,12 +99,15 @@ class RunningAttempt:
             return self.time_out()
         if outcome.error is not None:
             return self.handle_failure(outcome.error)
+        if isinstance(outcome.result, Continue):
+            return self.continue_(job_type, outcome.result.state)
         return self.succeed(outcome.result)
 
     def start(self, job_type: JobType[Any]) -> HandlerOutcome:
-        """Run the type's handler with the attempt's context until the deadline: a plain one in
-        a thread of its own, an `async def` one on the handler loop (`run_handler`)."""
-        deadline = self.delivery.deadline
+        """Run the type's handler with the attempt's context until the deadline (the invocation's,
+        or the type's `timeout_s` after the start, whichever comes first): a plain one in a thread
+        of its own, an `async def` one on the handler loop (`run_handler`)."""
+        deadline = min(self.delivery.deadline, self.started + job_type.timeout_s)
         context = JobContext(
             job_id=self.job.id,
             job_type=self.job.type,
@@ -113,6 +117,8 @@ class RunningAttempt:
             deadline=deadline,
             progress_sink=self.channel.report,
             cancel_probe=self.channel.cancelled,
+            state=self.job.checkpoint.state if self.job.checkpoint else None,
+            checkpoint_sink=self.channel.save,
         )
         return run_handler(job_type, self.job.payload, context, deadline)
 
@@ -170,6 +176,42 @@ class RunningAttempt:
             return self._record(requeue, end, retry_in_s=delay)
         failed = lifecycle.fail(self.job, end, error, self._retention)
         return self._record(failed, end, retryable=retryable)
+
+    def continue_(self, job_type: JobType[Any], state: Any) -> Ended:
+        """The handler asked to go on in a new invocation (`Continue`): save its state and queue
+        the next invocation at once, unless the type does not continue or its `max_runtime_s`
+        has passed since the attempt started (then the job fails: retrying cannot help)."""
+        now = self.clock()
+        if job_type.max_runtime_s is None:
+            message = f"the handler returned Continue, but {job_type.name!r} declares no max_runtime_s"
+            return self.fail(JobError(type="InvalidResult", message=message))
+        started = self.job.started_at or now
+        elapsed = (now - started).total_seconds()
+        if elapsed >= job_type.max_runtime_s:
+            message = (
+                f"the attempt has run {elapsed:.0f} s across its invocations; "
+                f"the type allows {job_type.max_runtime_s} s (max_runtime_s)"
+            )
+            return self.fail(JobError(type="MaxRuntimeExceeded", message=message))
+        try:
+            checkpoint = self.channel.next_checkpoint(state)
+        except InvalidCheckpoint as exc:
+            return self.fail(JobError(type="InvalidCheckpoint", message=exc.message))
+        write = lifecycle.continue_(self.job, now, checkpoint, self.channel.latest)
+        try:
+            self._write(write)
+        except ConditionFailed:
+            log.warning(
+                "job.continuation_discarded", reason="job changed while running"
+            )
+            return Ended(RunOutcome.DONE)
+        log.info(
+            "job.continued",
+            attempt=self.job.attempts,
+            elapsed_s=round(elapsed, 1),
+            **metrics.emf(self.job.type, counts=["JobsContinued"]),
+        )
+        return Ended(RunOutcome.DONE)
 
     def time_out(self) -> Ended:
         """End the attempt the deadline stopped (retryable)."""

@@ -19,16 +19,21 @@ from typing import Any
 
 from jobline import lifecycle
 from jobline.errors import (
+    CheckpointNotSaved,
     ConditionFailed,
+    InvalidCheckpoint,
     InvalidJobTypeDeclaration,
+    JobCancelled,
     JobHandlerError,
     StorageUnavailable,
 )
 from jobline.handler_loop import HandlerLoop, handler_loop
+from jobline.limits import MAX_CHECKPOINT_BYTES
 from jobline.logging import get_logger
-from jobline.models import Job, JobStatus, Progress
+from jobline.models import Checkpoint, Job, JobStatus, Progress
 from jobline.ports import JobRepository
 from jobline.registry import JobContext, JobType
+from jobline.validation import canonical_json, json_problem
 
 log = get_logger(__name__)
 
@@ -50,7 +55,48 @@ class AttemptChannel:
     _last_write: float = field(default=float("-inf"))
     _last_check: float = field(default=float("-inf"))
     _seq: int = 0
+    _saved: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        # A resumed attempt goes on numbering where its previous invocation stopped.
+        if self.job.progress is not None and self.job.progress.seq is not None:
+            self._seq = self.job.progress.seq
+        if self.job.checkpoint is not None:
+            self._saved = self.job.checkpoint.seq
+
+    def next_checkpoint(self, state: Any) -> Checkpoint:
+        """`state` as the attempt's next saved state: JSON, at most `MAX_CHECKPOINT_BYTES`
+        (`InvalidCheckpoint`, permanent, when it is not)."""
+        problem = json_problem(state)
+        if problem is None:
+            try:
+                size = len(canonical_json(state).encode())
+            except (TypeError, ValueError) as exc:
+                problem = f"is not JSON: {exc}"
+            else:
+                if size > MAX_CHECKPOINT_BYTES:
+                    problem = f"is {size} bytes; the limit is {MAX_CHECKPOINT_BYTES}"
+        if problem is not None:
+            raise InvalidCheckpoint(f"the saved state {problem}")
+        with self._lock:
+            self._saved += 1
+            return Checkpoint(state=state, seq=self._saved, saved_at=self.clock())
+
+    def save(self, state: Any) -> None:
+        """Write `state` on the job now (`context.checkpoint`), fenced by the claim and ordered:
+        `CheckpointNotSaved` (retryable) when the store did not answer, `JobCancelled` when the
+        job is no longer this attempt's."""
+        write = lifecycle.save_checkpoint(self.job, self.next_checkpoint(state))
+        try:
+            self.repo.update(self.job.id, write.update, write.precondition)
+        except ConditionFailed as refused:
+            if self._still_ours(refused.current):
+                return  # a later saved state is stored already
+            self._mark_lost()
+            raise JobCancelled("the attempt is no longer the job's") from None
+        except StorageUnavailable as exc:
+            raise CheckpointNotSaved(f"the state was not saved: {exc.message}") from exc
 
     def report(self, percent: float, message: str | None) -> None:
         """Keep the report; write it unless a write happened within the interval."""

@@ -45,40 +45,46 @@ class Dispatch:
             if lifecycle.needs_message(job)
         ]
         now = self.clock()
-        for start in range(0, len(pending), SQS_MAX_BATCH):
-            chunk = pending[start : start + SQS_MAX_BATCH]
-            messages = [
-                (
-                    JobMessage(
-                        job_id=job.id,
-                        owner=job.owner,
-                        job_type=job.type,
-                        correlation_id=job.correlation_id,
-                        run=job.run,
-                    ),
-                    delay_of(job, now),
-                )
-                for _, job in chunk
-            ]
-            try:
-                accepted = self.queue.send_batch(messages)
-            except QueueUnavailable as exc:
-                log.error("job.dispatch_failed", jobs=len(chunk), error=exc.message)
-                accepted = [False] * len(chunk)
-            for (index, job), (_, delay), ok in zip(
-                chunk, messages, accepted, strict=True
-            ):
-                done[index] = ok
-                if ok:
-                    log.debug(
-                        "job.dispatched",
-                        job_id=job.id,
-                        job_type=job.type,
-                        correlation_id=job.correlation_id,
-                        delay_seconds=delay,
-                    )
-                else:
-                    log.warning(
-                        "job.dispatch_refused", job_id=job.id, job_type=job.type
-                    )
+        lanes: dict[str, list[tuple[int, Job]]] = {}
+        for index, job in pending:
+            lanes.setdefault(job.lane, []).append((index, job))
+        for lane, waiting in lanes.items():
+            for start in range(0, len(waiting), SQS_MAX_BATCH):
+                chunk = waiting[start : start + SQS_MAX_BATCH]
+                self._send(lane, chunk, now, done)
         return done
+
+    def _send(
+        self, lane: str, chunk: list[tuple[int, Job]], now: datetime, done: list[bool]
+    ) -> None:
+        """One SendMessageBatch to `lane`'s queue; marks each job done when SQS accepted it."""
+        messages = [
+            (
+                JobMessage(
+                    job_id=job.id,
+                    owner=job.owner,
+                    job_type=job.type,
+                    correlation_id=job.correlation_id,
+                    run=job.run,
+                ),
+                delay_of(job, now),
+            )
+            for _, job in chunk
+        ]
+        try:
+            accepted = self.queue.send_batch(messages, lane)
+        except QueueUnavailable as exc:
+            log.error("job.dispatch_failed", jobs=len(chunk), error=exc.message)
+            accepted = [False] * len(chunk)
+        for (index, job), (_, delay), ok in zip(chunk, messages, accepted, strict=True):
+            done[index] = ok
+            if ok:
+                log.debug(
+                    "job.dispatched",
+                    job_id=job.id,
+                    job_type=job.type,
+                    correlation_id=job.correlation_id,
+                    delay_seconds=delay,
+                )
+            else:
+                log.warning("job.dispatch_refused", job_id=job.id, job_type=job.type)

@@ -15,6 +15,7 @@ from typing import Any
 
 from jobline import lifecycle, metrics
 from jobline.backoff import Backoff
+from jobline.clock import format_ts
 from jobline.errors import (
     ConditionFailed,
     JobNotFound,
@@ -113,6 +114,8 @@ class Execution:
                 return RunOutcome.DONE
             if current.status is not JobStatus.RUNNING:
                 return self._not_claimed(current, delivery, now)
+            if current.continue_at is not None:
+                return self._resume(current, delivery, now, lease)
             reclaim = lifecycle.reclaim(current, now, lease)
             if not reclaim.precondition.admits(current):
                 return self._not_claimed(current, delivery, now)
@@ -133,6 +136,22 @@ class Execution:
                 # the lost attempt's claim, counted as it ends (as an outcome counts its own)
                 **metrics.emf(current.type, counts=["JobsClaimed"]),
             )
+        return self._claimed(job, delivery, now)
+
+    def _resume(
+        self, current: Job, delivery: Delivery, now: datetime, lease: Lease
+    ) -> Job | RunOutcome:
+        """Take over a continuing attempt (its previous invocation asked to go on)."""
+        resume = lifecycle.resume(current, now, lease)
+        try:
+            job = self.repository.update(current.id, resume.update, resume.precondition)
+        except ConditionFailed as raced:
+            if raced.current is None:
+                raise JobNotFound(current.id) from None
+            if raced.current.lease_id != lease.id:
+                return self._not_claimed(raced.current, delivery, now)
+            job = raced.current  # our resume, applied although its answer was lost
+        log.debug("job.resumed", continued_at=format_ts(current.continue_at or now))
         return self._claimed(job, delivery, now)
 
     def _claimed(self, job: Job, delivery: Delivery, now: datetime) -> Job:
@@ -218,7 +237,7 @@ class Execution:
         if delivery.receipt_handle is None:
             return
         try:
-            self.queue.postpone(delivery.receipt_handle, seconds)
+            self.queue.postpone(delivery.receipt_handle, seconds, delivery.queue)
         except QueueUnavailable as exc:
             log.warning(
                 "job.backoff_not_applied", error=exc.message, retry_in_s=seconds

@@ -20,6 +20,7 @@ from jobline.errors import (
     StorageUnavailable,
     SubmitOutcomeUnknown,
 )
+from jobline.lanes import Lane, Lanes
 from jobline.logging import get_logger
 from jobline.models import Job, SubmitRequest
 from jobline.ports import JobRepository
@@ -45,6 +46,7 @@ class Submission:
     registry: JobTypeRegistry
     clock: Callable[[], datetime]
     max_payload_bytes: int
+    lanes: Lanes
 
     def submit(
         self,
@@ -56,7 +58,9 @@ class Submission:
         """Validate and store a job (see the module docstring). `SubmitOutcomeUnknown` when the
         store did not answer: the job may be stored (and then runs); a replay with the same key
         finds out."""
-        self.registry.get(request.type).parse(request.payload)
+        job_type = self.registry.get(request.type)
+        job_type.parse(request.payload)
+        lane = self.lanes.lane_for(job_type.timeout_s) or Lane.DEFAULT
         try:
             payload_text = canonical_json(request.payload)
         except ValueError as exc:
@@ -76,7 +80,7 @@ class Submission:
         now = self.clock()
         token = uuid.uuid4().hex
         job = creation.submitted(
-            job_id, owner, request, request_hash, now, correlation_id, token
+            job_id, owner, request, request_hash, now, correlation_id, token, lane
         )
         try:
             self.repository.create(job, now, token=token)
