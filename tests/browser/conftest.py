@@ -177,7 +177,13 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh browser context and page; any script error or CSP violation fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    # Actions and assertions alike wait up to 15 s: on a loaded machine each of the page's
+    # refreshes (a list and eight counts against moto) can take seconds, and a newer refresh
+    # supersedes an older one's answer. Playwright's `expect` waits 5 s unless told.
     context.set_default_timeout(15_000)
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     opened = context.new_page()
     problems: list[str] = []
     opened.on(

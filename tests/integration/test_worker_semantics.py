@@ -402,10 +402,13 @@ def test_a_handler_running_at_the_deadline_is_stopped_and_unstarted_records_retu
     timed_out = stored(moto_stack, spinning.id)
     assert (timed_out.status, timed_out.attempts) == (JobStatus.QUEUED, 1)
     assert timed_out.error is not None
-    assert (timed_out.error.type, timed_out.error.message) == (
-        "DeadlineExceeded",
+    # (whichever sees the deadline first words it: the runner stopping the handler, or the
+    # handler's own checkpoint finding no time left)
+    assert timed_out.error.type == "DeadlineExceeded"
+    assert timed_out.error.message in {
         "the attempt was stopped before the Lambda deadline",
-    )
+        "the attempt reached its deadline",
+    }
     assert [entry.error for entry in timed_out.history] == [timed_out.error]
     untouched = stored(moto_stack, waiting.id)
     assert (untouched.status, untouched.attempts) == (JobStatus.QUEUED, 0)
