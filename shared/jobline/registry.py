@@ -135,6 +135,29 @@ class JobContext:
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
 
+def _whole_numbers_as_ints(value: Any) -> Any:
+    """`value` with every finite float that has no fraction (5.0) as the int it equals: JSON
+    has one number type, and a strict int field must take what the schema's "integer" takes (a
+    float field takes ints as they are). Only the validated copy changes, not the stored payload."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _whole_numbers_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers_as_ints(item) for item in value]
+    return value
+
+
+def _has_whole_floats(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, dict):
+        return any(_has_whole_floats(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_whole_floats(item) for item in value)
+    return False
+
+
 HANDLER_PATH = re.compile(
     r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 )
@@ -197,8 +220,9 @@ class JobType(Generic[InputT]):
 
     def parse(self, payload: Any) -> InputT:
         """Validate a payload (decoded JSON) as JSON, strictly: what the published schema
-        (`input_schema`) refuses is refused (no `true` for 1, no `"5"` for 5); raise
-        `InvalidPayload` with field-level details."""
+        (`input_schema`) refuses is refused (no `true` for 1, no `"5"` for 5), and what it accepts
+        is accepted (JSON Schema's "integer" is any number without a fraction: 5.0 is one, as a
+        JavaScript client may send it); raise `InvalidPayload` with field-level details."""
         try:
             text = json.dumps(payload, allow_nan=False)
         except ValueError:
@@ -214,7 +238,16 @@ class JobType(Generic[InputT]):
             ) from None
         try:
             return self.input_model.model_validate_json(text, strict=True)
-        except ValidationError as exc:
+        except ValidationError:
+            if _has_whole_floats(payload):
+                # a strict int field refused 5.0: validate again with it as 5 (a payload that
+                # holds such numbers and is valid as it is keeps them: echo returns 5.0)
+                try:
+                    return self.input_model.model_validate_json(
+                        json.dumps(_whole_numbers_as_ints(payload)), strict=True
+                    )
+                except ValidationError as again:
+                    exc = again
             errors = [
                 {
                     "loc": ["payload", *err["loc"]],

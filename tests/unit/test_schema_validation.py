@@ -15,6 +15,7 @@ from jobline.errors import InvalidPayload
 from jobline.models import SubmitRequest
 from jobline.registry import JobType
 from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ConfigDict, RootModel
 
 from tests.support.builders import ANN
 from tests.support.schemas import values_of
@@ -119,3 +120,47 @@ def test_a_submission_is_never_coerced(payload: dict[str, Any]) -> None:
         service.submit(ANN, SubmitRequest(type="sleep", payload=payload))
     assert [error["loc"] for error in caught.value.errors] == [["payload", "seconds"]]
     assert repo.jobs == []
+
+
+class Counted(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    steps: int
+
+
+class Anything(RootModel[dict[str, Any]]):
+    pass
+
+
+def _noop(payload: Any, context: Any) -> None:
+    return None
+
+
+COUNTED = JobType(name="counted", description="", input_model=Counted, handler=_noop)
+ANYTHING = JobType(name="anything", description="", input_model=Anything, handler=_noop)
+
+
+def test_a_whole_number_written_with_a_fraction_is_an_integer_as_the_schema_says() -> (
+    None
+):
+    # Given a type with an integer field (JSON Schema's "integer": any number without a
+    # fraction, so a JavaScript client's 8.0 is one)
+    # Then 8.0 is 8 for both the schema and the API; 8.5, true and "8" are refused by both
+    for payload, valid in [
+        ({"steps": 8.0}, True),
+        ({"steps": 8}, True),
+        ({"steps": 8.5}, False),
+        ({"steps": True}, False),
+        ({"steps": "8"}, False),
+    ]:
+        assert schema_accepts(COUNTED, payload) is valid, payload
+        assert accepts(COUNTED, payload) is valid, payload
+    parsed = COUNTED.parse({"steps": 8.0})
+    assert (parsed.steps, type(parsed.steps)) == (8, int)
+
+
+def test_a_payload_valid_as_written_keeps_its_numbers() -> None:
+    # Given a type taking any object: 5.0 stays 5.0 for the handler (only a payload refused as
+    # written is validated again with whole numbers as integers)
+    parsed = ANYTHING.parse({"x": 5.0, "y": [1.0]})
+    assert parsed.root == {"x": 5.0, "y": [1.0]}
+    assert isinstance(parsed.root["x"], float)
