@@ -17,9 +17,11 @@ from jobline.aws import clients
 from jobline.aws.clients import (
     dynamodb_client,
     dynamodbstreams_client,
+    lambda_client,
     sqs_client,
     ssm_client,
 )
+from jobline.aws.functions import LambdaFunctionInvoker
 from jobline.aws.parameters import load_cursor_keys
 from jobline.aws.queue import SqsJobQueue
 from jobline.aws.repository import DynamoJobRepository
@@ -32,10 +34,11 @@ from jobline.config import (
     get_settings,
     job_type_settings,
     lambda_initialization_type,
+    on_lambda,
 )
 from jobline.cursor import CursorCodec, CursorKeys
 from jobline.discovery import discover
-from jobline.ports import JobQueue, JobRepository
+from jobline.ports import FunctionInvoker, JobQueue, JobRepository
 from jobline.registry import JobTypeRegistry
 from jobline.service import JobService
 from jobline.usecases.attempt import AttemptPolicy
@@ -56,6 +59,7 @@ __all__ = [
     "dynamodb_client",
     "dynamodbstreams_client",
     "get_service",
+    "lambda_client",
     "load_handlers",
     "renew_after_restore",
     "reset",
@@ -133,6 +137,7 @@ def build_service(
     registry: JobTypeRegistry | None = None,
     clock: Callable[[], datetime] = utcnow,
     rng: random.Random | None = None,
+    invoker: FunctionInvoker | None = None,
 ) -> JobService:
     """Wire the use cases into a JobService. Every part can be swapped; the defaults come from
     the settings (read only when something needs them) and talk to AWS (or AWS_ENDPOINT_URL)."""
@@ -152,6 +157,8 @@ def build_service(
     )
     queue = queue or SqsJobQueue(sqs_client, configured().queue_url)
     registry = registry or default_registry(configured())
+    # Job types' target functions: the Lambda client is created on the first invocation.
+    invoker = invoker or LambdaFunctionInvoker(lambda_client)
     submission = Submission(repository, registry, clock, options.max_payload_bytes)
     control = Control(repository, clock, options.retention)
     policy = AttemptPolicy(
@@ -174,6 +181,7 @@ def build_service(
             policy,
             options.backoff,
             rng or _RANDOM,
+            invoker,
         ),
         ingest=Ingest(
             submission, repository, clock, options.max_payload_bytes, options.retention
@@ -204,8 +212,9 @@ def build_during_lambda_init(*clients: Callable[[], object]) -> None:
 def load_handlers() -> None:
     """The worker's init: import every job type's handler now, so one that cannot work
     (unimportable, not callable, not `(payload, context)`) stops the function at its start
-    (`InvalidJobTypeDeclaration`, naming the type), never fails its jobs at run time."""
-    default_registry().resolve_all()
+    (`InvalidJobTypeDeclaration`, naming the type), never fails its jobs at run time. On Lambda a
+    type whose target is a local callable (`local:`, for make run) stops it too."""
+    default_registry().resolve_all(local_targets=not on_lambda())
 
 
 def renew_after_restore() -> None:

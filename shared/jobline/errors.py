@@ -9,7 +9,9 @@ ones, and job handlers raise the handler errors (also importable from `jobline.r
     ├── QueueUnavailable, StreamRecordsGone, ConditionFailed           adapters, used by use cases
     ├── ConfigurationError ── InvalidJobTypeDeclaration                refused configuration
     ├── JobHandlerError (retryable unless told) ── PermanentJobError ── EgressRefused (egress.py)
-    │                                            └─ DeadlineExceeded
+    │                                            ├─ DeadlineExceeded
+    │                                            ├─ FunctionFailed          a target function raised
+    │                                            └─ FunctionInvokeFailed    Lambda did not run it
     └── JobCancelled                                                  raised at a checkpoint
 
 `transition.TransitionRefused` is not one of them: it is a programming error (a use case asked the
@@ -187,6 +189,33 @@ class PermanentJobError(JobHandlerError):
 
 class DeadlineExceeded(JobHandlerError):
     """The attempt ran out of time before the Lambda deadline; it may be retried."""
+
+
+class FunctionFailed(JobHandlerError):
+    """A job type's target function raised (its answer carried `FunctionError`), or answered
+    what is not JSON. `error_type` is its `errorType`, the job error's type; retryable unless the
+    function marked it permanent (`jobline.targets.is_permanent`)."""
+
+    def __init__(self, error_type: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message, retryable=retryable)
+        self.error_type = error_type
+
+
+class FunctionInvokeFailed(JobHandlerError):
+    """Lambda did not run a job type's target function (throttled, a service error, a refusal),
+    or its answer was lost on the way. `error_type` is Lambda's error code (e.g.
+    `TooManyRequestsException`), the job error's type."""
+
+    def __init__(self, error_type: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message, retryable=retryable)
+        self.error_type = error_type
+
+
+def error_type_of(failure: BaseException) -> str:
+    """The type a job error records for `failure`: a target function's own `errorType` (or
+    Lambda's error code), else the exception's class name."""
+    error_type = getattr(failure, "error_type", None)
+    return error_type if isinstance(error_type, str) else type(failure).__name__
 
 
 class JobCancelled(JoblineError):
