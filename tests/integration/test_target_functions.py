@@ -11,13 +11,18 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from jobline import bootstrap
 from jobline_local.lambda_standin import LambdaStandIn
+from jobline_local.settings import LocalSettings
+from jobline_local.stack import LocalStack
 from jobline_local.template import function_handler, load_template
 
 from tests.conftest import FakeLambdaContext, MotoStack, sqs_event
@@ -86,8 +91,8 @@ def api(method: str, path: str, body: Any = None) -> tuple[int, Any]:
 
 
 @pytest.fixture
-def stand_in(
-    moto_stack: MotoStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def team_functions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[LambdaStandIn]:
     """The stand-in serving the team's functions, the worker's Lambda client pointed at it, and
     the team's module declaring a type per function (and `resize.local`, a local target)."""
@@ -111,6 +116,12 @@ def stand_in(
         finally:
             sys.modules.pop(MODULE, None)
             bootstrap.reset()
+
+
+@pytest.fixture
+def stand_in(moto_stack: MotoStack, team_functions: LambdaStandIn) -> LambdaStandIn:
+    """`team_functions` over moto's table and queues (the functions called in-process)."""
+    return team_functions
 
 
 def submit(job_type: str, **fields: Any) -> str:
@@ -302,3 +313,50 @@ def test_the_api_lists_target_types_without_their_functions(
     assert set(TYPES) | {"resize.local"} <= set(listed)
     assert listed["resize"]["input_schema"]["required"] == ["width"]
     assert "arn:aws:lambda" not in json.dumps(types)
+
+
+def test_make_run_runs_target_types_local_and_at_the_lambda_endpoint(
+    team_functions: LambdaStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given `make run` (the whole local stack) with the team's types, its Lambda endpoint the
+    # stand-in (as `sam local start-lambda` would be)
+    settings = LocalSettings(
+        host="127.0.0.1",
+        api_port=0,
+        moto_port=0,
+        prefix=f"jobline-targets-{uuid.uuid4().hex[:8]}",
+        state_file=None,
+    )
+    with (
+        LocalStack(settings, set_env=monkeypatch.setenv) as stack,
+        httpx.Client(
+            base_url=stack.api_url, headers={"X-Dev-User": OWNER}, timeout=5
+        ) as client,
+    ):
+        # When a job of a local target and one of an ARN target are submitted over HTTP
+        ids = {
+            name: client.post(
+                "/jobs", json={"type": name, "payload": {"width": 4}}
+            ).json()["id"]
+            for name in ("resize.local", "resize")
+        }
+
+        # Then the pollers run both through the worker, and each succeeds with its answer
+        def finished() -> dict[str, Any]:
+            jobs = {name: client.get(f"/jobs/{i}").json() for name, i in ids.items()}
+            done = all(j["status"] in ("succeeded", "failed") for j in jobs.values())
+            return jobs if done else {}
+
+        end = time.monotonic() + 15
+        jobs = finished()
+        while not jobs and time.monotonic() < end:
+            time.sleep(0.05)
+            jobs = finished()
+    assert {name: (j["status"], j["result"]["width"]) for name, j in jobs.items()} == {
+        "resize.local": ("succeeded", 8),
+        "resize": ("succeeded", 8),
+    }
+    # (the ARN's invocation reached the stand-in; the local one never left the worker)
+    assert [event["job_id"] for event in team_functions.runs("resize")] == [
+        ids["resize"]
+    ]
