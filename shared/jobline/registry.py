@@ -172,7 +172,7 @@ class JobType(Generic[InputT]):
                 '"local:package.module:function"',
             )
 
-    @property
+    @cached_property
     def function(self) -> Target | None:
         """The target function (None: the type runs a handler)."""
         return None if self.target is None else parse_target(self.target)
