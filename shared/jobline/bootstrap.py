@@ -17,9 +17,11 @@ from jobline.aws import clients
 from jobline.aws.clients import (
     dynamodb_client,
     dynamodbstreams_client,
+    lambda_client,
     sqs_client,
     ssm_client,
 )
+from jobline.aws.functions import LambdaFunctionInvoker
 from jobline.aws.parameters import load_cursor_keys
 from jobline.aws.queue import SqsJobQueue
 from jobline.aws.repository import DynamoJobRepository
@@ -32,11 +34,12 @@ from jobline.config import (
     get_settings,
     job_type_settings,
     lambda_initialization_type,
+    on_lambda,
 )
 from jobline.cursor import CursorCodec, CursorKeys
 from jobline.discovery import discover
 from jobline.lanes import Lane, Lanes, refuse_unfit
-from jobline.ports import JobQueue, JobRepository
+from jobline.ports import FunctionInvoker, JobQueue, JobRepository
 from jobline.registry import JobTypeRegistry
 from jobline.service import JobService
 from jobline.usecases.attempt import AttemptPolicy
@@ -57,6 +60,7 @@ __all__ = [
     "dynamodb_client",
     "dynamodbstreams_client",
     "get_service",
+    "lambda_client",
     "load_handlers",
     "renew_after_restore",
     "reset",
@@ -139,6 +143,7 @@ def build_service(
     registry: JobTypeRegistry | None = None,
     clock: Callable[[], datetime] = utcnow,
     rng: random.Random | None = None,
+    invoker: FunctionInvoker | None = None,
 ) -> JobService:
     """Wire the use cases into a JobService. Every part can be swapped; the defaults come from
     the settings (read only when something needs them) and talk to AWS (or AWS_ENDPOINT_URL)."""
@@ -164,6 +169,8 @@ def build_service(
             {Lane.LONG.value: urls.long_queue_url or urls.queue_url},
         )
     registry = registry or default_registry(configured())
+    # Job types' target functions: the Lambda client is created on the first invocation.
+    invoker = invoker or LambdaFunctionInvoker(lambda_client)
     submission = Submission(
         repository, registry, clock, options.max_payload_bytes, options.lanes
     )
@@ -188,6 +195,7 @@ def build_service(
             policy,
             options.backoff,
             rng or _RANDOM,
+            invoker,
         ),
         ingest=Ingest(
             submission, repository, clock, options.max_payload_bytes, options.retention
@@ -218,8 +226,9 @@ def build_during_lambda_init(*clients: Callable[[], object]) -> None:
 def load_handlers() -> None:
     """The worker's init: import every job type's handler now, so one that cannot work
     (unimportable, not callable, not `(payload, context)`) stops the function at its start
-    (`InvalidJobTypeDeclaration`, naming the type), never fails its jobs at run time."""
-    default_registry().resolve_all()
+    (`InvalidJobTypeDeclaration`, naming the type), never fails its jobs at run time. On Lambda a
+    type whose target is a local callable (`local:`, for make run) stops it too."""
+    default_registry().resolve_all(local_targets=not on_lambda())
 
 
 def renew_after_restore() -> None:

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AWS_ENDPOINT_URL"),
         description="standard AWS_ENDPOINT_URL: point every client at a local emulator",
     )
+    lambda_endpoint_url: str | None = Field(
+        default=None,
+        description="where the worker invokes job types' target functions, instead of "
+        "AWS_ENDPOINT_URL or Lambda itself: a local stand-in of Lambda's Invoke API "
+        "(`sam local start-lambda`, the tests' stand-in)",
+    )
     function_name: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_LAMBDA_FUNCTION_NAME")
     )
@@ -187,7 +193,12 @@ class Settings(BaseSettings):
     def _networks(cls, value: Any) -> Any:
         return _comma_separated(value)
 
-    @field_validator("aws_endpoint_url", "cursor_secret_parameter", "long_queue_url")
+    @field_validator(
+        "aws_endpoint_url",
+        "lambda_endpoint_url",
+        "cursor_secret_parameter",
+        "long_queue_url",
+    )
     @classmethod
     def _blank_endpoint_is_unset(cls, value: str | None) -> str | None:
         """An empty AWS_ENDPOINT_URL (as the template declares it) means "the real AWS"; an
@@ -260,11 +271,12 @@ def job_type_settings() -> JobTypeSettings:
 
 
 class _LambdaRuntime(BaseSettings):
-    """What the Lambda runtime tells the function about its initialization."""
+    """What the Lambda runtime tells the function about itself and its initialization."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     aws_lambda_initialization_type: str | None = None
+    aws_lambda_function_name: str | None = None
 
 
 def lambda_initialization_type() -> str | None:
@@ -275,6 +287,13 @@ def lambda_initialization_type() -> str | None:
     service while it is imported (the init phase), which tests and local runs do not want.
     """
     return _LambdaRuntime().aws_lambda_initialization_type or None
+
+
+def on_lambda() -> bool:
+    """Whether this process is a Lambda function (AWS_LAMBDA_FUNCTION_NAME is set, as on Lambda
+    and under `sam local invoke`), read on its own: the worker's init refuses job types whose
+    target is a local callable there."""
+    return bool(_LambdaRuntime().aws_lambda_function_name)
 
 
 class LogSettings(BaseSettings):

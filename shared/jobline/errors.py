@@ -11,7 +11,9 @@ ones, and job handlers raise the handler errors (also importable from `jobline.r
     ├── JobHandlerError (retryable unless told) ── PermanentJobError ── EgressRefused (egress.py)
     │                                            │                   └─ InvalidCheckpoint
     │                                            ├─ DeadlineExceeded
-    │                                            └─ CheckpointNotSaved
+    │                                            ├─ CheckpointNotSaved
+    │                                            ├─ FunctionFailed          a target function raised
+    │                                            └─ FunctionInvokeFailed    Lambda did not run it
     └── JobCancelled                                                  raised at a checkpoint
 
 `transition.TransitionRefused` is not one of them: it is a programming error (a use case asked the
@@ -198,6 +200,33 @@ class InvalidCheckpoint(PermanentJobError):
 class CheckpointNotSaved(JobHandlerError):
     """The store did not answer a checkpoint; the attempt may be retried (from the state saved
     before)."""
+
+
+class FunctionFailed(JobHandlerError):
+    """A job type's target function raised (its answer carried `FunctionError`), or answered
+    what is not JSON. `error_type` is its `errorType`, the job error's type; retryable unless the
+    function marked it permanent (`jobline.targets.is_permanent`)."""
+
+    def __init__(self, error_type: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message, retryable=retryable)
+        self.error_type = error_type
+
+
+class FunctionInvokeFailed(JobHandlerError):
+    """Lambda did not run a job type's target function (throttled, a service error, a refusal),
+    or its answer was lost on the way. `error_type` is Lambda's error code (e.g.
+    `TooManyRequestsException`), the job error's type."""
+
+    def __init__(self, error_type: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message, retryable=retryable)
+        self.error_type = error_type
+
+
+def error_type_of(failure: BaseException) -> str:
+    """The type a job error records for `failure`: a target function's own `errorType` (or
+    Lambda's error code), else the exception's class name."""
+    error_type = getattr(failure, "error_type", None)
+    return error_type if isinstance(error_type, str) else type(failure).__name__
 
 
 class JobCancelled(JoblineError):

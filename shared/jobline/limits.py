@@ -50,6 +50,19 @@ PROGRESS_INTERVAL_S = 1.0
 DEADLINE_MARGIN_MS = 12_000
 """Handlers stop this long before the Lambda deadline: room for the outcome write."""
 
+# ------------------------------------------------------------------- target functions
+FUNCTION_READ_TIMEOUT_S = LAMBDA_MAX_TIMEOUT_S
+"""The Lambda client's read timeout: a target function may run as long as Lambda allows. The
+attempt's own deadline stops the wait sooner (the worker's run ends there)."""
+FUNCTION_INVOKE_TRIES = 3
+"""Tries of one invocation that Lambda answered without running the function (throttled, 5xx, no
+connection), while the attempt has time; a lost answer is never tried again blindly."""
+FUNCTION_RETRY_BASE_S = 0.25
+"""The pause before the second try of an invocation (then doubled, with jitter)."""
+FUNCTION_ERROR_TYPE_CHARS = 256
+FUNCTION_ERROR_MESSAGE_CHARS = 4096
+"""A function's `errorType` and `errorMessage` as a job error keeps them (the rest is cut)."""
+
 # ----------------------------------------------------------------------------------- listings
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100

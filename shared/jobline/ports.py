@@ -8,6 +8,7 @@ from typing import Protocol
 
 from jobline.limits import LIST_PAGE_MAX_BYTES
 from jobline.models import Job, JobFilter, JobMessage, JobSummary
+from jobline.targets import FunctionAnswer
 from jobline.transition import JobUpdate, Precondition
 
 StartKey = dict[str, str]
@@ -78,3 +79,14 @@ class JobQueue(Protocol):
     ) -> None:
         """Deliver a received message again no sooner than `seconds` from now (`queue`: the name
         of the queue it came from; None: the default lane's)."""
+
+
+class FunctionInvoker(Protocol):
+    """Lambda functions, invoked synchronously (a job type's target)."""
+
+    def invoke(self, arn: str, event: bytes, *, deadline: float) -> FunctionAnswer:
+        """Invoke the function `arn` names with the JSON `event` and wait for its answer (the
+        function's own error is an answer: `FunctionAnswer.function_error`). An answer Lambda
+        gives without running the function (throttled, a service error) is tried again while
+        `deadline` (`time.monotonic()`) leaves time; then, and when Lambda refuses the call or the
+        answer is lost, `FunctionInvokeFailed` (retryable unless Lambda refused it)."""

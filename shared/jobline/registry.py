@@ -28,6 +28,7 @@ from jobline.errors import (
     UnknownJobType,
 )
 from jobline.limits import DEFAULT_TIMEOUT_S, LAMBDA_MAX_TIMEOUT_S, MAX_RUNTIME_S
+from jobline.targets import LambdaTarget, LocalTarget, Target, parse_target
 
 __all__ = [
     "Continue",
@@ -173,6 +174,9 @@ class JobType(Generic[InputT]):
     whatever it imports) out of the API: it is imported on first use, in the worker only (whose
     init resolves every type's, `JobTypeRegistry.resolve_all`). A callable works too (tests, light
     handlers). Either way the handler is `handler(payload, context)`, plain or `async def`.
+
+    Or declare a `target` instead: a Lambda function of your own, invoked by the worker
+    (`jobline.targets`: the event it gets, how its errors count).
     """
 
     name: str
@@ -181,6 +185,10 @@ class JobType(Generic[InputT]):
     handler: str | Callable[..., Any] | None = None
     """`"package.module:function"` (resolved on first use, in the worker only: the API never
     imports handler code), or a callable (tests, light handlers)."""
+    target: str | None = None
+    """A Lambda function ARN the worker invokes instead of a handler (exactly one of handler and
+    target). Locally also "local:package.module:function" (make run: a Python callable stands in
+    for the function; refused on Lambda)."""
     backoff: Backoff | None = None
     """Retry delays for this type; None uses the deployment's settings."""
     timeout_s: int = DEFAULT_TIMEOUT_S
@@ -206,9 +214,16 @@ class JobType(Generic[InputT]):
                 f"{self.max_runtime_s}",
             )
         handler = self.handler
-        if handler is None:
-            raise InvalidJobTypeDeclaration(self.name, "declares no handler")
-        if isinstance(handler, str):
+        if (handler is None) == (self.target is None):
+            raise InvalidJobTypeDeclaration(
+                self.name,
+                "declares both a handler and a target"
+                if handler is not None
+                else "declares no handler (nor a target)",
+            )
+        if self.target is not None:
+            self._check_target(self.target)
+        elif isinstance(handler, str):
             if not HANDLER_PATH.fullmatch(handler):
                 raise InvalidJobTypeDeclaration(
                     self.name,
@@ -217,6 +232,23 @@ class JobType(Generic[InputT]):
                 )
         else:
             _check_handler(self.name, handler)
+
+    def _check_target(self, target: str) -> None:
+        try:
+            parsed = parse_target(target)
+        except ValueError as exc:
+            raise InvalidJobTypeDeclaration(self.name, str(exc)) from None
+        if isinstance(parsed, LocalTarget) and not HANDLER_PATH.fullmatch(parsed.path):
+            raise InvalidJobTypeDeclaration(
+                self.name,
+                f"target {target!r} is not a local callable "
+                '"local:package.module:function"',
+            )
+
+    @cached_property
+    def function(self) -> Target | None:
+        """The target function (None: the type runs a handler)."""
+        return None if self.target is None else parse_target(self.target)
 
     def parse(self, payload: Any) -> InputT:
         """Validate a payload (decoded JSON) as JSON, strictly: what the published schema
@@ -261,13 +293,20 @@ class JobType(Generic[InputT]):
             raise InvalidPayload(self.name, errors) from exc
 
     def resolve(self) -> Callable[..., Any]:
-        """The handler callable: imported on first use when declared as a path, checked, cached.
-        Raises `InvalidJobTypeDeclaration` naming the type when it cannot work."""
+        """The handler callable: imported on first use when declared as a path, checked, cached
+        (for a `local:` target, the callable standing in for the function). Raises
+        `InvalidJobTypeDeclaration` naming the type when it cannot work, or has none (a Lambda
+        ARN target)."""
         return self._resolved
 
     @cached_property
     def _resolved(self) -> Callable[..., Any]:
-        handler = self.handler
+        function = self.function
+        if isinstance(function, LambdaTarget):
+            raise InvalidJobTypeDeclaration(
+                self.name, "has no handler: its target function is invoked"
+            )
+        handler = function.path if isinstance(function, LocalTarget) else self.handler
         if isinstance(handler, str):
             handler = _import_handler(self.name, handler)
             _check_handler(self.name, handler)
@@ -276,12 +315,15 @@ class JobType(Generic[InputT]):
 
     @property
     def is_async(self) -> bool:
-        """Whether the handler is an `async def` (the attempt awaits it on the handler loop)."""
-        return _is_coroutine_function(self.resolve())
+        """Whether the handler is an `async def` (the attempt awaits it on the handler loop).
+        Never for a target: its invocation is I/O the attempt waits for in a thread."""
+        return self.target is None and _is_coroutine_function(self.resolve())
 
     def run(self, payload: Any, context: JobContext) -> JSONValue:
         """Validate the stored payload again and call a plain handler (an `async def` one runs
-        through `run_async`)."""
+        through `run_async`; a type with a target is invoked by the attempt, not run here)."""
+        if self.target is not None:
+            raise TypeError(f"job type {self.name!r} has a target: invoke it")
         handler = self.resolve()
         if _is_coroutine_function(handler):
             raise TypeError(
@@ -380,11 +422,21 @@ class JobTypeRegistry:
         """The handler of the type called `name`, resolved (imported) on first use."""
         return self.get(name).resolve()
 
-    def resolve_all(self) -> None:
+    def resolve_all(self, *, local_targets: bool = True) -> None:
         """Resolve every type's handler now (the worker's init): a handler that cannot work
         (unimportable, not callable, not `(payload, context)`) stops the function here, naming
-        its type, rather than failing its jobs one by one."""
+        its type, rather than failing its jobs one by one. So does a `local:` target when
+        `local_targets` is False (on Lambda, where only a Lambda function can be one)."""
         for job_type in self:
+            function = job_type.function
+            if isinstance(function, LambdaTarget):
+                continue
+            if isinstance(function, LocalTarget) and not local_targets:
+                raise InvalidJobTypeDeclaration(
+                    job_type.name,
+                    f"target {job_type.target!r} is a local callable, which runs only "
+                    "locally (make run): on Lambda a target is a Lambda function ARN",
+                )
             job_type.resolve()
 
     def names(self) -> list[str]:

@@ -23,6 +23,7 @@ from jobline.aws.listing import check_start, plan
 from jobline.backoff import Backoff
 from jobline.errors import (
     ConditionFailed,
+    FunctionInvokeFailed,
     QueueUnavailable,
     StorageUnavailable,
 )
@@ -38,6 +39,12 @@ from jobline.models import (
 )
 from jobline.ports import StartKey
 from jobline.registry import JobContext, JobHandlerError, JobType
+from jobline.targets import (
+    FunctionAnswer,
+    LocalLambdaContext,
+    call_like_lambda,
+    epoch_deadline,
+)
 from jobline.transition import JobUpdate, Precondition, apply
 from pydantic import RootModel
 
@@ -414,3 +421,44 @@ def failing_handler(
 ) -> CountingHandler:
     """A counting handler that always raises `JobHandlerError`."""
     return CountingHandler(error=JobHandlerError(message, retryable=retryable))
+
+
+@dataclass
+class InMemoryFunctionInvoker:
+    """`FunctionInvoker` over Python callables by ARN, each run as Lambda's Python runtime would
+    run it (`call_like_lambda`); what Lambda answers instead of running one (the adapter's
+    `FunctionInvokeFailed` after its own tries) is scripted per ARN with `refuse_next`. An ARN
+    with no callable is refused as Lambda refuses it (404, permanent)."""
+
+    functions: dict[str, Callable[[Any, Any], Any]] = field(default_factory=dict)
+    refusals: dict[str, list[FunctionInvokeFailed]] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    """(ARN, decoded event) of every invocation, refused ones too."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, arn: str, function: Callable[[Any, Any], Any]) -> str:
+        self.functions[arn] = function
+        return arn
+
+    def refuse_next(self, arn: str, error: FunctionInvokeFailed) -> None:
+        self.refusals.setdefault(arn, []).append(error)
+
+    def invoke(self, arn: str, event: bytes, *, deadline: float) -> FunctionAnswer:
+        with self._lock:
+            self.calls.append((arn, json.loads(event)))
+            refusals = self.refusals.get(arn)
+            refusal = refusals.pop(0) if refusals else None
+        if refusal is not None:
+            raise refusal
+        function = self.functions.get(arn)
+        if function is None:
+            raise FunctionInvokeFailed(
+                "ResourceNotFoundException",
+                f"Function not found: {arn}",
+                retryable=False,
+            )
+        name = arn.rsplit(":function:", 1)[-1]
+        context = LocalLambdaContext(
+            function_name=name, deadline=epoch_deadline(deadline)
+        )
+        return call_like_lambda(function, event, context)

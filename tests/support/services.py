@@ -15,6 +15,7 @@ from jobline.backoff import Backoff
 from jobline.bootstrap import ServiceOptions, build_service, default_registry
 from jobline.config import Settings
 from jobline.cursor import CursorKeys
+from jobline.ports import FunctionInvoker
 from jobline.registry import JobType, JobTypeRegistry
 from jobline.service import JobService
 from jobline.sqs_batch import Invocation, run_records
@@ -23,6 +24,7 @@ from jobline_worker.record import run_record
 from tests.support.fakes import (
     CURSOR_SECRET,
     FakeClock,
+    InMemoryFunctionInvoker,
     InMemoryJobQueue,
     InMemoryJobRepository,
 )
@@ -52,10 +54,12 @@ def build_fake_service(
     backoff: Backoff | None = None,
     progress_interval_s: float | None = None,
     rng: random.Random | None = None,
+    invoker: FunctionInvoker | None = None,
 ) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
     """A JobService over in-memory fakes (built-in job types unless `registry` is given), wired by
     the one composition root, `jobline.bootstrap.build_service`, with the settings' defaults
-    unless a test overrides one."""
+    unless a test overrides one. Target functions (`JobType.target`) are `invoker`'s (default: an
+    `InMemoryFunctionInvoker` that knows none)."""
     repo = InMemoryJobRepository()
     queue = InMemoryJobQueue()
     fake_clock = clock or FakeClock()
@@ -82,6 +86,7 @@ def build_fake_service(
         registry=registry,
         clock=fake_clock,
         rng=rng or random.Random(0),
+        invoker=invoker or InMemoryFunctionInvoker(),
     )
     # The outbox's dispatcher is a function of its own, as in AWS: a second service from the same
     # composition root over the same table and queue, whose clock reads the time without moving

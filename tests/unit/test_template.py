@@ -16,6 +16,7 @@ from jobline.config import Settings
 from jobline.limits import MAX_ATTEMPTS
 from jobline.metrics import COUNTS, DURATIONS
 from jobline.models import Job, JobFilter, JobStatus
+from jobline.targets import LAMBDA_ARN
 from jobline_local.template import TEMPLATE_PATH, load_template, resources_of_type
 
 TEMPLATE = load_template()
@@ -52,18 +53,26 @@ def http_routes() -> Iterator[tuple[str, dict[str, Any]]]:
                 yield f"{props['Method']} {props['Path']}", props
 
 
+def policies_of(props: dict[str, Any]) -> list[dict[str, Any]]:
+    """A resource's inline policies, a conditional one (`!If [Condition, policy, NoValue]`) as
+    the policy it is when its condition holds."""
+    policies = []
+    for policy in props.get("Policies", []):
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            _, policy, otherwise = policy["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+        if isinstance(policy, dict):
+            policies.append(policy)
+    return policies
+
+
 def iam_statements() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(resource, statement) for every inline IAM statement of the template."""
+    """(resource, statement) for every inline IAM statement of the template (a conditional
+    policy's as if its condition held)."""
     for name, resource in RESOURCES.items():
         props = resource.get("Properties", {})
-        documents = [
-            policy for policy in props.get("Policies", []) if isinstance(policy, dict)
-        ]
-        documents += [
-            policy.get("PolicyDocument", {})
-            for policy in props.get("Policies", [])
-            if isinstance(policy, dict)
-        ]
+        documents = policies_of(props)
+        documents += [policy.get("PolicyDocument", {}) for policy in policies_of(props)]
         documents += [props[key] for key in ("PolicyDocument",) if key in props]
         for document in documents:
             statements = document.get("Statement", [])
@@ -170,14 +179,46 @@ def role_of(function: str) -> str:
     return name
 
 
+def evaluate(value: Any, parameters: dict[str, list[str]]) -> Any:
+    """A resource expression of Ref (a list parameter), Fn::Join and Fn::Split, as CloudFormation
+    computes it from the `parameters`' values."""
+    if isinstance(value, list):
+        return [evaluate(item, parameters) for item in value]
+    if not isinstance(value, dict):
+        return value
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return parameters[argument]
+    if function == "Fn::Join":
+        delimiter, items = argument
+        return delimiter.join(evaluate(items, parameters))
+    if function == "Fn::Split":
+        delimiter, text = argument
+        return evaluate(text, parameters).split(delimiter)
+    raise AssertionError(f"cannot evaluate {function}")
+
+
+JOB_TARGETS = "each of JobTargetArns, and each with :*"
+"""The worker's Lambda grant (`target_name`), checked by evaluating it in
+test_the_worker_may_invoke_exactly_the_job_target_functions."""
+
+
 def target_name(target: Any) -> str:
     """A statement's resource as the template writes it: `Table` for !GetAtt Table.Arn, the
-    string for a !Sub, "*" for every resource."""
+    string for a !Sub, "*" for every resource, JOB_TARGETS for the list JobTargetArns makes."""
     if isinstance(target, str):
         return target
     if "Fn::GetAtt" in target:
         name: str = target["Fn::GetAtt"][0]
         return name
+    if "Fn::Split" in target:
+        arns = ["arn:a", "arn:b:live"]
+        if evaluate(target, {"JobTargetArns": arns}) == [
+            *arns,
+            *(f"{arn}:*" for arn in arns),
+        ]:
+            return JOB_TARGETS
+        return json.dumps(target)
     sub: str = target["Fn::Sub"]
     return sub
 
@@ -226,11 +267,13 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
             },
         ),
         (
+            # (and, when JobTargetArns names some, the job types' target functions)
             "WorkerFunction",
             {
                 ("dynamodb:GetItem", "JobsTable"),
                 ("dynamodb:UpdateItem", "JobsTable"),
                 ("sqs:ChangeMessageVisibility", "JobsQueue"),
+                ("lambda:InvokeFunction", JOB_TARGETS),
             }
             | {(action, "JobsQueue") for action in POLL},
         ),
@@ -300,6 +343,68 @@ def test_functions_may_do_exactly_what_their_code_does(
     # Then it allows exactly the calls its code (and its event source) makes, on exactly the
     # resources it uses, plus writing its own logs and traces
     assert granted(function) == expected | logs_and_traces(function)
+
+
+def test_the_worker_may_invoke_exactly_the_job_target_functions() -> None:
+    # Given the parameter naming the functions job types may target, and the worker's policies
+    parameter = TEMPLATE["Parameters"]["JobTargetArns"]
+    role = RESOURCES[role_of("WorkerFunction")]["Properties"]
+    [conditional] = [p for p in role["Policies"] if "Fn::If" in p]
+    condition, policy, otherwise = conditional["Fn::If"]
+
+    # Then the policy exists only when the parameter names a function (its default names none) ...
+    assert (parameter["Type"], parameter["Default"]) == ("CommaDelimitedList", "")
+    assert TEMPLATE["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "JobTargetArns"}]}, ""]}]
+    }
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    # ... and then allows invoking exactly those ARNs, each also with an alias or version
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == (
+        "Allow",
+        "lambda:InvokeFunction",
+    )
+    arns = [
+        "arn:aws:lambda:eu-west-1:123456789012:function:resize",
+        "arn:aws:lambda:eu-west-1:123456789012:function:ocr:live",
+    ]
+    assert evaluate(statement["Resource"], {"JobTargetArns": arns}) == [
+        arns[0],
+        arns[1],
+        f"{arns[0]}:*",
+        f"{arns[1]}:*",
+    ]
+    # And no other function may invoke a function
+    for function in set(FUNCTIONS) - {"WorkerFunction"}:
+        assert not any(action.startswith("lambda:") for action, _ in granted(function))
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("", True),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:resize", True),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:resize:live", True),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:resize:7", True),
+        ("arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f", True),
+        ("arn:aws-cn:lambda:cn-north-1:123456789012:function:f:$LATEST", True),
+        ("resize", False),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:*", False),
+        ("arn:aws:lambda:eu-west-1:123456789012:layer:resize", False),
+        ("arn:aws:lambda:*:123456789012:function:resize", False),
+        ("arn:aws:lambda:eu-west-1:1234:function:resize", False),
+    ],
+)
+def test_job_target_arns_are_whole_function_arns(value: str, allowed: bool) -> None:
+    # Given the parameter's pattern (CloudFormation matches it against each value of the list)
+    pattern = TEMPLATE["Parameters"]["JobTargetArns"]["AllowedPattern"]
+
+    # Then a value is a whole function ARN, with an optional alias or version: no wildcard, no
+    # bare name (the grant would be wider than the ARN, or name nothing)
+    assert bool(re.fullmatch(pattern, value)) is allowed
+    # ... exactly what a job type may declare as its target
+    if value:
+        assert bool(LAMBDA_ARN.fullmatch(value)) is allowed
 
 
 def test_every_sqs_trigger_polls_with_permission_on_its_queue_only() -> None:

@@ -118,15 +118,20 @@ def api_version(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 class Resolver:
     """CloudFormation's own resolution, for what these tests compare: parameter Refs (given
-    values, else defaults), Fn::Sub of parameters, Fn::If on the template's conditions."""
+    values, else defaults; a CommaDelimitedList's as a list), Fn::Sub of parameters, Fn::Join,
+    Fn::Split, Fn::If on the template's conditions."""
 
     def __init__(self, template: dict[str, Any], parameters: dict[str, str]) -> None:
+        specs = template.get("Parameters", {})
         defaults = {
             name: str(spec["Default"])
-            for name, spec in template.get("Parameters", {}).items()
+            for name, spec in specs.items()
             if "Default" in spec
         }
         self.parameters = {**defaults, **parameters}
+        self.lists = {
+            name for name, spec in specs.items() if spec["Type"] == "CommaDelimitedList"
+        }
         self.conditions = template.get("Conditions", {})
 
     def __call__(self, value: Any) -> Any:
@@ -136,8 +141,16 @@ class Resolver:
             return value
         if len(value) == 1:
             ((key, arg),) = value.items()
+            if key == "Ref" and arg in self.lists:
+                return self.parameters[arg].split(",")
             if key == "Ref" and arg in self.parameters:
                 return self.parameters[arg]
+            if key == "Fn::Join":
+                delimiter, items = arg
+                return delimiter.join(self(items))
+            if key == "Fn::Split":
+                delimiter, text = arg
+                return self(text).split(delimiter)
             if key == "Fn::Sub" and isinstance(arg, str):
                 return re.sub(
                     r"\$\{([^}]+)\}",
@@ -158,11 +171,23 @@ class Resolver:
         return bool(self(self.conditions[name]))
 
 
-def iam_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(resource, statement) for every IAM statement of every role and policy."""
+def iam_statements(
+    template: dict[str, Any], parameters: dict[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(resource, statement) for every IAM statement of every role and policy, a conditional
+    policy's (`!If`) as deployed with `parameters` (default: DEPLOYED's)."""
+    resolve = Resolver(template, {**DEPLOYED, **(parameters or {})})
     for name, resource in template["Resources"].items():
         props = resource.get("Properties", {})
-        documents = [policy["PolicyDocument"] for policy in props.get("Policies", [])]
+        policies = [
+            resolve({"Fn::If": policy["Fn::If"]}) if "Fn::If" in policy else policy
+            for policy in props.get("Policies", [])
+        ]
+        documents = [
+            policy["PolicyDocument"]
+            for policy in policies
+            if policy != {"Ref": "AWS::NoValue"}
+        ]
         if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             documents.append(props["PolicyDocument"])
         for document in documents:
@@ -184,10 +209,12 @@ def role_of(template: dict[str, Any], function: str) -> str:
     return name
 
 
-def grants(template: dict[str, Any], role: str) -> set[tuple[str, str]]:
+def grants(
+    template: dict[str, Any], role: str, parameters: dict[str, str] | None = None
+) -> set[tuple[str, str]]:
     """(action, resource) pairs a role allows, resources as the template writes them."""
     allowed = set()
-    for resource, statement in iam_statements(template):
+    for resource, statement in iam_statements(template, parameters):
         if resource != role:
             continue
         assert statement["Effect"] == "Allow"
@@ -263,6 +290,46 @@ def test_no_iam_statement_grants_every_resource_but_xray_trace_upload() -> None:
         # Then each names its resources, except X-Ray's trace upload (see XRAY_WRITE)
         if "*" in as_list(statement["Resource"]):
             assert set(as_list(statement["Action"])) <= XRAY_WRITE, resource
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        "",
+        "arn:aws:lambda:eu-west-1:123456789012:function:resize",
+        "arn:aws:lambda:eu-west-1:123456789012:function:resize,"
+        "arn:aws:lambda:eu-west-1:210987654321:function:ocr:live",
+    ],
+    ids=["none", "one", "two"],
+)
+def test_the_worker_may_invoke_exactly_the_job_target_functions(targets: str) -> None:
+    # Given a deploy naming these functions as job types' targets (JobTargetArns)
+    parameters = {"JobTargetArns": targets}
+    template = transformed(parameters)
+    resolve = Resolver(template, {**DEPLOYED, **parameters})
+
+    # When the grants of every role are read as CloudFormation resolves them
+    invoking = {
+        resource: resolve(statement["Resource"])
+        for resource, statement in iam_statements(template, parameters)
+        if any(action.startswith("lambda:") for action in as_list(statement["Action"]))
+    }
+
+    # Then only the worker may invoke functions: each named one, and its aliases and versions
+    # (ARN:*), with lambda:InvokeFunction alone; none when the parameter names none
+    arns = [arn for arn in targets.split(",") if arn]
+    if not arns:
+        assert invoking == {}
+        return
+    assert set(invoking) == {role_of(template, "WorkerFunction")}
+    assert sorted(invoking[role_of(template, "WorkerFunction")]) == sorted(
+        [*arns, *(f"{arn}:*" for arn in arns)]
+    )
+    assert {
+        action
+        for action, _ in grants(template, "WorkerFunctionRole", parameters)
+        if action.startswith("lambda:")
+    } == {"lambda:InvokeFunction"}
 
 
 def test_no_role_attaches_a_managed_policy() -> None:

@@ -13,12 +13,15 @@ from botocore.loaders import Loader
 from botocore.session import Session
 
 from jobline.config import Settings, get_settings
+from jobline.limits import FUNCTION_READ_TIMEOUT_S
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
+
+    from jobline.aws.functions import LambdaClient
 
 
 def _client_config(settings: Settings) -> Config:
@@ -62,14 +65,20 @@ _CREATING = threading.RLock()
 worker threads at once, and botocore's session must not create clients concurrently."""
 
 
-def _create_client(service: str) -> Any:
-    """A botocore client for `service` from this environment's session and settings."""
+def _create_client(
+    service: str, *, config: Config | None = None, endpoint_url: str | None = None
+) -> Any:
+    """A botocore client for `service` from this environment's session and settings (`config`
+    merged over them; `endpoint_url` before AWS_ENDPOINT_URL)."""
     settings = get_settings()
+    merged = _client_config(settings)
+    if config is not None:
+        merged = merged.merge(config)
     with _CREATING:
         return aws_session().create_client(
             service,
-            endpoint_url=settings.aws_endpoint_url,
-            config=_client_config(settings),
+            endpoint_url=endpoint_url or settings.aws_endpoint_url,
+            config=merged,
         )
 
 
@@ -107,7 +116,35 @@ def ssm_client() -> SSMClient:
     return cast("SSMClient", _create_client("ssm"))
 
 
-FACTORIES = (dynamodb_client, dynamodbstreams_client, sqs_client, ssm_client)
+@lru_cache(maxsize=1)
+def lambda_client() -> LambdaClient:
+    """The Lambda client of this execution environment (job types' target functions), at
+    JOBLINE_LAMBDA_ENDPOINT_URL when set (a local stand-in). Its read timeout is Lambda's longest
+    run, not the AWS calls' second and a half: an invocation answers when the function returns
+    (the attempt's deadline stops the wait sooner). botocore tries each call once: a resend after
+    a read timeout would run the function again; `jobline.aws.functions` decides what is tried
+    again. TCP keepalive holds the connection open through a long silent wait."""
+    settings = get_settings()
+    config = Config(
+        read_timeout=FUNCTION_READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": 1},
+        tcp_keepalive=True,
+    )
+    return cast(
+        "LambdaClient",
+        _create_client(
+            "lambda", config=config, endpoint_url=settings.lambda_endpoint_url
+        ),
+    )
+
+
+FACTORIES = (
+    dynamodb_client,
+    dynamodbstreams_client,
+    sqs_client,
+    ssm_client,
+    lambda_client,
+)
 """Every client factory of this module (`close_connections` and `reset` go through them all)."""
 
 

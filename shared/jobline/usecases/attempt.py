@@ -23,10 +23,11 @@ from jobline.errors import (
     JobCancelled,
     JobHandlerError,
     StorageUnavailable,
+    error_type_of,
 )
 from jobline.logging import get_logger
 from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
-from jobline.ports import JobRepository
+from jobline.ports import FunctionInvoker, JobRepository
 from jobline.registry import Continue, JobContext, JobType
 from jobline.transition import Ending, Transition, finished_attempt
 from jobline.usecases.checkpoints import (
@@ -34,6 +35,7 @@ from jobline.usecases.checkpoints import (
     HandlerOutcome,
     run_handler,
 )
+from jobline.usecases.functions import invoke_target
 from jobline.validation import MAX_RESULT_DEPTH, canonical_json, json_problem
 
 log = get_logger(__name__)
@@ -77,6 +79,8 @@ class RunningAttempt:
     policy: AttemptPolicy
     backoff: Backoff
     rng: random.Random
+    invoker: FunctionInvoker | None = None
+    """Invokes the target function of a type declared with one (`JobType.target`)."""
     channel: AttemptChannel = field(init=False)
     started: float = field(init=False, default_factory=time.monotonic)
 
@@ -120,13 +124,15 @@ class RunningAttempt:
             state=self.job.checkpoint.state if self.job.checkpoint else None,
             checkpoint_sink=self.channel.save,
         )
+        if job_type.target is not None:
+            return invoke_target(self.invoker, job_type, self.job, context, deadline)
         return run_handler(job_type, self.job.payload, context, deadline)
 
     def handle_failure(self, failure: BaseException) -> Ended:
         """End the attempt after the handler raised `failure`."""
         if isinstance(failure, JobCancelled):
             return self.cancel(str(failure))
-        error = JobError(type=type(failure).__name__, message=str(failure))
+        error = JobError(type=error_type_of(failure), message=str(failure))
         if isinstance(failure, JobHandlerError):
             return self.fail(error, retryable=failure.retryable)
         if isinstance(failure, InvalidPayload):

@@ -25,7 +25,7 @@ from jobline.errors import (
 )
 from jobline.logging import bind, bound, get_logger
 from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
-from jobline.ports import JobQueue, JobRepository
+from jobline.ports import FunctionInvoker, JobQueue, JobRepository
 from jobline.registry import JobType, JobTypeRegistry
 from jobline.transition import Event, Lease
 from jobline.usecases.attempt import AttemptPolicy, RunningAttempt
@@ -47,6 +47,8 @@ class Execution:
     policy: AttemptPolicy
     backoff: Backoff
     rng: random.Random
+    invoker: FunctionInvoker | None = None
+    """Invokes job types' target functions (`JobType.target`)."""
 
     def run(self, delivery: Delivery) -> RunOutcome:
         """Claim the job the delivery names, run one attempt and record its outcome."""
@@ -76,6 +78,7 @@ class Execution:
                 self.policy,
                 backoff=backoff or self.backoff,
                 rng=self.rng,
+                invoker=self.invoker,
             )
             ended = attempt.perform(job_type)
             if ended.retry_in_s is not None:
