@@ -270,27 +270,28 @@ class JobType(Generic[InputT]):
             ) from None
         try:
             return self.input_model.model_validate_json(text, strict=True)
-        except ValidationError:
-            if _has_whole_floats(payload):
-                # a strict int field refused 5.0: validate again with it as 5 (a payload that
-                # holds such numbers and is valid as it is keeps them: echo returns 5.0)
-                try:
-                    return self.input_model.model_validate_json(
-                        json.dumps(_whole_numbers_as_ints(payload)), strict=True
-                    )
-                except ValidationError as again:
-                    exc = again
-            errors = [
-                {
-                    "loc": ["payload", *err["loc"]],
-                    "msg": err["msg"],
-                    "type": err["type"],
-                }
-                for err in exc.errors(
-                    include_url=False, include_context=False, include_input=False
+        except ValidationError as refused:
+            failure = refused
+        if _has_whole_floats(payload):
+            # a strict int field refused 5.0: validate again with it as 5 (a payload that holds
+            # such numbers and is valid as it is keeps them: echo returns 5.0)
+            try:
+                return self.input_model.model_validate_json(
+                    json.dumps(_whole_numbers_as_ints(payload)), strict=True
                 )
-            ]
-            raise InvalidPayload(self.name, errors) from exc
+            except ValidationError as refused_again:
+                failure = refused_again
+        errors = [
+            {
+                "loc": ["payload", *err["loc"]],
+                "msg": err["msg"],
+                "type": err["type"],
+            }
+            for err in failure.errors(
+                include_url=False, include_context=False, include_input=False
+            )
+        ]
+        raise InvalidPayload(self.name, errors) from failure
 
     def resolve(self) -> Callable[..., Any]:
         """The handler callable: imported on first use when declared as a path, checked, cached
