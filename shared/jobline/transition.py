@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+from jobline.models import Attempt, DataRef, Job, JobError, JobStatus, Progress
 
 
 class Event(enum.StrEnum):
@@ -49,6 +49,7 @@ class JobUpdate:
 
     status: JobStatus | Keep = KEEP
     result: Any = KEEP
+    result_ref: DataRef | Keep | None = KEEP
     error: JobError | Keep | None = KEEP
     attempts: int | Keep = KEEP
     run: int | Keep = KEEP

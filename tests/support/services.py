@@ -23,6 +23,7 @@ from jobline_worker.record import run_record
 from tests.support.fakes import (
     CURSOR_SECRET,
     FakeClock,
+    InMemoryBlobStore,
     InMemoryJobQueue,
     InMemoryJobRepository,
 )
@@ -52,10 +53,13 @@ def build_fake_service(
     backoff: Backoff | None = None,
     progress_interval_s: float | None = None,
     rng: random.Random | None = None,
+    blobs: InMemoryBlobStore | None = None,
 ) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
     """A JobService over in-memory fakes (built-in job types unless `registry` is given), wired by
     the one composition root, `jobline.bootstrap.build_service`, with the settings' defaults
-    unless a test overrides one."""
+    unless a test overrides one. Its data bucket is `blobs` (a test that looks into it passes
+    its own), else a fresh `InMemoryBlobStore`."""
+    blobs = blobs if blobs is not None else InMemoryBlobStore()
     repo = InMemoryJobRepository()
     queue = InMemoryJobQueue()
     fake_clock = clock or FakeClock()
@@ -82,6 +86,7 @@ def build_fake_service(
         registry=registry,
         clock=fake_clock,
         rng=rng or random.Random(0),
+        blobs=blobs,
     )
     # The outbox's dispatcher is a function of its own, as in AWS: a second service from the same
     # composition root over the same table and queue, whose clock reads the time without moving
@@ -92,6 +97,7 @@ def build_fake_service(
         queue=queue,
         registry=registry,
         clock=fake_clock.peek,
+        blobs=blobs,
     )
     repo.stream.deliver = outbox.dispatch
     return service, repo, queue

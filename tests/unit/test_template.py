@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
+from jobline import limits
 from jobline.aws.items import job_to_item
 from jobline.aws.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, build_query
 from jobline.config import Settings
 from jobline.limits import MAX_ATTEMPTS
 from jobline.metrics import COUNTS, DURATIONS
 from jobline.models import Job, JobFilter, JobStatus
+from jobline.usecases import claim_check
 from jobline_local.template import TEMPLATE_PATH, load_template, resources_of_type
 
 TEMPLATE = load_template()
@@ -153,6 +155,10 @@ def test_the_dead_letter_consumer_can_be_paused_by_a_parameter() -> None:
 
 
 POLL = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+PAYLOADS = "${JobDataBucket.Arn}/payloads/*"
+RESULTS = "${JobDataBucket.Arn}/results/*"
+UPLOADS = "${JobDataBucket.Arn}/uploads/*"
+"""The data bucket's prefixes (`jobline.usecases.claim_check`'s keys)."""
 """What an SQS event source mapping does with its function's role."""
 
 
@@ -217,6 +223,14 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                     "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
                     "${CursorSecretParameterName}",
                 ),
+                # large payloads written, uploads read (and the upload forms it signs)
+                ("s3:GetObject", PAYLOADS),
+                ("s3:PutObject", PAYLOADS),
+                ("s3:GetObject", UPLOADS),
+                ("s3:PutObject", UPLOADS),
+                # the results' download URLs it signs
+                ("s3:GetObject", RESULTS),
+                ("s3:ListBucket", "JobDataBucket"),
             },
         ),
         (
@@ -225,6 +239,9 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("dynamodb:GetItem", "JobsTable"),
                 ("dynamodb:UpdateItem", "JobsTable"),
                 ("sqs:ChangeMessageVisibility", "JobsQueue"),
+                ("s3:GetObject", PAYLOADS),
+                ("s3:PutObject", RESULTS),
+                ("s3:ListBucket", "JobDataBucket"),
             }
             | {(action, "JobsQueue") for action in POLL},
         ),
@@ -232,7 +249,7 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
             # The ingest use case stores with a conditional PutItem (a replay returns the stored
             # job with the failed condition); the outbox sends the message.
             "IngestFunction",
-            {("dynamodb:PutItem", "JobsTable")}
+            {("dynamodb:PutItem", "JobsTable"), ("s3:PutObject", PAYLOADS)}
             | {(action, "IngestQueue") for action in POLL},
         ),
         (
@@ -914,3 +931,93 @@ def test_the_dashboard_shows_the_jobs_metrics_queues_functions_and_api() -> None
     placeholders = {name: value["Fn::GetAtt"][0] for name, value in names.items()}
     assert set(placeholders.values()) == set(QUEUES) - {"OutboxFailureDeadLetterQueue"}
     assert "<HttpApi>" in shown and '"5xx"' in shown and '"4xx"' in shown
+
+
+# ----------------------------------------------------------------------- the data bucket
+BUCKET = RESOURCES["JobDataBucket"]["Properties"]
+
+
+def test_the_data_bucket_is_encrypted_private_and_owned_by_the_account() -> None:
+    [rule] = BUCKET["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert BUCKET["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert BUCKET["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}
+    ]
+    assert RESOURCES["JobDataBucket"]["DeletionPolicy"] == "Retain"
+
+
+def test_the_data_bucket_refuses_plain_http_and_old_tls() -> None:
+    # Given the bucket's policy
+    policy = RESOURCES["JobDataBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "JobDataBucket"}
+    statements = policy["PolicyDocument"]["Statement"]
+
+    # Then it denies every request, of anyone, to the bucket and its objects, without TLS or
+    # with TLS older than 1.2
+    everything = [
+        {"Fn::GetAtt": ["JobDataBucket", "Arn"]},
+        {"Fn::Sub": "${JobDataBucket.Arn}/*"},
+    ]
+    conditions = []
+    for statement in statements:
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Deny",
+            "*",
+            "s3:*",
+        )
+        assert statement["Resource"] == everything
+        conditions.append(statement["Condition"])
+    assert conditions == [
+        {"Bool": {"aws:SecureTransport": "false"}},
+        {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
+    ]
+
+
+def test_the_data_bucket_keeps_a_jobs_data_longer_than_the_job() -> None:
+    # Given the bucket's lifecycle and the parameters it follows
+    rules = {rule["Id"]: rule for rule in BUCKET["LifecycleConfiguration"]["Rules"]}
+    retention = TEMPLATE["Parameters"]["RetentionDays"]
+    expiry = TEMPLATE["Parameters"]["DataExpirationDays"]
+
+    # Then payloads and results expire after DataExpirationDays, which is at least the jobs'
+    # retention plus the margin (by default, and at the smallest retention), and what the
+    # functions are told
+    for prefix in ("payloads", "results"):
+        assert rules[prefix]["Prefix"] == f"{prefix}/"
+        assert rules[prefix]["ExpirationInDays"] == {"Ref": "DataExpirationDays"}
+        assert rules[prefix]["Status"] == "Enabled"
+    margin = limits.DATA_EXPIRY_MARGIN_DAYS
+    assert expiry["Default"] == retention["Default"] + margin
+    assert expiry["Default"] == Settings.model_fields["data_expiration_days"].default
+    assert expiry["MinValue"] == retention["MinValue"] + margin
+    assert expiry["MaxValue"] == retention["MaxValue"] + margin
+    variables = GLOBAL_FUNCTION["Environment"]["Variables"]
+    assert variables["JOBLINE_DATA_BUCKET"] == {"Ref": "JobDataBucket"}
+    assert variables["JOBLINE_DATA_EXPIRATION_DAYS"] == {"Ref": "DataExpirationDays"}
+    # And an upload nobody submitted goes after a day, as does an unfinished multipart upload
+    assert rules["uploads"]["Prefix"] == "uploads/"
+    assert rules["uploads"]["ExpirationInDays"] == limits.UPLOAD_RETENTION_DAYS
+    assert rules["incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 1
+    }
+
+
+def test_every_key_the_claim_check_writes_is_under_a_lifecycle_rule() -> None:
+    prefixes = {
+        rule["Prefix"]
+        for rule in BUCKET["LifecycleConfiguration"]["Rules"]
+        if "ExpirationInDays" in rule
+    }
+    keys = [
+        claim_check.payload_key("a" * 32, "0" * 64),
+        claim_check.result_key("a" * 32, "b" * 32),
+        claim_check.upload_key("alice", "c" * 32),
+    ]
+    for key in keys:
+        assert any(key.startswith(prefix) for prefix in prefixes), key

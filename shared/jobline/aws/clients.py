@@ -12,6 +12,7 @@ from botocore.config import Config
 from botocore.loaders import Loader
 from botocore.session import Session
 
+from jobline.aws.blobs import S3Client
 from jobline.config import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -62,14 +63,18 @@ _CREATING = threading.RLock()
 worker threads at once, and botocore's session must not create clients concurrently."""
 
 
-def _create_client(service: str) -> Any:
-    """A botocore client for `service` from this environment's session and settings."""
+def _create_client(service: str, config: Config | None = None) -> Any:
+    """A botocore client for `service` from this environment's session and settings (and
+    `config`'s options besides)."""
     settings = get_settings()
+    merged = _client_config(settings)
+    if config is not None:
+        merged = merged.merge(config)
     with _CREATING:
         return aws_session().create_client(
             service,
             endpoint_url=settings.aws_endpoint_url,
-            config=_client_config(settings),
+            config=merged,
         )
 
 
@@ -107,7 +112,21 @@ def ssm_client() -> SSMClient:
     return cast("SSMClient", _create_client("ssm"))
 
 
-FACTORIES = (dynamodb_client, dynamodbstreams_client, sqs_client, ssm_client)
+@lru_cache(maxsize=1)
+def s3_client() -> S3Client:
+    """The S3 client of this execution environment (the data bucket: large payloads and
+    results), created when large data is first stored, read or linked. Presigned URLs are SigV4
+    (the only signature S3 accepts in every region); an emulator (AWS_ENDPOINT_URL) is addressed
+    by path, having no per-bucket host names."""
+    emulated = get_settings().aws_endpoint_url is not None
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if emulated else "auto"},
+    )
+    return cast("S3Client", _create_client("s3", config))
+
+
+FACTORIES = (dynamodb_client, dynamodbstreams_client, sqs_client, ssm_client, s3_client)
 """Every client factory of this module (`close_connections` and `reset` go through them all)."""
 
 
