@@ -347,6 +347,7 @@ class LocalStack:
             provisioned=self.provisioned,
             jobs_table=logical_id(self.provisioned.tables, self.table_name),
             jobs_queue=logical_id(self.provisioned.queue_urls, self.queue_url),
+            s3=self.s3,
         )
 
     def _restore_state(self) -> None:
