@@ -12,6 +12,7 @@ import httpx
 import pytest
 from jobline.aws.items import item_to_job, job_to_item
 from jobline.bootstrap import build_service
+from jobline.config import Settings
 from jobline.errors import (
     ConfigurationError,
     InvalidPayload,
@@ -19,7 +20,7 @@ from jobline.errors import (
     StorageUnavailable,
     UploadNotFound,
 )
-from jobline.limits import DATA_URL_TTL_S, INLINE_DATA_BYTES
+from jobline.limits import DATA_EXPIRY_MARGIN_DAYS, DATA_URL_TTL_S, INLINE_DATA_BYTES
 from jobline.models import DataRef, JobStatus, SubmitRequest
 from jobline.registry import JobContext, JobTypeRegistry
 from jobline.service import JobService, RunOutcome
@@ -516,3 +517,23 @@ def test_an_item_stored_before_the_claim_check_is_a_job_that_holds_its_data() ->
     ref = DataRef(key=payload_key(job.id, "0" * 64), size=7, sha256="0" * 64)
     with_ref = job.model_copy(update={"payload": None, "payload_ref": ref})
     assert item_to_job(job_to_item(with_ref)) == with_ref
+
+
+def test_a_deployment_whose_data_would_expire_before_its_jobs_is_refused() -> None:
+    # The bucket's lifecycle must outlast the jobs' retention by the margin: a configuration
+    # that would serve a job whose data is gone fails when the settings are read
+    def settings(**fields: Any) -> Settings:
+        return Settings.model_validate(
+            {"table_name": "jobs", "queue_url": "q", **fields}
+        )
+
+    margin = DATA_EXPIRY_MARGIN_DAYS
+    with pytest.raises(ValidationError, match="DataExpirationDays"):
+        settings(
+            data_bucket="data", retention_days=90, data_expiration_days=89 + margin
+        )
+    assert settings(
+        data_bucket="data", retention_days=90, data_expiration_days=90 + margin
+    )
+    # (without a bucket nothing expires, and nothing is checked)
+    assert settings(retention_days=90).data_bucket is None
