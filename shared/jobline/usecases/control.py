@@ -73,9 +73,7 @@ class Control:
         token = uuid.uuid4().hex
         job = find_job(self.repository, owner, job_id, self.clock())
         previous = job.status
-        if lifecycle.can_retry(
-            job
-        ):  # its payload in the data bucket outlives the new run
+        if lifecycle.can_retry(job):  # its payload in the bucket outlives the new run
             self.claim_check.keep_alive(job)
         for _ in range(MAX_CONTROL_DECISIONS):
             if not lifecycle.can_retry(job):

@@ -1,6 +1,6 @@
-"""Submit a job: validate, then one write, the job's row. Its message is sent by the outbox (the
-table's stream and its dispatcher), so a submit that stored the job has queued it, whatever
-happens to this process next. An idempotency key makes a replay return the original job; the
+"""Submit a job: validate, then one write, the job's row (a payload too large for it written to the
+data bucket first: `ClaimCheck`). Its message is sent by the outbox (the table's stream and its
+dispatcher), so a submit that stored the job has queued it, whatever happens to this process next. An idempotency key makes a replay return the original job; the
 same key with another request conflicts."""
 
 from __future__ import annotations
