@@ -51,6 +51,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "JOBLINE_ALLOW_DEV_IDENTITY",
         "JOBLINE_HTTP_ALLOW_NETWORKS",
         "JOBLINE_LOG_LEVEL",
+        "JOBLINE_DATA_BUCKET",
+        "JOBLINE_DATA_EXPIRATION_DAYS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -77,7 +79,8 @@ def loopback_targets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class MotoStack:
-    """Tables and queues from template.yaml inside moto, with the env pointing the functions at them."""
+    """Tables, queues and the data bucket from template.yaml inside moto, with the env pointing
+    the functions at them."""
 
     provisioned: Provisioned
     dynamodb: Any
@@ -86,6 +89,11 @@ class MotoStack:
     """A DynamoDB Streams client."""
     outbox: StreamPoller
     """The jobs table's stream feeding the outbox dispatcher, as its event source mapping."""
+    s3: Any
+
+    @property
+    def bucket(self) -> str:
+        return self.provisioned.buckets["JobDataBucket"]
 
     @property
     def table(self) -> str:
@@ -143,10 +151,14 @@ def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
+        s3 = boto3.client("s3", region_name=REGION)
         template = load_template()
-        provisioned = provision(dynamodb, sqs, prefix="jobline-test", template=template)
+        provisioned = provision(
+            dynamodb, sqs, prefix="jobline-test", template=template, s3=s3
+        )
         monkeypatch.setenv("JOBLINE_TABLE_NAME", provisioned.tables["JobsTable"])
         monkeypatch.setenv("JOBLINE_QUEUE_URL", provisioned.queue_urls["JobsQueue"])
+        monkeypatch.setenv("JOBLINE_DATA_BUCKET", provisioned.buckets["JobDataBucket"])
         bootstrap.reset()
         streams = boto3.client(
             "dynamodbstreams",
@@ -160,6 +172,7 @@ def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
             sqs=sqs,
             streams=streams,
             outbox=outbox,
+            s3=s3,
         )
         bootstrap.reset()
 
@@ -224,13 +237,15 @@ def server_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerStack]:
         ).close()
         dynamodb = local_client("dynamodb", endpoint, REGION)
         sqs = local_client("sqs", endpoint, REGION)
+        s3 = local_client("s3", endpoint, REGION)
         template = load_template()
         prefix = f"jobline-srv-{uuid.uuid4().hex[:8]}"
-        provisioned = provision(dynamodb, sqs, prefix=prefix, template=template)
+        provisioned = provision(dynamodb, sqs, prefix=prefix, template=template, s3=s3)
         for name, value in endpoint_environment(endpoint, REGION).items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("JOBLINE_TABLE_NAME", provisioned.tables["JobsTable"])
         monkeypatch.setenv("JOBLINE_QUEUE_URL", provisioned.queue_urls["JobsQueue"])
+        monkeypatch.setenv("JOBLINE_DATA_BUCKET", provisioned.buckets["JobDataBucket"])
         bootstrap.reset()
         streams = local_client("dynamodbstreams", endpoint, REGION)
         faults = FaultInjector(seed=0)
@@ -242,6 +257,7 @@ def server_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerStack]:
                 sqs,
                 streams,
                 outbox_of(template, provisioned, streams),
+                s3,
                 server,
                 faults,
             )

@@ -51,10 +51,12 @@ FLAG_HASH_BASED = 0b01
 FLAG_CHECK_SOURCE = 0b10
 """The pyc header's flags word (bytes 4..8, PEP 552): unchecked-hash is hash-based only."""
 
-CLIENT_SERVICES = frozenset({"dynamodb", "dynamodbstreams", "sqs", "ssm", "lambda"})
+CLIENT_SERVICES = frozenset(
+    {"dynamodb", "dynamodbstreams", "sqs", "ssm", "lambda", "s3"}
+)
 """The services `jobline.aws.clients` creates clients for (tests/unit/test_botocore_data.py keeps
 the two equal)."""
-PLANNED_SERVICES = frozenset({"s3", "scheduler", "events"})
+PLANNED_SERVICES = frozenset({"scheduler", "events"})
 """Services whose clients the issues in progress add (a client's service must ship: move it to
 CLIENT_SERVICES when `jobline.aws.clients` creates it)."""
 CREDENTIAL_SERVICES = frozenset({"sts", "sso", "sso-oidc"})

@@ -38,6 +38,8 @@ def local_client(
             # botocore >= 1.44 would send DynamoDB Streams to an account-id endpoint that moto
             # does not route; a local endpoint has no such thing anyway.
             account_id_endpoint_mode="disabled",
+            # nor per-bucket host names
+            s3={"addressing_style": "path"},
         ),
     )
 

@@ -1,5 +1,5 @@
-"""A snapshot of the local stack's tables and queues, read through the endpoint, and the JSON file
-it is kept in between two runs (`jobline_local.state` says what goes in it and why)."""
+"""A snapshot of the local stack's tables, queues and job data, read through the endpoint, and the
+JSON file it is kept in between two runs (`jobline_local.state` says what goes in it and why)."""
 
 from __future__ import annotations
 
@@ -25,15 +25,21 @@ class StateError(RuntimeError):
     """The saved state cannot be read or put back: what is wrong, and where."""
 
 
+KEPT_PREFIXES = ("payloads/", "results/")
+"""The data bucket's objects a snapshot keeps: the jobs' (uploads no submit named are not)."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """Items by table and messages by queue (logical ids of template.yaml)."""
+    """Items by table, messages by queue and objects by bucket (logical ids of template.yaml)."""
 
     tables: dict[str, list[dict[str, Any]]]
     queues: dict[str, list[dict[str, Any]]]
     saved_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
+    objects: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    """Bucket -> key -> bytes: the jobs' payloads and results kept in the data bucket."""
 
 
 def _scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:
@@ -71,10 +77,29 @@ def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
             messages.append(kept)
 
 
+def _objects(s3: Any, bucket: str) -> dict[str, bytes]:
+    """The bucket's objects under `KEPT_PREFIXES`, read whole."""
+    objects: dict[str, bytes] = {}
+    for prefix in KEPT_PREFIXES:
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix
+        )
+        for page in pages:
+            for entry in page.get("Contents", []):
+                body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"]
+                objects[entry["Key"]] = body.read()
+    return objects
+
+
 def take(
-    dynamodb: Any, sqs: Any, provisioned: Provisioned, queues: Iterable[str]
+    dynamodb: Any,
+    sqs: Any,
+    provisioned: Provisioned,
+    queues: Iterable[str],
+    s3: Any = None,
 ) -> Snapshot:
-    """Every table's items and the visible messages of `queues`, read through the endpoint."""
+    """Every table's items, the visible messages of `queues` and (with `s3`) the jobs' objects
+    of every bucket, read through the endpoint."""
     return Snapshot(
         tables={
             logical_id: _scan(dynamodb, name)
@@ -83,6 +108,12 @@ def take(
         queues={
             logical_id: _drain(sqs, provisioned.queue_urls[logical_id])
             for logical_id in queues
+        },
+        objects={}
+        if s3 is None
+        else {
+            logical_id: _objects(s3, name)
+            for logical_id, name in provisioned.buckets.items()
         },
     )
 
@@ -117,6 +148,7 @@ def save(snapshot: Snapshot, path: Path) -> None:
         "saved_at": snapshot.saved_at,
         "tables": _encode(snapshot.tables),
         "queues": _encode(snapshot.queues),
+        "objects": _encode(snapshot.objects),
     }
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(document, separators=(",", ":")) + "\n")
@@ -139,4 +171,7 @@ def load(path: Path) -> Snapshot | None:
         tables=_decode(document.get("tables", {})),
         queues=_decode(document.get("queues", {})),
         saved_at=str(document.get("saved_at", "")),
+        objects=_decode(
+            document.get("objects", {})
+        ),  # none in a file of an earlier run
     )

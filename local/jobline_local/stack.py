@@ -118,6 +118,7 @@ class LocalStack:
         self.environment: dict[str, str] = {}
         self.dynamodb: Any = None
         self.sqs: Any = None
+        self.s3: Any = None
         self.restored: StateSummary | None = None
         """What the start restored from `state_file` (None: nothing)."""
         self.kept: StateSummary | None = None
@@ -234,14 +235,21 @@ class LocalStack:
         region = self.settings.aws_region
         self.dynamodb = local_client("dynamodb", self.aws_endpoint, region)
         self.sqs = local_client("sqs", self.aws_endpoint, region)
+        self.s3 = local_client("s3", self.aws_endpoint, region)
         self.provisioned = provision(
-            self.dynamodb, self.sqs, prefix=self.settings.prefix, template=self.template
+            self.dynamodb,
+            self.sqs,
+            prefix=self.settings.prefix,
+            template=self.template,
+            s3=self.s3,
         )
 
     def _configure_environment(self) -> None:
         """The functions' environment: local resources always win, the user's own settings stay."""
-        local_values = set(self.provisioned.tables.values()) | set(
-            self.provisioned.queue_urls.values()
+        local_values = (
+            set(self.provisioned.tables.values())
+            | set(self.provisioned.queue_urls.values())
+            | set(self.provisioned.buckets.values())
         )
         environment: dict[str, str] = {}
         for function in resources_of_type(self.template, "AWS::Serverless::Function"):
@@ -339,6 +347,7 @@ class LocalStack:
             provisioned=self.provisioned,
             jobs_table=logical_id(self.provisioned.tables, self.table_name),
             jobs_queue=logical_id(self.provisioned.queue_urls, self.queue_url),
+            s3=self.s3,
         )
 
     def _restore_state(self) -> None:

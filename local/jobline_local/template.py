@@ -1,4 +1,5 @@
-"""Read template.yaml and build its tables and queues on any endpoint (moto in-process or server).
+"""Read template.yaml and build its tables, queues and buckets on any endpoint (moto in-process or
+server).
 
 Resources are created from the template's own properties, so tests and `make run` cannot drift
 from what `sam deploy` creates.
@@ -204,6 +205,8 @@ class Provisioned:
     queue_arns: dict[str, str]
     stream_arns: dict[str, str] = field(default_factory=dict)
     """Table logical id -> the ARN of its stream (tables with a StreamSpecification)."""
+    buckets: dict[str, str] = field(default_factory=dict)
+    """Bucket logical id -> its name (when `provision` was given an S3 client)."""
 
 
 def _queue_attributes(props: dict[str, Any], arns: dict[str, str]) -> dict[str, str]:
@@ -227,13 +230,82 @@ def _queue_attributes(props: dict[str, Any], arns: dict[str, str]) -> dict[str, 
     return attributes
 
 
+def bucket_name(prefix: str, logical_id: str) -> str:
+    """A local bucket's name: S3's names are lowercase."""
+    return f"{prefix}-{logical_id}".lower()
+
+
+def lifecycle_rules(
+    template: dict[str, Any], props: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A bucket's `LifecycleConfiguration` rules as PutBucketLifecycleConfiguration takes them
+    (a `!Ref` to a parameter resolved to its default)."""
+    rules = []
+    for rule in props.get("LifecycleConfiguration", {}).get("Rules", []):
+        request: dict[str, Any] = {
+            "ID": rule["Id"],
+            "Status": rule["Status"],
+            "Filter": {"Prefix": rule.get("Prefix", "")},
+        }
+        if "ExpirationInDays" in rule:
+            days = _parameter_value(template, rule["ExpirationInDays"])
+            request["Expiration"] = {"Days": int(days)}
+        if "AbortIncompleteMultipartUpload" in rule:
+            request["AbortIncompleteMultipartUpload"] = rule[
+                "AbortIncompleteMultipartUpload"
+            ]
+        rules.append(request)
+    return rules
+
+
+def provision_buckets(s3: Any, prefix: str, template: dict[str, Any]) -> dict[str, str]:
+    """Create every bucket of the template with its encryption, public access block and
+    lifecycle; idempotent. (Its bucket policy is not applied: it refuses plain HTTP, which is
+    all a local endpoint speaks, and moto would not enforce it anyway.)"""
+    buckets: dict[str, str] = {}
+    for logical_id, resource in resources_of_type(template, "AWS::S3::Bucket").items():
+        props = resource["Properties"]
+        name = bucket_name(prefix, logical_id)
+        existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
+        if name not in existing:
+            s3.create_bucket(Bucket=name)
+        if "BucketEncryption" in props:
+            rules = [
+                {
+                    "ApplyServerSideEncryptionByDefault": rule[
+                        "ServerSideEncryptionByDefault"
+                    ]
+                }
+                for rule in props["BucketEncryption"][
+                    "ServerSideEncryptionConfiguration"
+                ]
+            ]
+            s3.put_bucket_encryption(
+                Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules}
+            )
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=name,
+                PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"],
+            )
+        rules = lifecycle_rules(template, props)
+        if rules:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": rules}
+            )
+        buckets[logical_id] = name
+    return buckets
+
+
 def provision(
     dynamodb: Any,
     sqs: Any,
     prefix: str = "jobline-local",
     template: dict[str, Any] | None = None,
+    s3: Any = None,
 ) -> Provisioned:
-    """Create every table and queue of the template (dead-letter queues first); idempotent."""
+    """Create every table and queue of the template (dead-letter queues first), and with `s3`
+    its buckets; idempotent."""
     template = template or load_template()
     tables: dict[str, str] = {}
     streams: dict[str, str] = {}
@@ -268,8 +340,13 @@ def provision(
         arns[logical_id] = sqs.get_queue_attributes(
             QueueUrl=url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
+    buckets = {} if s3 is None else provision_buckets(s3, prefix, template)
     return Provisioned(
-        tables=tables, queue_urls=urls, queue_arns=arns, stream_arns=streams
+        tables=tables,
+        queue_urls=urls,
+        queue_arns=arns,
+        stream_arns=streams,
+        buckets=buckets,
     )
 
 
@@ -280,7 +357,8 @@ def function_environment(
 ) -> dict[str, str]:
     """The environment the template gives a function (Globals, then the function's own variables).
 
-    `!Ref` to a provisioned table or queue becomes its name or URL (as CloudFormation resolves it),
+    `!Ref` to a provisioned table, queue or bucket becomes its name or URL (as CloudFormation
+    resolves it),
     `!Ref` to a parameter becomes the parameter's default; a value that cannot be resolved locally
     (a parameter without a default, any other intrinsic) is left out, so the setting's own default
     applies.
@@ -301,6 +379,8 @@ def function_environment(
             ref = value.get("Ref")
             if ref in provisioned.tables:
                 environment[name] = provisioned.tables[ref]
+            elif ref in provisioned.buckets:
+                environment[name] = provisioned.buckets[ref]
             elif ref in provisioned.queue_urls:
                 environment[name] = provisioned.queue_urls[ref]
             elif ref in parameters and "Default" in parameters[ref]:

@@ -10,6 +10,7 @@ import boto3
 from jobline.config import Settings, get_settings
 from jobline_local.endpoint import local_client
 from jobline_local.settings import LocalSettings
+from jobline_local.template import bucket_name
 from pydantic import ValidationError
 
 
@@ -20,6 +21,7 @@ class Environment:
     sqs: Any
     settings: Settings | None
     dynamodb: Any
+    s3: Any = None
 
 
 def local_environment(local: LocalSettings) -> Environment:
@@ -29,16 +31,18 @@ def local_environment(local: LocalSettings) -> Environment:
     endpoint = f"http://{host}:{local.moto_port}"
     sqs = local_client("sqs", endpoint, local.aws_region)
     dynamodb = local_client("dynamodb", endpoint, local.aws_region)
+    s3 = local_client("s3", endpoint, local.aws_region)
     jobs_queue = sqs.get_queue_url(QueueName=f"{local.prefix}-JobsQueue")["QueueUrl"]
     settings = Settings.model_validate(
         {
             "table_name": f"{local.prefix}-JobsTable",
             "queue_url": jobs_queue,
+            "data_bucket": bucket_name(local.prefix, "JobDataBucket"),
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_REGION": local.aws_region,
         }
     )
-    return Environment(sqs=sqs, settings=settings, dynamodb=dynamodb)
+    return Environment(sqs=sqs, settings=settings, dynamodb=dynamodb, s3=s3)
 
 
 def aws_environment() -> Environment:
@@ -48,5 +52,8 @@ def aws_environment() -> Environment:
     except ValidationError:
         settings = None  # fine for a redrive given both queues, with no job to re-queue
     return Environment(
-        sqs=boto3.client("sqs"), settings=settings, dynamodb=boto3.client("dynamodb")
+        sqs=boto3.client("sqs"),
+        settings=settings,
+        dynamodb=boto3.client("dynamodb"),
+        s3=boto3.client("s3"),
     )

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
+from jobline.aws.blobs import S3BlobStore
 from jobline.aws.queue import SqsJobQueue
 from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import build_service
@@ -354,10 +355,15 @@ def build_redrive(
         source_url = dead_letter_queue_of(env.sqs, target_url)
     service = None
     if env.settings is not None and target_url == jobs_queue:
+        bucket = env.settings.data_bucket
         service = build_service(
             env.settings,
             repository=DynamoJobRepository(env.dynamodb, env.settings.table_name),
             queue=SqsJobQueue(env.sqs, target_url),
+            # a dead-lettered job's large payload is rewritten before it is re-queued
+            blobs=None
+            if bucket is None or env.s3 is None
+            else S3BlobStore(env.s3, bucket),
         )
     return Redrive(env.sqs, source_url, target_url, service=service, **options)
 

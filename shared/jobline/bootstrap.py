@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from jobline.aws import clients
+from jobline.aws.blobs import S3BlobStore
 from jobline.aws.clients import (
     dynamodb_client,
     dynamodbstreams_client,
     lambda_client,
+    s3_client,
     sqs_client,
     ssm_client,
 )
@@ -39,10 +41,12 @@ from jobline.config import (
 from jobline.cursor import CursorCodec, CursorKeys
 from jobline.discovery import discover
 from jobline.lanes import Lane, Lanes, refuse_unfit
-from jobline.ports import FunctionInvoker, JobQueue, JobRepository
+from jobline.limits import INLINE_DATA_BYTES
+from jobline.ports import BlobStore, FunctionInvoker, JobQueue, JobRepository
 from jobline.registry import JobTypeRegistry
 from jobline.service import JobService
 from jobline.usecases.attempt import AttemptPolicy
+from jobline.usecases.claim_check import ClaimCheck
 from jobline.usecases.control import Control
 from jobline.usecases.dead_letters import DeadLetters
 from jobline.usecases.dispatch import Dispatch
@@ -64,6 +68,7 @@ __all__ = [
     "load_handlers",
     "renew_after_restore",
     "reset",
+    "s3_client",
     "sqs_client",
     "ssm_client",
     "stream_reader",
@@ -117,6 +122,9 @@ class ServiceOptions:
     backoff: Backoff
     progress_interval_s: float
     lanes: Lanes
+    data_bucket: str | None = None
+    """The data bucket (large payloads and results); None: the deployment has none, and data
+    over `limits.INLINE_DATA_BYTES` is refused."""
 
     @classmethod
     def of(
@@ -131,6 +139,7 @@ class ServiceOptions:
             max_result_bytes=settings.max_result_bytes,
             backoff=Backoff(base_s=settings.retry_base_s, cap_s=settings.retry_cap_s),
             progress_interval_s=settings.progress_interval_s,
+            data_bucket=settings.data_bucket,
         )
 
 
@@ -144,6 +153,7 @@ def build_service(
     clock: Callable[[], datetime] = utcnow,
     rng: random.Random | None = None,
     invoker: FunctionInvoker | None = None,
+    blobs: BlobStore | None = None,
 ) -> JobService:
     """Wire the use cases into a JobService. Every part can be swapped; the defaults come from
     the settings (read only when something needs them) and talk to AWS (or AWS_ENDPOINT_URL)."""
@@ -171,12 +181,23 @@ def build_service(
     registry = registry or default_registry(configured())
     # Job types' target functions: the Lambda client is created on the first invocation.
     invoker = invoker or LambdaFunctionInvoker(lambda_client)
+    if blobs is None and options.data_bucket is not None:
+        blobs = S3BlobStore(s3_client, options.data_bucket)
+    claim_check = ClaimCheck(blobs, clock, options.max_payload_bytes)
     submission = Submission(
-        repository, registry, clock, options.max_payload_bytes, options.lanes
+        repository,
+        registry,
+        clock,
+        options.max_payload_bytes,
+        options.lanes,
+        claim_check,
     )
-    control = Control(repository, clock, options.retention)
+    control = Control(repository, clock, options.retention, claim_check)
     policy = AttemptPolicy(
-        options.retention, options.max_result_bytes, options.progress_interval_s
+        options.retention,
+        options.max_result_bytes,
+        options.progress_interval_s,
+        claim_check,
     )
     return JobService(
         submission=submission,
@@ -197,11 +218,17 @@ def build_service(
             rng or _RANDOM,
             invoker,
         ),
+        # A rejected submission keeps its payload only if the item can hold it.
         ingest=Ingest(
-            submission, repository, clock, options.max_payload_bytes, options.retention
+            submission,
+            repository,
+            clock,
+            min(options.max_payload_bytes, INLINE_DATA_BYTES),
+            options.retention,
         ),
         dead_letters=DeadLetters(repository, control, clock, options.retention),
         dispatch=Dispatch(queue, clock),
+        claim_check=claim_check,
         registry=registry,
     )
 

@@ -12,6 +12,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -90,13 +91,27 @@ class Settings(BaseSettings):
         default=limits.MAX_PAYLOAD_BYTES,
         ge=1,
         le=limits.MAX_PAYLOAD_BYTES_BOUND,
-        description="largest payload (canonical JSON) a submit may carry",
+        description="largest payload (canonical JSON) a submit may carry; over 64 KiB it is "
+        "kept in the data bucket",
     )
     max_result_bytes: int = Field(
         default=limits.MAX_RESULT_BYTES,
         ge=1,
         le=limits.MAX_RESULT_BYTES_BOUND,
-        description="largest result (canonical JSON) a handler may return",
+        description="largest result (canonical JSON) a handler may return; over 64 KiB it is "
+        "kept in the data bucket",
+    )
+    data_bucket: str | None = Field(
+        default=None,
+        description="S3 bucket keeping payloads and results over 64 KiB (the claim check); "
+        "unset: those are refused",
+    )
+    data_expiration_days: int = Field(
+        default=limits.RETENTION_DAYS + limits.DATA_EXPIRY_MARGIN_DAYS,
+        ge=1,
+        le=limits.MAX_RETENTION_DAYS + limits.DATA_EXPIRY_MARGIN_DAYS,
+        description="days the data bucket's lifecycle keeps an object; at least "
+        f"retention_days + {limits.DATA_EXPIRY_MARGIN_DAYS}",
     )
     worker_concurrency: int = Field(
         default=10, ge=1, le=100, description="records run at once per batch"
@@ -198,12 +213,27 @@ class Settings(BaseSettings):
         "lambda_endpoint_url",
         "cursor_secret_parameter",
         "long_queue_url",
+        "data_bucket",
     )
     @classmethod
     def _blank_endpoint_is_unset(cls, value: str | None) -> str | None:
         """An empty AWS_ENDPOINT_URL (as the template declares it) means "the real AWS"; an
-        empty parameter name, none."""
+        empty parameter or bucket name, none."""
         return value or None
+
+    @model_validator(mode="after")
+    def _data_outlives_its_jobs(self) -> Settings:
+        """The data bucket must keep a job's payload and result as long as the job is kept
+        (`limits.DATA_EXPIRY_MARGIN_DAYS`): a deployment that would serve a job whose data is
+        gone is refused."""
+        least = self.retention_days + limits.DATA_EXPIRY_MARGIN_DAYS
+        if self.data_bucket is not None and self.data_expiration_days < least:
+            raise ValueError(
+                f"data_expiration_days ({self.data_expiration_days}) must be at least "
+                f"retention_days + {limits.DATA_EXPIRY_MARGIN_DAYS} ({least}): the template's "
+                "DataExpirationDays and RetentionDays"
+            )
+        return self
 
     @field_validator("cursor_secret", "cursor_secret_previous")
     @classmethod

@@ -4,9 +4,12 @@ ones, and job handlers raise the handler errors (also importable from `jobline.r
 
     JoblineError
     ├── JobNotFound, InvalidJobState, UnknownJobType, InvalidPayload, PayloadTooLarge,
-    │   IdempotencyConflict, InvalidCursor, Unauthenticated          domain: the API answers 4xx
+    │   IdempotencyConflict, InvalidCursor, Unauthenticated,
+    │   UploadNotFound, RequestTooLarge                               domain: the API answers 4xx
     ├── StorageUnavailable ── SubmitOutcomeUnknown                    adapters: 503
-    ├── QueueUnavailable, StreamRecordsGone, ConditionFailed           adapters, used by use cases
+    ├── QueueUnavailable, StreamRecordsGone, ConditionFailed,
+    │   DataNotFound, DataTooLarge                                     adapters, used by use cases
+    ├── DataUnavailable                                               an attempt's data: it fails
     ├── ConfigurationError ── InvalidJobTypeDeclaration                refused configuration
     ├── JobHandlerError (retryable unless told) ── PermanentJobError ── EgressRefused (egress.py)
     │                                            │                   └─ InvalidCheckpoint
@@ -90,6 +93,30 @@ class PayloadTooLarge(JoblineError):
         super().__init__(f"payload is {size} bytes; the limit is {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class RequestTooLarge(JoblineError):
+    """A submit's body is over what the API takes inline (`limits.MAX_REQUEST_BODY_BYTES`): its
+    payload goes through an upload instead."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the request body is {size} bytes; over {limit} bytes, upload the payload "
+            "first (POST /uploads) and submit its upload_id as payload_upload"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class UploadNotFound(JoblineError):
+    """A submit names an upload the caller does not have: never made, not yet uploaded to, or
+    deleted by the data bucket's lifecycle (a day after it was made)."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(
+            f"no payload was uploaded as {echoed(upload_id)!r} (an upload is kept a day)"
+        )
+        self.upload_id = upload_id
 
 
 class IdempotencyConflict(JoblineError):
@@ -235,6 +262,34 @@ class JobCancelled(JoblineError):
 
     def __init__(self, message: str = "the job was cancelled") -> None:
         super().__init__(message)
+
+
+class DataNotFound(JoblineError):
+    """The data bucket holds no object under `key` (the claim check's store)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no object {key!r} in the data bucket")
+        self.key = key
+
+
+class DataTooLarge(JoblineError):
+    """An object of the data bucket is larger than the reader takes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the object is {size} bytes; the limit is {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class DataUnavailable(JoblineError):
+    """An attempt could not read its job's payload from the data bucket, or store its result
+    there: the attempt fails with `error_type`, retryably when the bucket was unavailable, not
+    when the object is gone or is not what the job's item says it is."""
+
+    def __init__(self, error_type: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.retryable = retryable
 
 
 class StreamRecordsGone(JoblineError):

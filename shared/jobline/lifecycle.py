@@ -40,6 +40,7 @@ from jobline.limits import MAX_CONTROL_TOKENS, MAX_HISTORY
 from jobline.models import (
     RETRYABLE_STATUSES,
     Checkpoint,
+    DataRef,
     Job,
     JobError,
     JobStatus,
@@ -204,9 +205,17 @@ def _outcome(
     return _final(update, status, end.now, retention)
 
 
-def succeed(job: Job, end: Ending, result: Any, retention: timedelta) -> Transition:
-    """running -> succeeded with the handler's result."""
+def succeed(
+    job: Job,
+    end: Ending,
+    result: Any,
+    retention: timedelta,
+    result_ref: DataRef | None = None,
+) -> Transition:
+    """running -> succeeded with the handler's result (or, with `result_ref`, where it is kept)."""
     update = _outcome(end, JobStatus.SUCCEEDED, retention, result=result)
+    if result_ref is not None:
+        update = replace(update, result_ref=result_ref)
     return Transition(Event.SUCCEED, update, _seen(Event.SUCCEED, job))
 
 

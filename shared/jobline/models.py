@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,18 +13,24 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from jobline.limits import (
     DEFAULT_MAX_ATTEMPTS,
+    MAX_ATTEMPT_ERROR_TEXT_BYTES,
     MAX_ATTEMPTS,
     MAX_DELAY_S,
+    MAX_ERROR_TEXT_BYTES,
     MIN_ATTEMPTS,
     SUMMARY_TEXT_CHARS,
 )
-from jobline.validation import identity_problem, json_problem
+from jobline.validation import canonical_json, cut_text, identity_problem, json_problem
+
+UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
+"""An upload's id (`POST /uploads`): 32 lowercase hex digits."""
 
 
 def _whole_number(value: Any) -> Any:
@@ -78,12 +85,42 @@ class RunOutcome(enum.StrEnum):
 
 
 class JobError(BaseModel):
-    """Why an attempt or a job failed."""
+    """Why an attempt or a job failed. The text is bounded (`limits.MAX_ERROR_TEXT_BYTES` of
+    message, a tenth of it of type; `cut_text` marks a cut), so a job item stays under
+    DynamoDB's 400 KB whatever a handler's exception says."""
 
     model_config = ConfigDict(frozen=True)
 
     type: str
     message: str
+
+    @field_validator("type")
+    @classmethod
+    def _bounded_type(cls, text: str) -> str:
+        return cut_text(text, MAX_ERROR_TEXT_BYTES // 10)
+
+    @field_validator("message")
+    @classmethod
+    def _bounded_message(cls, text: str) -> str:
+        return cut_text(text, MAX_ERROR_TEXT_BYTES)
+
+    def cut_to(self, max_bytes: int) -> JobError:
+        """This error with at most `max_bytes` of message and a tenth of it of type."""
+        return JobError(
+            type=cut_text(self.type, max_bytes // 10),
+            message=cut_text(self.message, max_bytes),
+        )
+
+
+class DataRef(BaseModel):
+    """Where a payload or a result too large for the job's item is kept: its key in the data
+    bucket, its size (bytes of canonical JSON) and the SHA-256 of those bytes (hex)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    size: int
+    sha256: str
 
 
 class Attempt(BaseModel):
@@ -102,6 +139,13 @@ class Attempt(BaseModel):
     token: str | None = None
     """Internal: the token of the write that recorded this entry (an attempt's outcome: its
     claim's lease id), so a write whose answer was lost recognises itself in the history."""
+
+    @field_validator("error")
+    @classmethod
+    def _bounded_error(cls, error: JobError | None) -> JobError | None:
+        """An entry keeps `limits.MAX_ATTEMPT_ERROR_TEXT_BYTES` of its error (`MAX_HISTORY`
+        entries share the item; the job's own error keeps more)."""
+        return None if error is None else error.cut_to(MAX_ATTEMPT_ERROR_TEXT_BYTES)
 
 
 class Progress(BaseModel):
@@ -138,8 +182,14 @@ class Job(BaseModel):
     type: str
     status: JobStatus
     payload: Any
+    """The payload, or None when it is kept in the data bucket (`payload_ref`)."""
     result: Any = None
+    """The result, or None when it is kept in the data bucket (`result_ref`)."""
     error: JobError | None = None
+    payload_ref: DataRef | None = None
+    """Set when the payload is over `limits.INLINE_DATA_BYTES`: where it is kept instead."""
+    result_ref: DataRef | None = None
+    """Set when the result is over `limits.INLINE_DATA_BYTES`: where it is kept instead."""
     attempts: int = 0
     """Attempts made in the current run."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -192,18 +242,55 @@ class Job(BaseModel):
 
 
 class SubmitRequest(BaseModel):
-    """What a caller asks for when submitting a job."""
+    """What a caller asks for when submitting a job: its payload inline, or the id of the upload
+    that carries it (never both)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"not": {"required": ["payload", "payload_upload"]}},
+    )
 
     type: str = Field(min_length=1, max_length=128)
     payload: Any = Field(default_factory=dict)
+    payload_upload: Annotated[
+        str | None,
+        WithJsonSchema({"type": "string", "pattern": UPLOAD_ID_PATTERN}),
+    ] = Field(
+        default=None,
+        pattern=UPLOAD_ID_PATTERN,
+        description="instead of `payload`: the `upload_id` of a payload uploaded with "
+        "`POST /uploads` (a payload whose request body would pass 1 MiB)",
+    )
     max_attempts: JsonInteger = Field(
         default=DEFAULT_MAX_ATTEMPTS, ge=MIN_ATTEMPTS, le=MAX_ATTEMPTS
     )
     delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_S)
 
     _payload_is_storable = field_validator("payload")(_storable_payload)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_upload(cls, data: Any) -> Any:
+        """`payload_upload` is an upload id or absent: null is not one (as the schema says)."""
+        if isinstance(data, dict) and data.get("payload_upload", "") is None:
+            raise ValueError("payload_upload must be an upload id, not null")
+        return data
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> SubmitRequest:
+        if self.payload_upload is not None and "payload" in self.model_fields_set:
+            raise ValueError("give the payload or its payload_upload, not both")
+        return self
+
+    def with_payload(self, payload: Any) -> SubmitRequest:
+        """This request with `payload` in place of its upload."""
+        return self.model_copy(update={"payload": payload, "payload_upload": None})
+
+    def request_hash(self) -> str:
+        """What identifies the request for an idempotent replay (its payload, never the upload
+        that carried it: a retry that uploaded again is the same request)."""
+        body = self.model_dump(mode="json", exclude={"payload_upload"})
+        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 class JobMessage(BaseModel):

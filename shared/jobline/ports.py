@@ -90,3 +90,30 @@ class FunctionInvoker(Protocol):
         gives without running the function (throttled, a service error) is tried again while
         `deadline` (`time.monotonic()`) leaves time; then, and when Lambda refuses the call or the
         answer is lost, `FunctionInvokeFailed` (retryable unless Lambda refused it)."""
+
+
+class BlobStore(Protocol):
+    """The data bucket: JSON documents too large for a job's item (the claim check), written
+    once under a key that names what they are. Unavailability raises `StorageUnavailable`."""
+
+    def put(self, key: str, data: bytes, sha256: str) -> None:
+        """Store `data` under `key`; `sha256` (hex) is its digest, which the store checks
+        against what it received."""
+
+    def get(self, key: str, max_bytes: int) -> bytes:
+        """The object's bytes: `DataNotFound` when there is none, `DataTooLarge` (before
+        reading it) when it is over `max_bytes`."""
+
+    def touch(self, key: str) -> None:
+        """Write the object again in place, so the bucket's lifecycle counts its days from now
+        (`DataNotFound` when it is gone)."""
+
+    def download_url(self, key: str, expires_in_s: int) -> str:
+        """A URL that GETs the object without credentials for `expires_in_s` seconds."""
+
+    def upload_form(
+        self, key: str, max_bytes: int, expires_in_s: int
+    ) -> tuple[str, dict[str, str]]:
+        """Where and how to upload an object of at most `max_bytes` under `key` without
+        credentials for `expires_in_s` seconds: a URL and the form fields a
+        `multipart/form-data` POST sends before the file (an S3 POST policy)."""

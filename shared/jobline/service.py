@@ -2,7 +2,7 @@
 
 Each use case lives in a module of its own and takes only the ports it needs:
 `submission` (submit, idempotent replay), `queries` (get, list, job types), `control` (cancel,
-retry), `execution` (claim, attempt, outcome, backoff, lease reclaim), `ingest`, `dead_letters`
+retry), `claim_check` (large payloads and results in the data bucket: uploads, links), `execution` (claim, attempt, outcome, backoff, lease reclaim), `ingest`, `dead_letters`
 (dead letters, redrive) and `dispatch` (the outbox: a message for every job the stream shows
 queued). The state machine they share is `lifecycle`; `bootstrap` wires them.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from jobline.models import RunOutcome
 from jobline.registry import JobTypeRegistry
+from jobline.usecases.claim_check import ClaimCheck
 from jobline.usecases.control import Control
 from jobline.usecases.dead_letters import DeadLetters
 from jobline.usecases.dispatch import Dispatch
@@ -35,6 +36,7 @@ class JobService:
         ingest: Ingest,
         dead_letters: DeadLetters,
         dispatch: Dispatch,
+        claim_check: ClaimCheck,
         registry: JobTypeRegistry,
     ) -> None:
         self.registry = registry
@@ -49,3 +51,5 @@ class JobService:
         self.dead_letter = dead_letters.dead_letter
         self.requeue_dead_lettered = dead_letters.requeue_dead_lettered
         self.dispatch = dispatch.dispatch
+        self.new_upload = claim_check.new_upload
+        self.links = claim_check.links

@@ -13,7 +13,15 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline.models import Attempt, Checkpoint, Job, JobError, JobStatus, Progress
+from jobline.models import (
+    Attempt,
+    Checkpoint,
+    DataRef,
+    Job,
+    JobError,
+    JobStatus,
+    Progress,
+)
 
 
 class Event(enum.StrEnum):
@@ -52,6 +60,7 @@ class JobUpdate:
 
     status: JobStatus | Keep = KEEP
     result: Any = KEEP
+    result_ref: DataRef | Keep | None = KEEP
     error: JobError | Keep | None = KEEP
     attempts: int | Keep = KEEP
     run: int | Keep = KEEP

@@ -66,6 +66,20 @@ def identity_problem(identity: str) -> str | None:
     return None
 
 
+CUT_MARK = "\u2026"
+"""Ends a text `cut_text` shortened."""
+
+
+def cut_text(text: str, max_bytes: int) -> str:
+    """`text` if its UTF-8 takes at most `max_bytes`, else its longest start that fits with
+    `CUT_MARK` after it (never half a character)."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= max_bytes:
+        return text
+    room = max(0, max_bytes - len(CUT_MARK.encode()))
+    return encoded[:room].decode("utf-8", "ignore") + CUT_MARK
+
+
 def canonical_json(value: Any) -> str:
     """JSON text with sorted keys and no whitespace: equal values give equal text."""
     return json.dumps(

@@ -315,3 +315,25 @@ def test_the_page_works_behind_a_named_stage(
     origin = staged_api_url.removesuffix(f"/{STAGE}")
     assert requested
     assert all(url.startswith(f"{origin}/{STAGE}/") for url in requested), requested
+
+
+def test_a_job_whose_data_is_in_the_bucket_links_to_it(
+    page: Page, local_stack: LocalStack, api: httpx.Client, user: str
+) -> None:
+    # Given an echo job whose payload, and so its result, are over the 64 KiB a job holds
+    payload = {"data": "x" * 70_000}
+    job_id = submit(api, "echo", payload)
+    wait_until_final(api, [job_id])
+
+    # When the caller opens it
+    open_dashboard(page, local_stack.api_url, user)
+    page.goto(f"{local_stack.api_url}/ui#/jobs/{job_id}")
+
+    # Then the payload and the result are links to the bucket, with their size, each of
+    # which brings back the data
+    for name in ("payload", "result"):
+        link = page.locator(f"#job-{name} a")
+        expect(link).to_contain_text("bytes of JSON")
+        href = link.get_attribute("href")
+        assert href is not None and href.startswith(local_stack.aws_endpoint)
+        assert httpx.get(href, timeout=10).json() == payload

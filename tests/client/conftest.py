@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypedDict
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from jobline.models import Delivery, JobError, JobStatus, Progress
@@ -27,13 +26,16 @@ from starlette.testclient import TestClient
 
 from tests.client.transports import (
     AppTransport,
+    AsyncAppTransport,
     AsyncScriptedTransport,
     ScriptedTransport,
 )
+from tests.support.bulk import BULK
 from tests.support.fakes import (
     START,
     AnyInput,
     FakeClock,
+    InMemoryBlobStore,
     InMemoryJobQueue,
     InMemoryJobRepository,
     job_type_of,
@@ -71,6 +73,8 @@ class Stack:
     service: JobService
     repo: InMemoryJobRepository
     queue: InMemoryJobQueue
+    blobs: InMemoryBlobStore
+    """The data bucket (its presigned URLs answered in-process by the transports)."""
     _ran: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -172,13 +176,14 @@ class Stack:
 
 @pytest.fixture
 def stack() -> Stack:
-    """The API app over a fake service with the built-in job types plus `fail`."""
-    registry = build_registry([job_type_of(FAIL_TYPE, _always_fail)])
+    """The API app over a fake service with the built-in job types plus `fail` and `bulk`."""
+    registry = build_registry([job_type_of(FAIL_TYPE, _always_fail), BULK])
+    blobs = InMemoryBlobStore()
     service, repo, queue = build_fake_service(
-        registry, clock=FakeClock(step=timedelta(seconds=1))
+        registry, clock=FakeClock(step=timedelta(seconds=1)), blobs=blobs
     )
     app = create_app(service_factory=lambda: service, allow_dev_identity=True)
-    return Stack(app=app, service=service, repo=repo, queue=queue)
+    return Stack(app=app, service=service, repo=repo, queue=queue, blobs=blobs)
 
 
 @pytest.fixture
@@ -192,9 +197,10 @@ def api(stack: Stack) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def scripted(api: TestClient) -> ScriptedTransport:
-    """The app behind a transport that records requests and can fail the first ones."""
-    return ScriptedTransport(AppTransport(api))
+def scripted(api: TestClient, stack: Stack) -> ScriptedTransport:
+    """The app (and the data bucket) behind a transport that records requests and can fail the
+    first ones."""
+    return ScriptedTransport(AppTransport(api, stack.blobs))
 
 
 @pytest.fixture
@@ -206,9 +212,10 @@ def client(scripted: ScriptedTransport) -> Iterator[Client]:
 
 @pytest.fixture
 def async_scripted(stack: Stack) -> AsyncScriptedTransport:
-    """The app behind httpx's ASGITransport (no lifespan: the environment is attached here)."""
+    """The app behind httpx's ASGITransport (no lifespan: the environment is attached here), and
+    the data bucket."""
     attach_environment(stack.app)
-    return AsyncScriptedTransport(httpx.ASGITransport(app=stack.app))
+    return AsyncScriptedTransport(AsyncAppTransport(stack.app, stack.blobs))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -23,17 +23,18 @@ from jobline_client import (
 from tests.client.conftest import BASE_URL, FAIL_TYPE, FAST, Stack
 from tests.client.transports import Answer, AsyncScriptedTransport, LoseAnswer, Refuse
 
+T = TypeVar("T")
 UNKNOWN_ID = "0" * 32
 NewClient = Callable[..., AsyncClient]
 
 
-def run(coroutine: Coroutine[Any, Any, None]) -> None:
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run the test's coroutine on a loop of its own, never the thread's current loop:
     `asyncio.run` leaves "no current event loop" behind, and Mangum (the API handler's tests,
     later in the session) calls `asyncio.get_event_loop()`."""
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(coroutine)
+        return loop.run_until_complete(coroutine)
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jobline.limits import MAX_PAYLOAD_BYTES
 from jobline_client import (
     ApiError,
     Attempt,
@@ -400,7 +401,7 @@ def test_a_bad_field_is_an_invalid_request(client: Client) -> None:
 
 def test_a_payload_too_large_is_an_invalid_request(client: Client) -> None:
     with pytest.raises(InvalidRequest) as raised:
-        client.submit("echo", {"blob": "x" * 70_000})
+        client.submit("echo", {"blob": "x" * MAX_PAYLOAD_BYTES})
 
     assert raised.value.status == 413
     assert raised.value.details == []

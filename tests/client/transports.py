@@ -5,23 +5,48 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from starlette.testclient import TestClient
 
+from tests.support.fakes import FAKE_DATA_HOST, InMemoryBlobStore
+
 
 class AppTransport(httpx.BaseTransport):
     """Blocking requests into an ASGI app, in-process, through Starlette's TestClient (httpx's own
-    `ASGITransport` is async only). The TestClient's lifecycle belongs to whoever made it."""
+    `ASGITransport` is async only); with `data`, requests to the fake data bucket's presigned
+    URLs go to it, as they would go to S3. The TestClient's lifecycle belongs to whoever made
+    it."""
 
-    def __init__(self, test_client: TestClient) -> None:
+    def __init__(
+        self, test_client: TestClient, data: InMemoryBlobStore | None = None
+    ) -> None:
         self._test_client = test_client
+        self._data = data
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._data is not None and request.url.host == FAKE_DATA_HOST:
+            return self._data.handle(request)
         answer = self._test_client.send(request)
         return httpx.Response(
             answer.status_code, headers=answer.headers, content=answer.content
         )
+
+
+class AsyncAppTransport(httpx.AsyncBaseTransport):
+    """`AppTransport`'s async twin: the app through httpx's `ASGITransport`, the fake data
+    bucket's URLs to `data`."""
+
+    def __init__(self, app: Any, data: InMemoryBlobStore) -> None:
+        self._app = httpx.ASGITransport(app=app)
+        self._data = data
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == FAKE_DATA_HOST:
+            await request.aread()
+            return self._data.handle(request)
+        return await self._app.handle_async_request(request)
 
 
 @dataclass(frozen=True)
@@ -107,6 +132,7 @@ class ScriptedTransport(_Script, httpx.BaseTransport):
         self._inner = inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()  # a multipart upload streams its body: record it whole
         fault = self._next_fault(request)
         if isinstance(fault, Answer):
             return self._answer(fault, request)
@@ -132,6 +158,7 @@ class AsyncScriptedTransport(_Script, httpx.AsyncBaseTransport):
         self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()  # a multipart upload streams its body: record it whole
         fault = self._next_fault(request)
         if isinstance(fault, Answer):
             return self._answer(fault, request)

@@ -30,7 +30,12 @@ from moto import mock_aws
 
 from tests.conftest import REGION, FakeLambdaContext, MotoStack
 from tests.support.events import event_names, load_event
-from tests.support.jobfields import PUBLIC_FIELDS, SUMMARY_FIELDS, TIMESTAMPS
+from tests.support.jobfields import (
+    NO_DATA_LINKS,
+    PUBLIC_FIELDS,
+    SUMMARY_FIELDS,
+    TIMESTAMPS,
+)
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -137,7 +142,7 @@ def public(job: Job) -> dict[str, Any]:
     """What the API shows of a job (timestamps as datetimes, like `body_of`)."""
     shown = job.model_dump(include=set(PUBLIC_FIELDS))
     shown["history"] = list(shown["history"])
-    return shown
+    return {**NO_DATA_LINKS, **shown}  # seeded jobs hold their data
 
 
 def summary(job: Job) -> dict[str, Any]:
@@ -322,6 +327,7 @@ def test_submit_is_accepted_and_its_replay_returns_the_same_job(
         "type": "echo",
         "status": "queued",
         "payload": {"message": "hello from events/", "n": 3},
+        **NO_DATA_LINKS,
         "result": None,
         "error": None,
         "run": 1,
@@ -395,6 +401,7 @@ def test_get_returns_the_callers_job(moto_stack: MotoStack) -> None:
         "type": "echo",
         "status": "queued",
         "payload": {"message": "seeded"},
+        **NO_DATA_LINKS,
         "result": None,
         "error": None,
         "run": 1,

@@ -68,6 +68,7 @@ def test_every_operation_lists_every_status_it_answers_with() -> None:
         "get_job": ["200", "401", "404", "422", "503"],
         "cancel_job": ["200", "202", "401", "404", "409", "422", "503"],
         "retry_job": ["200", "401", "404", "409", "422", "503"],
+        "create_upload": ["201", "401", "422", "503"],
     }
     error = {"$ref": "#/components/schemas/ErrorOut"}
     gateway = {"$ref": "#/components/schemas/GatewayError"}
@@ -137,8 +138,17 @@ def test_a_submission_is_one_of_the_registered_job_types() -> None:
     assert sorted(submit["discriminator"]["mapping"]) == default_registry().names()
     sleep = schemas["SleepJobSubmission"]
     assert sleep["properties"]["type"] == {"type": "string", "const": "sleep"}
-    assert sleep["required"] == ["type", "payload"]  # {} is not a sleep payload
-    assert schemas["EchoJobSubmission"]["required"] == ["type"]  # {} is an echo payload
+    # {} is not a sleep payload: it comes inline or uploaded, one of the two
+    assert sleep["required"] == ["type"]
+    assert sleep["oneOf"] == [
+        {"required": ["payload"]},
+        {"required": ["payload_upload"]},
+    ]
+    # {} is an echo payload: none is needed, but never both
+    echo = schemas["EchoJobSubmission"]
+    assert echo["required"] == ["type"]
+    assert echo["not"] == {"required": ["payload", "payload_upload"]}
+    assert sleep["properties"]["payload_upload"]["type"] == "string"
     payload = schemas["SleepPayload"]
     assert payload["properties"]["seconds"]["maximum"] == 600
     # And the counts are integers, not integer-like text or booleans
@@ -190,9 +200,21 @@ def test_the_clients_models_have_the_documents_fields(schema_name: str) -> None:
     schema = json.loads(COMMITTED.read_text())["components"]["schemas"][schema_name]
     model = CLIENT_MODELS[schema_name]
 
-    # Then the client reads every field the API answers with, and none it does not
+    # Then the client reads every field the API answers with, and none it does not (a job's
+    # four fields of a link to its payload or result are one `DataLink` of the client's)
     fields = {f.name for f in dataclasses.fields(model)} - {"raw"}
+    for name in ("payload", "result"):
+        if f"{name}_link" in fields:
+            fields.remove(f"{name}_link")
+            fields |= {f"{name}_{part}" for part in LINK_PARTS}
     assert fields == set(schema["properties"]), schema_name
+
+
+LINK_PARTS = {
+    {"url": "url", "expires_at": "url_expires_at"}.get(field.name, field.name)
+    for field in dataclasses.fields(jobline_client.DataLink)
+}
+"""The API's names of a `DataLink`'s fields, after `payload_` or `result_`."""
 
 
 def test_the_clients_statuses_are_the_documents() -> None:

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from jobline.aws.repository import DynamoJobRepository
 from jobline.cursor import CursorCodec
-from jobline.limits import LIST_PAGE_MAX_BYTES, MAX_PAGE_SIZE, MAX_PAYLOAD_BYTES
+from jobline.limits import INLINE_DATA_BYTES, LIST_PAGE_MAX_BYTES, MAX_PAGE_SIZE
 from jobline.models import (
     Attempt,
     Job,
@@ -136,8 +136,9 @@ def _payload_at(limit: int) -> dict[str, str]:
 def test_a_page_of_a_hundred_jobs_at_the_payload_limit_is_a_page_of_summaries(
     client: TestClient,
 ) -> None:
-    # Given 100 jobs submitted with a payload at the default limit
-    payload = _payload_at(MAX_PAYLOAD_BYTES)
+    # Given 100 jobs submitted with the largest payload their items hold (a larger one is in
+    # the data bucket: the item holds less)
+    payload = _payload_at(INLINE_DATA_BYTES)
     ids = [
         client.post(
             "/jobs", json={"type": "echo", "payload": payload}, headers=ANN

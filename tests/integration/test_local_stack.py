@@ -693,6 +693,7 @@ def test_function_environment_resolves_the_template_to_local_resources() -> None
             "JobsDeadLetterQueue": "http://127.0.0.1:1/dlq",
         },
         queue_arns={},
+        buckets={"JobDataBucket": "local-data"},
     )
 
     # When the API function's environment is resolved
@@ -705,6 +706,8 @@ def test_function_environment_resolves_the_template_to_local_resources() -> None
         "JOBLINE_TABLE_NAME": "local-table",
         "JOBLINE_QUEUE_URL": "http://127.0.0.1:1/q",
         "JOBLINE_RETENTION_DAYS": "30",
+        "JOBLINE_DATA_BUCKET": "local-data",
+        "JOBLINE_DATA_EXPIRATION_DAYS": "46",
         "JOBLINE_LOG_LEVEL": "INFO",
         "AWS_ENDPOINT_URL": "",
         "JOBLINE_CURSOR_SECRET": "",

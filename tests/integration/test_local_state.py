@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from jobline.aws.items import job_to_item
+from jobline.limits import INLINE_DATA_BYTES
 from jobline.models import Job, JobStatus
 from jobline_local.settings import LocalSettings
 from jobline_local.snapshot import Snapshot, save
@@ -234,3 +235,28 @@ def test_without_a_state_file_the_stop_counts_the_jobs_it_drops(
     assert stack.kept is not None
     assert stack.kept.jobs == {"succeeded": 1, "queued": 1}
     assert stack.kept.unfinished == 1
+
+
+def test_a_jobs_large_payload_and_result_survive_the_restart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "state.json"
+    payload = {"data": "x" * (INLINE_DATA_BYTES * 2)}
+
+    # Given a stack that ran a job whose payload and result are in the data bucket, and stopped
+    with running(monkeypatch, state_file) as (_, client):
+        answer = client.post("/jobs", json={"type": "echo", "payload": payload})
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["id"]
+        assert wait_for(lambda: succeeded(client, job_id))
+
+    # When it starts again
+    with running(monkeypatch, state_file) as (stack, client):
+        assert stack.restored is not None and stack.restored.jobs == {"succeeded": 1}
+        # Then the job still links to both, and the links bring them back
+        job = job_of(client, job_id)
+        for name in ("payload", "result"):
+            assert job[name] is None
+            fetched = httpx.get(job[f"{name}_url"], timeout=5)
+            assert fetched.status_code == 200
+            assert fetched.json() == payload

@@ -4,6 +4,7 @@ service instead of being moved. Time is a fake clock that only moves when the co
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from jobline import bootstrap
 from jobline.aws.repository import DynamoJobRepository
 from jobline.clock import utcnow
 from jobline.config import get_settings
-from jobline.models import Job, JobError, JobStatus
+from jobline.limits import INLINE_DATA_BYTES
+from jobline.models import Job, JobError, JobMessage, JobStatus
 from jobline_api.app import create_app
 from jobline_ops.environment import Environment
 from jobline_ops.redrive import (
@@ -149,7 +151,9 @@ def redrive_for(
     stack: MotoStack, sqs: Any, time_: FakeTime, out: io.StringIO, **kwargs: Any
 ) -> Redrive:
     """The command as `make redrive` builds it, on moto, with the fake clock."""
-    env = Environment(sqs=sqs, settings=get_settings(), dynamodb=stack.dynamodb)
+    env = Environment(
+        sqs=sqs, settings=get_settings(), dynamodb=stack.dynamodb, s3=stack.s3
+    )
     return build_redrive(
         env,
         kwargs.pop("source", None),
@@ -355,6 +359,42 @@ def test_dead_lettered_jobs_are_requeued_through_the_service(
     assert requeued_line.endswith(
         f"job={dead.id}: dead_lettered -> queued (fresh attempts, a new message)"
     )
+
+
+def test_a_dead_lettered_job_keeps_its_large_payload_for_the_new_run(
+    moto_stack: MotoStack, api: TestClient, time_: FakeTime
+) -> None:
+    # Given a dead-lettered job whose payload is in the data bucket
+    payload = {"data": "x" * (INLINE_DATA_BYTES + 1)}
+    submitted = api.post(
+        "/jobs", json={"type": "echo", "payload": payload}, headers=ANN
+    ).json()
+    message = {"job_id": submitted["id"], "owner": "ann", "job_type": "echo"}
+    drain(moto_stack, moto_stack.queue_url)
+    service = bootstrap.get_service()
+    assert service.dead_letter(JobMessage.model_validate(message), 25) is not None
+    ref = service.get("ann", submitted["id"]).payload_ref
+    assert ref is not None
+    moto_stack.sqs.send_message(
+        QueueUrl=moto_stack.dlq_url, MessageBody=json.dumps(message)
+    )
+    copies: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        copies.append(copy.deepcopy(params))  # as given (botocore rewrites CopySource)
+
+    moto_stack.s3.meta.events.register("provide-client-params.s3.CopyObject", record)
+
+    # When the DLQ is redriven
+    report = redrive_for(moto_stack, moto_stack.sqs, time_, io.StringIO()).run(10, 100)
+
+    # Then the job is queued again, its payload rewritten in place first (the lifecycle counts
+    # from then), and whole
+    assert report.requeued == 1
+    assert [(c["Key"], c["CopySource"]["Key"]) for c in copies] == [(ref.key, ref.key)]
+    again = moto_stack.s3.get_object(Bucket=moto_stack.bucket, Key=ref.key)
+    assert json.loads(again["Body"].read()) == payload
+    assert api.get(f"/jobs/{submitted['id']}", headers=ANN).json()["status"] == "queued"
 
 
 def test_without_the_jobs_queue_as_target_nothing_goes_through_the_service(

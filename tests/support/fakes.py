@@ -7,22 +7,31 @@ application succeeds), listings of summaries, expired jobs hidden, newest first 
 `(created_at, id)`, with DynamoDB's resume keys (one whenever a page is full, by count or by its
 byte budget) checked as the adapter checks them. `FakeStream` stands for the table's stream
 and the outbox dispatcher: every write is handed to `service.dispatch` as it happens.
+`InMemoryBlobStore` mirrors `jobline.aws.blobs.S3BlobStore` (the data bucket), and answers its own
+presigned URLs and upload forms as S3 would (`handle`).
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
+import httpx
 from jobline.aws.items import sort_key, status_index_key
 from jobline.aws.listing import check_start, plan
 from jobline.backoff import Backoff
 from jobline.errors import (
     ConditionFailed,
+    DataNotFound,
+    DataTooLarge,
     FunctionInvokeFailed,
     QueueUnavailable,
     StorageUnavailable,
@@ -350,6 +359,127 @@ class InMemoryJobQueue:
             if self.fail_with is not None:
                 raise QueueUnavailable(self.fail_with)
             self.visibility.append((receipt_handle, seconds))
+
+
+FAKE_DATA_HOST = "data.jobline.test"
+"""The host of the fake data bucket's presigned URLs (`InMemoryBlobStore.handle` answers them)."""
+
+
+class InMemoryBlobStore:
+    """A `BlobStore` in a dict, with the S3 adapter's semantics: a put whose bytes do not match
+    its SHA-256 is refused (S3's `BadDigest`), `get` refuses an object over its limit before
+    reading it, `touch` needs the object; `fail_with` makes the next calls unavailable. Its
+    presigned URLs (`http://data.jobline.test/...`) are answered by `handle`, as S3 answers
+    them: a GET of a download URL before it expires, a form POST of an upload within its size."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.puts: list[str] = []
+        """Every key written (`put`, an upload), in order."""
+        self.touched: list[str] = []
+        self.fail_with: str | None = None
+        self.answer_next: list[int] = []
+        """Statuses `handle` answers the next requests with, as S3 refuses them (403: a URL
+        past its expiry), one per request."""
+        self.handled: list[httpx.Request] = []
+        """Every request `handle` answered."""
+        self.before_put: Callable[[str], None] | None = None
+        """Called with the key of every `put`, before it is stored (to look at the world then)."""
+        self._lock = threading.Lock()
+
+    def _check(self) -> None:
+        if self.fail_with is not None:
+            raise StorageUnavailable(self.fail_with)
+
+    def put(self, key: str, data: bytes, sha256: str) -> None:
+        """Store `data` under `key` (refused when it is not what `sha256` says)."""
+        self._check()
+        if self.before_put is not None:
+            self.before_put(key)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError("BadDigest: the bytes are not the ones hashed")
+        with self._lock:
+            self.objects[key] = bytes(data)
+            self.puts.append(key)
+
+    def get(self, key: str, max_bytes: int) -> bytes:
+        """The object's bytes (`DataNotFound`, `DataTooLarge`)."""
+        self._check()
+        with self._lock:
+            data = self.objects.get(key)
+        if data is None:
+            raise DataNotFound(key)
+        if len(data) > max_bytes:
+            raise DataTooLarge(len(data), max_bytes)
+        return data
+
+    def touch(self, key: str) -> None:
+        """Record the rewrite (`DataNotFound` when the object is gone)."""
+        self._check()
+        if key not in self.objects:
+            raise DataNotFound(key)
+        self.touched.append(key)
+
+    def download_url(self, key: str, expires_in_s: int) -> str:
+        """A fake presigned GET (`handle` answers it)."""
+        return f"http://{FAKE_DATA_HOST}/{key}?X-Amz-Expires={expires_in_s}&X-Amz-Signature=f"
+
+    def upload_form(
+        self, key: str, max_bytes: int, expires_in_s: int
+    ) -> tuple[str, dict[str, str]]:
+        """A fake POST policy (`handle` enforces its key and size)."""
+        fields = {"key": key, "policy": f"{max_bytes}", "x-amz-signature": "f"}
+        return f"http://{FAKE_DATA_HOST}/", fields
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """S3's answer to a request for one of this store's presigned URLs or forms."""
+        self.handled.append(request)
+        if self.answer_next:
+            status = self.answer_next.pop(0)
+            return httpx.Response(
+                status, text="<Error><Code>AccessDenied</Code></Error>"
+            )
+        if "authorization" in request.headers:
+            return httpx.Response(400, text="InvalidArgument: only one auth mechanism")
+        key = request.url.path.lstrip("/")
+        if request.method == "GET":
+            query = parse_qs(request.url.query.decode())
+            if "X-Amz-Signature" not in query:
+                return httpx.Response(403, text="AccessDenied")
+            data = self.objects.get(key)
+            if data is None:
+                return httpx.Response(404, text="NoSuchKey")
+            return httpx.Response(
+                200, content=data, headers={"content-type": "application/json"}
+            )
+        if request.method == "POST" and not key:
+            fields, file = _form(request)
+            if file is None or not 1 <= len(file) <= int(fields.get("policy", "0")):
+                return httpx.Response(400, text="EntityTooLarge or EntityTooSmall")
+            with self._lock:
+                self.objects[fields["key"]] = file
+                self.puts.append(fields["key"])
+            return httpx.Response(204)
+        return httpx.Response(405, text="MethodNotAllowed")
+
+
+def _form(request: httpx.Request) -> tuple[dict[str, str], bytes | None]:
+    """A `multipart/form-data` body's text fields, and its `file` part."""
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        head + request.read()
+    )
+    fields: dict[str, str] = {}
+    file: bytes | None = None
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        content = part.get_payload(decode=True)
+        assert isinstance(content, bytes)
+        if name == "file":
+            file = content
+        else:
+            fields[str(name)] = content.decode()
+    return fields, file
 
 
 @dataclass

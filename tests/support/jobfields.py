@@ -14,12 +14,22 @@ TIMESTAMPS = (
 """The public timestamps of a job (ISO 8601 UTC in the API)."""
 STORED_TIMESTAMPS = (*TIMESTAMPS, "lease_until")
 """Every timestamp a stored job carries; `lease_until` is internal."""
+DATA_LINK_FIELDS = tuple(
+    f"{name}_{part}"
+    for name in ("payload", "result")
+    for part in ("url", "url_expires_at", "size", "sha256")
+)
+"""Where a job's payload and result kept in the data bucket are (null for data the job holds)."""
+NO_DATA_LINKS = dict.fromkeys(DATA_LINK_FIELDS)
+"""The link fields of a job that holds its payload and result."""
 PUBLIC_FIELDS = (
     "id",
     "type",
     "status",
     "payload",
+    *DATA_LINK_FIELDS[:4],
     "result",
+    *DATA_LINK_FIELDS[4:],
     "error",
     "run",
     "attempts",
@@ -31,10 +41,14 @@ PUBLIC_FIELDS = (
 )
 """What the API shows of a job."""
 SUMMARY_FIELDS = (
-    *(name for name in PUBLIC_FIELDS if name not in ("payload", "result", "history")),
+    *(
+        name
+        for name in PUBLIC_FIELDS
+        if name not in ("payload", "result", "history", *DATA_LINK_FIELDS)
+    ),
     "error_truncated",
 )
-"""What a listing shows of a job: the job but its payload, result and history."""
+"""What a listing shows of a job: the job but its payload, result (and their links) and history."""
 TIMELESS_FIELDS = tuple(
     name
     for name in PUBLIC_FIELDS
@@ -46,6 +60,10 @@ TIMELESS_FIELDS = tuple(
         "run_after",
         "cancel_requested_at",
         "correlation_id",
+        "payload_url",
+        "payload_url_expires_at",
+        "result_url",
+        "result_url_expires_at",
     )
 )
 """What a job shows that does not depend on when or by whom it was made."""

@@ -24,6 +24,7 @@ from jobline_worker.record import run_record
 from tests.support.fakes import (
     CURSOR_SECRET,
     FakeClock,
+    InMemoryBlobStore,
     InMemoryFunctionInvoker,
     InMemoryJobQueue,
     InMemoryJobRepository,
@@ -55,11 +56,14 @@ def build_fake_service(
     progress_interval_s: float | None = None,
     rng: random.Random | None = None,
     invoker: FunctionInvoker | None = None,
+    blobs: InMemoryBlobStore | None = None,
 ) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
     """A JobService over in-memory fakes (built-in job types unless `registry` is given), wired by
     the one composition root, `jobline.bootstrap.build_service`, with the settings' defaults
     unless a test overrides one. Target functions (`JobType.target`) are `invoker`'s (default: an
-    `InMemoryFunctionInvoker` that knows none)."""
+    `InMemoryFunctionInvoker` that knows none). Its data bucket is `blobs` (a test that looks into
+    it passes its own), else a fresh `InMemoryBlobStore`."""
+    blobs = blobs if blobs is not None else InMemoryBlobStore()
     repo = InMemoryJobRepository()
     queue = InMemoryJobQueue()
     fake_clock = clock or FakeClock()
@@ -87,6 +91,7 @@ def build_fake_service(
         clock=fake_clock,
         rng=rng or random.Random(0),
         invoker=invoker or InMemoryFunctionInvoker(),
+        blobs=blobs,
     )
     # The outbox's dispatcher is a function of its own, as in AWS: a second service from the same
     # composition root over the same table and queue, whose clock reads the time without moving
@@ -97,6 +102,7 @@ def build_fake_service(
         queue=queue,
         registry=registry,
         clock=fake_clock.peek,
+        blobs=blobs,
     )
     repo.stream.deliver = outbox.dispatch
     return service, repo, queue

@@ -274,6 +274,9 @@ def test_every_row_shows_the_default_of_the_code() -> None:
 # ------------------------------------------------------------------------------ limits
 
 
+MIB = 1024 * 1024
+
+
 def default(field: str) -> int:
     return int(Settings.model_fields[field].default)
 
@@ -319,8 +322,17 @@ def expected_limits() -> dict[str, list[int]]:
         limits.DEFAULT_PAGE_SIZE,
     )
     return {
-        "payload": [default("max_payload_bytes") // 1024],
-        "result": [default("max_result_bytes") // 1024],
+        "payload": [
+            default("max_payload_bytes") // MIB,
+            limits.INLINE_DATA_BYTES // 1024,
+            limits.MAX_REQUEST_BODY_BYTES // MIB,
+        ],
+        "result": [
+            default("max_result_bytes") // MIB,
+            limits.INLINE_DATA_BYTES // 1024,
+            limits.DATA_URL_TTL_S,
+        ],
+        "error": [limits.MAX_ERROR_TEXT_BYTES, limits.MAX_ATTEMPT_ERROR_TEXT_BYTES],
         "run time of one attempt, default lane": [
             worker_timeout - margin_s,
             worker_timeout,
@@ -367,8 +379,11 @@ def test_the_limits_are_the_codes() -> None:
 
 
 def test_the_limits_are_whole_kib_and_seconds() -> None:
-    # The table writes payload and result in KiB and the margin in seconds: they must divide
-    assert default("max_payload_bytes") % 1024 == 0
-    assert default("max_result_bytes") % 1024 == 0
+    # The table writes payload and result in MiB (what the item holds in KiB) and the margin in
+    # seconds: they must divide
+    assert default("max_payload_bytes") % MIB == 0
+    assert default("max_result_bytes") % MIB == 0
+    assert limits.INLINE_DATA_BYTES % 1024 == 0
+    assert limits.MAX_REQUEST_BODY_BYTES % MIB == 0
     assert default("deadline_margin_ms") % 1000 == 0
     assert limits.LIST_PAGE_MAX_BYTES % (1024 * 1024) == 0

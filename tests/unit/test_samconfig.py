@@ -10,6 +10,7 @@ import tomllib
 from typing import Any
 
 import pytest
+from jobline.limits import DATA_EXPIRY_MARGIN_DAYS
 from jobline_local.template import REPO_ROOT, load_template, resources_of_type
 
 TEMPLATE = load_template()
@@ -103,3 +104,16 @@ def test_the_jwt_defaults_match_no_real_issuer() -> None:
     assert re.fullmatch(r"https://[a-z0-9-]+\.invalid", issuer)
     assert re.fullmatch(PARAMETERS["JwtIssuer"]["AllowedPattern"], issuer)
     assert "not-configured" in PARAMETERS["JwtAudience"]["Default"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_environment_keeps_job_data_as_long_as_its_jobs(env: str) -> None:
+    # Given the environment's retention and data expiry (its override, else the default)
+    def value(name: str) -> int:
+        return int(overrides(env).get(name, PARAMETERS[name]["Default"]))
+
+    # Then the data bucket keeps a job's payload and result the margin longer than the job
+    # (the functions refuse to start otherwise: jobline.config)
+    assert (
+        value("DataExpirationDays") >= value("RetentionDays") + DATA_EXPIRY_MARGIN_DAYS
+    )

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from jobline import bootstrap
+from jobline.config import Settings
 from jobline.errors import FunctionFailed, FunctionInvokeFailed
 from jobline.models import JobStatus, SubmitRequest
 from jobline.registry import InvalidJobTypeDeclaration, JobType, JobTypeRegistry
@@ -77,7 +78,8 @@ def refuses(event: dict[str, Any], context: Any) -> Any:
 
 
 def huge(event: dict[str, Any], context: Any) -> Any:
-    return "x" * (256 * 1024)
+    # over the deployment's result limit (a smaller result than that goes to the data bucket)
+    return "x" * (Settings().max_result_bytes + 1)
 
 
 def deep(event: dict[str, Any], context: Any) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
+from jobline import limits
 from jobline.aws.items import job_to_item
 from jobline.aws.listing import INDEX_BY_OWNER, INDEX_BY_OWNER_STATUS, build_query
 from jobline.config import Settings
@@ -17,6 +18,7 @@ from jobline.limits import MAX_ATTEMPTS
 from jobline.metrics import COUNTS, DURATIONS
 from jobline.models import Job, JobFilter, JobStatus
 from jobline.targets import LAMBDA_ARN
+from jobline.usecases import claim_check
 from jobline_local.template import TEMPLATE_PATH, load_template, resources_of_type
 
 TEMPLATE = load_template()
@@ -168,6 +170,10 @@ def test_the_dead_letter_consumer_can_be_paused_by_a_parameter() -> None:
 
 
 POLL = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+PAYLOADS = "${JobDataBucket.Arn}/payloads/*"
+RESULTS = "${JobDataBucket.Arn}/results/*"
+UPLOADS = "${JobDataBucket.Arn}/uploads/*"
+"""The data bucket's prefixes (`jobline.usecases.claim_check`'s keys)."""
 """What an SQS event source mapping does with its function's role."""
 
 
@@ -200,7 +206,7 @@ def evaluate(value: Any, parameters: dict[str, list[str]]) -> Any:
 
 JOB_TARGETS = "each of JobTargetArns, and each with :*"
 """The worker's Lambda grant (`target_name`), checked by evaluating it in
-test_the_worker_may_invoke_exactly_the_job_target_functions."""
+test_the_workers_may_invoke_exactly_the_job_target_functions."""
 
 
 def target_name(target: Any) -> str:
@@ -264,16 +270,27 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                     "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
                     "${CursorSecretParameterName}",
                 ),
+                # large payloads written, uploads read (and the upload forms it signs)
+                ("s3:GetObject", PAYLOADS),
+                ("s3:PutObject", PAYLOADS),
+                ("s3:GetObject", UPLOADS),
+                ("s3:PutObject", UPLOADS),
+                # the results' download URLs it signs
+                ("s3:GetObject", RESULTS),
+                ("s3:ListBucket", "JobDataBucket"),
             },
         ),
         (
-            # (and, when JobTargetArns names some, the job types' target functions)
+            # (the workers too, when JobTargetArns names some, the job types' target functions)
             "WorkerFunction",
             {
                 ("dynamodb:GetItem", "JobsTable"),
                 ("dynamodb:UpdateItem", "JobsTable"),
                 ("sqs:ChangeMessageVisibility", "JobsQueue"),
                 ("lambda:InvokeFunction", JOB_TARGETS),
+                ("s3:GetObject", PAYLOADS),
+                ("s3:PutObject", RESULTS),
+                ("s3:ListBucket", "JobDataBucket"),
             }
             | {(action, "JobsQueue") for action in POLL},
         ),
@@ -283,6 +300,10 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("dynamodb:GetItem", "JobsTable"),
                 ("dynamodb:UpdateItem", "JobsTable"),
                 ("sqs:ChangeMessageVisibility", "LongJobsQueue"),
+                ("lambda:InvokeFunction", JOB_TARGETS),
+                ("s3:GetObject", PAYLOADS),
+                ("s3:PutObject", RESULTS),
+                ("s3:ListBucket", "JobDataBucket"),
             }
             | {(action, "LongJobsQueue") for action in POLL},
         ),
@@ -290,7 +311,7 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
             # The ingest use case stores with a conditional PutItem (a replay returns the stored
             # job with the failed condition); the outbox sends the message.
             "IngestFunction",
-            {("dynamodb:PutItem", "JobsTable")}
+            {("dynamodb:PutItem", "JobsTable"), ("s3:PutObject", PAYLOADS)}
             | {(action, "IngestQueue") for action in POLL},
         ),
         (
@@ -345,10 +366,12 @@ def test_functions_may_do_exactly_what_their_code_does(
     assert granted(function) == expected | logs_and_traces(function)
 
 
-def test_the_worker_may_invoke_exactly_the_job_target_functions() -> None:
-    # Given the parameter naming the functions job types may target, and the worker's policies
+@pytest.mark.parametrize("worker", ["WorkerFunction", "LongWorkerFunction"])
+def test_the_workers_may_invoke_exactly_the_job_target_functions(worker: str) -> None:
+    # Given the parameter naming the functions job types may target, and a worker's policies
+    # (a target type runs on the lane its timeout_s picks)
     parameter = TEMPLATE["Parameters"]["JobTargetArns"]
-    role = RESOURCES[role_of("WorkerFunction")]["Properties"]
+    role = RESOURCES[role_of(worker)]["Properties"]
     [conditional] = [p for p in role["Policies"] if "Fn::If" in p]
     condition, policy, otherwise = conditional["Fn::If"]
 
@@ -375,7 +398,7 @@ def test_the_worker_may_invoke_exactly_the_job_target_functions() -> None:
         f"{arns[1]}:*",
     ]
     # And no other function may invoke a function
-    for function in set(FUNCTIONS) - {"WorkerFunction"}:
+    for function in set(FUNCTIONS) - {"WorkerFunction", "LongWorkerFunction"}:
         assert not any(action.startswith("lambda:") for action, _ in granted(function))
 
 
@@ -1081,3 +1104,93 @@ def test_the_lanes_budgets_are_the_workers_timeouts_and_queues() -> None:
     # And the long lane holds Lambda's longest invocation, its queue six of them
     assert function_property("LongWorkerFunction", "Timeout") == 900
     assert QUEUES["LongJobsQueue"]["Properties"]["VisibilityTimeout"] >= 6 * 900
+
+
+# ----------------------------------------------------------------------- the data bucket
+BUCKET = RESOURCES["JobDataBucket"]["Properties"]
+
+
+def test_the_data_bucket_is_encrypted_private_and_owned_by_the_account() -> None:
+    [rule] = BUCKET["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert BUCKET["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert BUCKET["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}
+    ]
+    assert RESOURCES["JobDataBucket"]["DeletionPolicy"] == "Retain"
+
+
+def test_the_data_bucket_refuses_plain_http_and_old_tls() -> None:
+    # Given the bucket's policy
+    policy = RESOURCES["JobDataBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "JobDataBucket"}
+    statements = policy["PolicyDocument"]["Statement"]
+
+    # Then it denies every request, of anyone, to the bucket and its objects, without TLS or
+    # with TLS older than 1.2
+    everything = [
+        {"Fn::GetAtt": ["JobDataBucket", "Arn"]},
+        {"Fn::Sub": "${JobDataBucket.Arn}/*"},
+    ]
+    conditions = []
+    for statement in statements:
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Deny",
+            "*",
+            "s3:*",
+        )
+        assert statement["Resource"] == everything
+        conditions.append(statement["Condition"])
+    assert conditions == [
+        {"Bool": {"aws:SecureTransport": "false"}},
+        {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
+    ]
+
+
+def test_the_data_bucket_keeps_a_jobs_data_longer_than_the_job() -> None:
+    # Given the bucket's lifecycle and the parameters it follows
+    rules = {rule["Id"]: rule for rule in BUCKET["LifecycleConfiguration"]["Rules"]}
+    retention = TEMPLATE["Parameters"]["RetentionDays"]
+    expiry = TEMPLATE["Parameters"]["DataExpirationDays"]
+
+    # Then payloads and results expire after DataExpirationDays, which is at least the jobs'
+    # retention plus the margin (by default, and at the smallest retention), and what the
+    # functions are told
+    for prefix in ("payloads", "results"):
+        assert rules[prefix]["Prefix"] == f"{prefix}/"
+        assert rules[prefix]["ExpirationInDays"] == {"Ref": "DataExpirationDays"}
+        assert rules[prefix]["Status"] == "Enabled"
+    margin = limits.DATA_EXPIRY_MARGIN_DAYS
+    assert expiry["Default"] == retention["Default"] + margin
+    assert expiry["Default"] == Settings.model_fields["data_expiration_days"].default
+    assert expiry["MinValue"] == retention["MinValue"] + margin
+    assert expiry["MaxValue"] == retention["MaxValue"] + margin
+    variables = GLOBAL_FUNCTION["Environment"]["Variables"]
+    assert variables["JOBLINE_DATA_BUCKET"] == {"Ref": "JobDataBucket"}
+    assert variables["JOBLINE_DATA_EXPIRATION_DAYS"] == {"Ref": "DataExpirationDays"}
+    # And an upload nobody submitted goes after a day, as does an unfinished multipart upload
+    assert rules["uploads"]["Prefix"] == "uploads/"
+    assert rules["uploads"]["ExpirationInDays"] == limits.UPLOAD_RETENTION_DAYS
+    assert rules["incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 1
+    }
+
+
+def test_every_key_the_claim_check_writes_is_under_a_lifecycle_rule() -> None:
+    prefixes = {
+        rule["Prefix"]
+        for rule in BUCKET["LifecycleConfiguration"]["Rules"]
+        if "ExpirationInDays" in rule
+    }
+    keys = [
+        claim_check.payload_key("a" * 32, "0" * 64),
+        claim_check.result_key("a" * 32, "b" * 32),
+        claim_check.upload_key("alice", "c" * 32),
+    ]
+    for key in keys:
+        assert any(key.startswith(prefix) for prefix in prefixes), key

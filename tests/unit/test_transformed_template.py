@@ -302,7 +302,7 @@ def test_no_iam_statement_grants_every_resource_but_xray_trace_upload() -> None:
     ],
     ids=["none", "one", "two"],
 )
-def test_the_worker_may_invoke_exactly_the_job_target_functions(targets: str) -> None:
+def test_the_workers_may_invoke_exactly_the_job_target_functions(targets: str) -> None:
     # Given a deploy naming these functions as job types' targets (JobTargetArns)
     parameters = {"JobTargetArns": targets}
     template = transformed(parameters)
@@ -315,21 +315,23 @@ def test_the_worker_may_invoke_exactly_the_job_target_functions(targets: str) ->
         if any(action.startswith("lambda:") for action in as_list(statement["Action"]))
     }
 
-    # Then only the worker may invoke functions: each named one, and its aliases and versions
-    # (ARN:*), with lambda:InvokeFunction alone; none when the parameter names none
+    # Then only the workers (both lanes) may invoke functions: each named one, and its aliases
+    # and versions (ARN:*), with lambda:InvokeFunction alone; none when the parameter names none
     arns = [arn for arn in targets.split(",") if arn]
     if not arns:
         assert invoking == {}
         return
-    assert set(invoking) == {role_of(template, "WorkerFunction")}
-    assert sorted(invoking[role_of(template, "WorkerFunction")]) == sorted(
-        [*arns, *(f"{arn}:*" for arn in arns)]
-    )
-    assert {
-        action
-        for action, _ in grants(template, "WorkerFunctionRole", parameters)
-        if action.startswith("lambda:")
-    } == {"lambda:InvokeFunction"}
+    workers = ("WorkerFunction", "LongWorkerFunction")
+    assert set(invoking) == {role_of(template, worker) for worker in workers}
+    for worker in workers:
+        assert sorted(invoking[role_of(template, worker)]) == sorted(
+            [*arns, *(f"{arn}:*" for arn in arns)]
+        )
+        assert {
+            action
+            for action, _ in grants(template, f"{worker}Role", parameters)
+            if action.startswith("lambda:")
+        } == {"lambda:InvokeFunction"}
 
 
 def test_no_role_attaches_a_managed_policy() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from jobline.errors import Unauthenticated
+from jobline.errors import RequestTooLarge, Unauthenticated
+from jobline.limits import MAX_REQUEST_BODY_BYTES
 from jobline.service import JobService
 from jobline.validation import identity_problem
 
@@ -62,6 +63,14 @@ async def base_path(request: Request) -> str:
     `jobline_api.stage`), empty on `$default` and locally."""
     root: str = request.scope.get("root_path", "")
     return root.rstrip("/")
+
+
+async def body_within_limit(request: Request) -> None:
+    """413 for a body over `limits.MAX_REQUEST_BODY_BYTES`, in AWS and locally alike: past it, a
+    body may not fit in the Lambda event that carries it to the function (6 MB, escaped)."""
+    size = len(await request.body())
+    if size > MAX_REQUEST_BODY_BYTES:
+        raise RequestTooLarge(size, MAX_REQUEST_BODY_BYTES)
 
 
 def only_query(*names: str) -> Callable[[Request], Awaitable[None]]:

@@ -25,10 +25,12 @@ from jobline.errors import (
     JobNotFound,
     PayloadTooLarge,
     QueueUnavailable,
+    RequestTooLarge,
     StorageUnavailable,
     SubmitOutcomeUnknown,
     Unauthenticated,
     UnknownJobType,
+    UploadNotFound,
     echoed,
 )
 from jobline.logging import get_logger
@@ -55,6 +57,8 @@ STATUS_BY_ERROR: dict[type[JoblineError], int] = {
     UnknownJobType: 422,
     InvalidPayload: 422,
     PayloadTooLarge: 413,
+    RequestTooLarge: 413,
+    UploadNotFound: 400,
     InvalidCursor: 400,
     Unauthenticated: 401,
     QueueUnavailable: 503,
@@ -78,6 +82,14 @@ def _detail(exc: JoblineError) -> Any:
     if isinstance(exc, UnknownJobType):
         return [
             {"loc": ["body", "type"], "msg": exc.message, "type": "unknown_job_type"}
+        ]
+    if isinstance(exc, UploadNotFound):
+        return [
+            {
+                "loc": ["body", "payload_upload"],
+                "msg": exc.message,
+                "type": "unknown_upload",
+            }
         ]
     if isinstance(exc, InvalidCursor):
         return CURSOR_DETAIL

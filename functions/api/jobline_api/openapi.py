@@ -89,12 +89,19 @@ def _submit_variants(
                 "payload": {"$ref": f"#/components/schemas/{stem}Payload"},
                 **fields,
             },
-            "required": ["type", "payload"] if payload_required else ["type"],
+            "required": ["type"],
+            # The payload inline or uploaded (`payload_upload`), never both.
+            **(
+                {"oneOf": [{"required": ["payload"]}, {"required": ["payload_upload"]}]}
+                if payload_required
+                else {"not": {"required": ["payload", "payload_upload"]}}
+            ),
         }
         mapping[job_type.name] = f"#/components/schemas/{variant}"
     return {
         "title": SUBMIT_REQUEST,
-        "description": "A job to run: its type, and that type's payload.",
+        "description": "A job to run: its type, and that type's payload (or the upload "
+        "that carries it).",
         "oneOf": [{"$ref": ref} for ref in mapping.values()],
         "discriminator": {"propertyName": "type", "mapping": mapping},
     }

@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from jobline.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from jobline.models import JobFilter, JobStatus, SubmitRequest
+from jobline.models import Job, JobFilter, JobStatus, SubmitRequest
 from jobline.service import JobService
 
 from jobline_api.correlation import correlation_id
 from jobline_api.dependencies import (
     base_path,
+    body_within_limit,
     current_owner,
     get_job_service,
     only_query,
@@ -23,6 +24,7 @@ from jobline_api.schemas import (
     JobOut,
     JobPageOut,
     JobTypeOut,
+    UploadOut,
     error_responses,
 )
 
@@ -38,6 +40,14 @@ _LOCATION = {
         "schema": {"type": "string"},
     }
 }
+
+
+async def _job_out(service: JobService, job: Job) -> JobOut:
+    """The public view of `job`, with presigned links to what the data bucket keeps of it
+    (signing may first build the S3 client: in a worker thread)."""
+    if job.payload_ref is None and job.result_ref is None:
+        return JobOut.of(job)
+    return JobOut.of(job, await to_thread(service.links, job))
 
 
 @router.get("/health", operation_id="health")
@@ -59,7 +69,7 @@ async def list_job_types(service: Service) -> list[JobTypeOut]:
     "/jobs",
     operation_id="submit_job",
     status_code=202,
-    dependencies=NO_QUERY,
+    dependencies=[*NO_QUERY, Depends(body_within_limit)],
     responses={
         202: {"description": "submitted", "headers": _LOCATION},
         200: {
@@ -85,7 +95,18 @@ async def submit_job(
     )
     response.status_code = 202 if submitted.created else 200
     response.headers["Location"] = f"{prefix}/jobs/{submitted.job.id}"
-    return JobOut.of(submitted.job)
+    return await _job_out(service, submitted.job)
+
+
+@router.post(
+    "/uploads",
+    operation_id="create_upload",
+    status_code=201,
+    dependencies=NO_QUERY,
+    responses=error_responses(401, 422, 503),
+)
+async def create_upload(service: Service, owner: Owner) -> UploadOut:
+    return UploadOut.of(await to_thread(service.new_upload, owner))
 
 
 @router.get(
@@ -115,7 +136,7 @@ async def list_jobs(
     responses=error_responses(401, 404, 422, 503),
 )
 async def get_job(job_id: str, service: Service, owner: Owner) -> JobOut:
-    return JobOut.of(await to_thread(service.get, owner, job_id))
+    return await _job_out(service, await to_thread(service.get, owner, job_id))
 
 
 @router.post(
@@ -133,7 +154,7 @@ async def cancel_job(
 ) -> JobOut:
     job = await to_thread(service.cancel, owner, job_id)
     response.status_code = 202 if job.status is JobStatus.RUNNING else 200
-    return JobOut.of(job)
+    return await _job_out(service, job)
 
 
 @router.post(
@@ -143,4 +164,4 @@ async def cancel_job(
     responses=error_responses(401, 404, 409, 422, 503),
 )
 async def retry_job(job_id: str, service: Service, owner: Owner) -> JobOut:
-    return JobOut.of(await to_thread(service.retry, owner, job_id))
+    return await _job_out(service, await to_thread(service.retry, owner, job_id))

@@ -5,10 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobline.limits import LIST_PAGE_MAX_BYTES, SUMMARY_TEXT_CHARS
+from jobline.limits import (
+    INLINE_DATA_BYTES,
+    LIST_PAGE_MAX_BYTES,
+    MAX_REQUEST_BODY_BYTES,
+    SUMMARY_TEXT_CHARS,
+)
 from jobline.models import Job, JobError, JobPage, JobStatus, JobSummary
 from jobline.registry import JobType
+from jobline.usecases.claim_check import NO_LINKS, DataLink, DataLinks, Upload
 from pydantic import BaseModel, Field
+
+_KEPT = f"over {INLINE_DATA_BYTES // 1024} KiB of JSON, kept in the data bucket"
+
+
+def _link_fields(name: str, link: DataLink | None) -> dict[str, Any]:
+    """The `{name}_url`, `_url_expires_at`, `_size` and `_sha256` fields of a link (all null
+    without one)."""
+    return {
+        f"{name}_url": None if link is None else link.url,
+        f"{name}_url_expires_at": None if link is None else link.expires_at,
+        f"{name}_size": None if link is None else link.size,
+        f"{name}_sha256": None if link is None else link.sha256,
+    }
 
 
 class ProgressOut(BaseModel):
@@ -33,13 +52,36 @@ class AttemptOut(BaseModel):
 
 
 class JobOut(BaseModel):
-    """A job as a caller sees it."""
+    """A job as a caller sees it. A payload or a result over 64 KiB of JSON is kept in the data
+    bucket: `payload` or `result` is then null, and `payload_url` or `result_url` a presigned URL
+    that GETs it (no credentials: send no Authorization header) until `..._url_expires_at`; its
+    bytes are `..._size` long and their SHA-256 is `..._sha256`."""
 
     id: str
     type: str
     status: JobStatus
-    payload: Any
-    result: Any
+    payload: Any = Field(description=f"the payload; null when it is {_KEPT}")
+    payload_url: str | None = Field(
+        description=f"set when the payload is {_KEPT}: a presigned GET of its JSON"
+    )
+    payload_url_expires_at: datetime | None = Field(
+        description="when `payload_url` stops working (read the job again for another)"
+    )
+    payload_size: int | None = Field(description="bytes at `payload_url`")
+    payload_sha256: str | None = Field(
+        description="SHA-256 (hex) of the bytes at `payload_url`"
+    )
+    result: Any = Field(description=f"the result; null when it is {_KEPT}")
+    result_url: str | None = Field(
+        description=f"set when the result is {_KEPT}: a presigned GET of its JSON"
+    )
+    result_url_expires_at: datetime | None = Field(
+        description="when `result_url` stops working (read the job again for another)"
+    )
+    result_size: int | None = Field(description="bytes at `result_url`")
+    result_sha256: str | None = Field(
+        description="SHA-256 (hex) of the bytes at `result_url`"
+    )
     error: JobError | None
     run: int
     """The job's run: 1 at submit, one more at each retry or redrive."""
@@ -57,16 +99,20 @@ class JobOut(BaseModel):
     correlation_id: str | None
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
-        """The public view of a stored job."""
+    def of(cls, job: Job, links: DataLinks = NO_LINKS) -> JobOut:
+        """The public view of a stored job, with `links` to what the data bucket keeps of it."""
         return cls.model_validate(
-            job.model_dump(
-                include={
-                    **{name: True for name in cls.model_fields},
-                    "progress": set(ProgressOut.model_fields),
-                    "history": {"__all__": set(AttemptOut.model_fields)},
-                }
-            )
+            {
+                **job.model_dump(
+                    include={
+                        **{name: True for name in cls.model_fields},
+                        "progress": set(ProgressOut.model_fields),
+                        "history": {"__all__": set(AttemptOut.model_fields)},
+                    }
+                ),
+                **_link_fields("payload", links.payload),
+                **_link_fields("result", links.result),
+            }
         )
 
 
@@ -147,6 +193,30 @@ class JobTypeOut(BaseModel):
         )
 
 
+class UploadOut(BaseModel):
+    """Where to upload one payload, then submit it as `payload_upload`: a `multipart/form-data`
+    POST to `url` of every `fields` entry, then the payload's JSON as the part named `file`
+    (last), without an Authorization header, before `expires_at`. S3 answers 204; it refuses a
+    file over `max_bytes`. An upload no submit names is deleted after a day."""
+
+    upload_id: str
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+    max_bytes: int
+
+    @classmethod
+    def of(cls, upload: Upload) -> UploadOut:
+        """The public view of an upload form."""
+        return cls(
+            upload_id=upload.upload_id,
+            url=upload.url,
+            fields=upload.fields,
+            expires_at=upload.expires_at,
+            max_bytes=upload.max_bytes,
+        )
+
+
 class FieldError(BaseModel):
     """One invalid field: where (`["body", "payload", "seconds"]`), what is wrong, its kind."""
 
@@ -180,15 +250,19 @@ ERROR_DESCRIPTIONS = {
     400: "the body is not a JSON object sent as `Content-Type: application/json` (not JSON, "
     "not UTF-8, another content type, or no body): `the body must be a JSON object "
     "(Content-Type: application/json)`; or the cursor cannot be resumed from (changed, "
-    "another listing's, or issued before an upgrade): start from the first page",
+    "another listing's, or issued before an upgrade): start from the first page; or "
+    "`payload_upload` names no upload of the caller's (none was made, or it was deleted a "
+    "day after): upload the payload again",
     401: "no identity, or one that is not a valid identity (the detail says why); "
     'API Gateway\'s JWT authorizer answers `{"message": "Unauthorized"}` itself',
     404: "no such job visible to the caller (unknown, malformed, another owner's, expired)",
     409: "the job's state does not allow it, or the Idempotency-Key was used with another "
     "request",
-    413: "the payload is over the deployment's limit (64 KiB by default)",
+    413: f"the body is over {MAX_REQUEST_BODY_BYTES // 1024 // 1024} MiB (upload the payload "
+    "first: `POST /uploads`), or the payload over the deployment's limit (5 MiB by default)",
     422: "a field is invalid, field by field (`loc`, `msg`, `type`): an unknown job type, "
-    "a payload the type refuses, a JSON body that is not an object, a bad parameter",
+    "a payload the type refuses (an uploaded one included), a JSON body that is not an "
+    "object, a bad parameter",
     503: "the job store or the queue is unavailable; nothing was changed",
 }
 SUBMIT_UNAVAILABLE = {

@@ -12,6 +12,7 @@ from botocore.config import Config
 from botocore.loaders import Loader
 from botocore.session import Session
 
+from jobline.aws.blobs import S3Client
 from jobline.config import Settings, get_settings
 from jobline.limits import FUNCTION_READ_TIMEOUT_S
 
@@ -138,12 +139,27 @@ def lambda_client() -> LambdaClient:
     )
 
 
+@lru_cache(maxsize=1)
+def s3_client() -> S3Client:
+    """The S3 client of this execution environment (the data bucket: large payloads and
+    results), created when large data is first stored, read or linked. Presigned URLs are SigV4
+    (the only signature S3 accepts in every region); an emulator (AWS_ENDPOINT_URL) is addressed
+    by path, having no per-bucket host names."""
+    emulated = get_settings().aws_endpoint_url is not None
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if emulated else "auto"},
+    )
+    return cast("S3Client", _create_client("s3", config=config))
+
+
 FACTORIES = (
     dynamodb_client,
     dynamodbstreams_client,
     sqs_client,
     ssm_client,
     lambda_client,
+    s3_client,
 )
 """Every client factory of this module (`close_connections` and `reset` go through them all)."""
 

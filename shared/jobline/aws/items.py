@@ -1,5 +1,7 @@
 """DynamoDB items <-> Jobs, pure. One item per job, key `id`:
-payload/result are JSON text (exact round trip of floats and big ints, no Decimal);
+payload/result are JSON text (exact round trip of floats and big ints, no Decimal), or, when too
+large for the item, kept in the data bucket with a map `payload_ref`/`result_ref` {key, size,
+sha256} in their place;
 timestamps are fixed-width ISO 8601 UTC text (`jobline.clock`), so they sort as text;
 `sk` = created_at#id sorts newest first inside each index partition;
 `owner_status` = owner#status partitions the status index, each component escaped (`key_part`)
@@ -15,7 +17,15 @@ from datetime import datetime
 from typing import Any
 
 from jobline.clock import format_ts, parse_ts
-from jobline.models import Attempt, Checkpoint, Job, JobError, JobStatus, Progress
+from jobline.models import (
+    Attempt,
+    Checkpoint,
+    DataRef,
+    Job,
+    JobError,
+    JobStatus,
+    Progress,
+)
 
 
 def sort_key(job: Job) -> str:
@@ -64,6 +74,8 @@ _TS_FIELDS = _fields_of(datetime, datetime | None)
 """Every timestamp: stored as fixed-width ISO 8601 UTC text."""
 _INT_FIELDS = _fields_of(int, int | None)
 """attempts, max_attempts, delay_seconds, expires_at: stored as numbers."""
+_REF_FIELDS = _fields_of(DataRef | None)
+"""payload_ref, result_ref: stored as maps."""
 
 
 def _dump_json(value: Any) -> str:
@@ -109,6 +121,15 @@ def to_attribute(name: str, value: Any) -> dict[str, Any]:
                 "state": {"S": _dump_json(saved.state)},
                 "seq": {"N": str(saved.seq)},
                 "saved_at": {"S": format_ts(saved.saved_at)},
+            }
+        }
+    if name in _REF_FIELDS:
+        ref = value if isinstance(value, DataRef) else DataRef.model_validate(value)
+        return {
+            "M": {
+                "key": {"S": ref.key},
+                "size": {"N": str(ref.size)},
+                "sha256": {"S": ref.sha256},
             }
         }
     if isinstance(value, JobStatus):
@@ -212,6 +233,13 @@ def item_to_job(item: dict[str, Any]) -> Job:
                 state=json.loads(fields["state"]["S"]),
                 seq=int(fields["seq"]["N"]),
                 saved_at=parse_ts(fields["saved_at"]["S"]),
+            )
+        elif name in _REF_FIELDS:
+            fields = attr["M"]
+            data[name] = DataRef(
+                key=fields["key"]["S"],
+                size=int(fields["size"]["N"]),
+                sha256=fields["sha256"]["S"],
             )
         elif "S" in attr:
             data[name] = attr["S"]

@@ -18,6 +18,7 @@ from jobline import lifecycle, metrics
 from jobline.backoff import Backoff
 from jobline.errors import (
     ConditionFailed,
+    DataUnavailable,
     InvalidCheckpoint,
     InvalidPayload,
     JobCancelled,
@@ -35,6 +36,7 @@ from jobline.usecases.checkpoints import (
     HandlerOutcome,
     run_handler,
 )
+from jobline.usecases.claim_check import ClaimCheck
 from jobline.usecases.functions import invoke_target
 from jobline.validation import MAX_RESULT_DEPTH, canonical_json, json_problem
 
@@ -65,6 +67,8 @@ class AttemptPolicy:
     retention: timedelta
     max_result_bytes: int
     progress_interval_s: float
+    claim_check: ClaimCheck
+    """Reads a payload kept in the data bucket, stores a result too large for the item."""
 
 
 @dataclass
@@ -98,7 +102,12 @@ class RunningAttempt:
         if job_type is None:
             message = f"job type {self.job.type!r} is not registered"
             return self.fail(JobError(type="UnknownJobType", message=message))
-        outcome = self.start(job_type)
+        try:
+            payload = self.policy.claim_check.payload_of(self.job)
+        except DataUnavailable as exc:
+            error = JobError(type=exc.error_type, message=exc.message)
+            return self.fail(error, retryable=exc.retryable)
+        outcome = self.start(job_type, payload)
         if outcome.timed_out:
             return self.time_out()
         if outcome.error is not None:
@@ -107,10 +116,11 @@ class RunningAttempt:
             return self.continue_(job_type, outcome.result.state)
         return self.succeed(outcome.result)
 
-    def start(self, job_type: JobType[Any]) -> HandlerOutcome:
-        """Run the type's handler with the attempt's context until the deadline (the invocation's,
-        or the type's `timeout_s` after the start, whichever comes first): a plain one in a thread
-        of its own, an `async def` one on the handler loop (`run_handler`)."""
+    def start(self, job_type: JobType[Any], payload: Any) -> HandlerOutcome:
+        """Run the type's handler (or invoke its target) on `payload` with the attempt's context
+        until the deadline (the invocation's, or the type's `timeout_s` after the start, whichever
+        comes first): a plain one in a thread of its own, an `async def` one on the handler loop
+        (`run_handler`)."""
         deadline = min(self.delivery.deadline, self.started + job_type.timeout_s)
         context = JobContext(
             job_id=self.job.id,
@@ -125,8 +135,10 @@ class RunningAttempt:
             checkpoint_sink=self.channel.save,
         )
         if job_type.target is not None:
-            return invoke_target(self.invoker, job_type, self.job, context, deadline)
-        return run_handler(job_type, self.job.payload, context, deadline)
+            return invoke_target(
+                self.invoker, job_type, self.job, payload, context, deadline
+            )
+        return run_handler(job_type, payload, context, deadline)
 
     def handle_failure(self, failure: BaseException) -> Ended:
         """End the attempt after the handler raised `failure`."""
@@ -156,19 +168,25 @@ class RunningAttempt:
             error = JobError(type="InvalidResult", message=f"the result {problem}")
             return self.fail(error)
         try:
-            size = len(canonical_json(result).encode())
+            data = canonical_json(result).encode()
         except (TypeError, ValueError) as exc:
             error = JobError(
                 type="InvalidResult", message=f"the result is not JSON: {exc}"
             )
             return self.fail(error)
         limit = self.policy.max_result_bytes
-        if size > limit:
-            message = f"result is {size} bytes; the limit is {limit}"
+        if len(data) > limit:
+            message = f"result is {len(data)} bytes; the limit is {limit}"
             return self.fail(JobError(type="ResultTooLarge", message=message))
+        try:  # a large result is written first, then the outcome write names it
+            ref = self.policy.claim_check.keep_result(self.job, data)
+        except DataUnavailable as exc:
+            error = JobError(type=exc.error_type, message=exc.message)
+            return self.fail(error, retryable=exc.retryable)
         end = self._ending(None)
+        kept = None if ref is not None else result
         return self._record(
-            lifecycle.succeed(self.job, end, result, self._retention), end
+            lifecycle.succeed(self.job, end, kept, self._retention, ref), end
         )
 
     def fail(self, error: JobError, *, retryable: bool = False) -> Ended:

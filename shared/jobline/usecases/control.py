@@ -27,6 +27,7 @@ from jobline.logging import get_logger
 from jobline.models import Job, JobStatus, is_visible
 from jobline.ports import JobRepository
 from jobline.transition import Event, Transition
+from jobline.usecases.claim_check import ClaimCheck
 from jobline.usecases.lookup import find_job
 
 log = get_logger(__name__)
@@ -39,6 +40,7 @@ class Control:
     repository: JobRepository
     clock: Callable[[], datetime]
     retention: timedelta
+    claim_check: ClaimCheck
 
     def cancel(self, owner: str, job_id: str) -> Job:
         """Cancel a job. A queued job becomes `cancelled` at once and never runs; for a running job
@@ -71,6 +73,8 @@ class Control:
         token = uuid.uuid4().hex
         job = find_job(self.repository, owner, job_id, self.clock())
         previous = job.status
+        if lifecycle.can_retry(job):  # its payload in the bucket outlives the new run
+            self.claim_check.keep_alive(job)
         for _ in range(MAX_CONTROL_DECISIONS):
             if not lifecycle.can_retry(job):
                 state = job.status.value

@@ -28,20 +28,22 @@ def invoke_target(
     invoker: FunctionInvoker | None,
     job_type: JobType[Any],
     job: Job,
+    payload: Any,
     context: JobContext,
     deadline: float,
 ) -> HandlerOutcome:
-    """Invoke `job_type`'s target for `job` until `deadline` (`time.monotonic()`): a Lambda ARN
+    """Invoke `job_type`'s target for `job` on `payload` (its own, read from the data bucket when
+    kept there) until `deadline` (`time.monotonic()`): a Lambda ARN
     through `invoker`, a `local:` callable in this process as Lambda's Python runtime would."""
 
     def invoke() -> Any:
-        payload = job_type.parse(job.payload).model_dump(mode="json", by_alias=True)
+        event_payload = job_type.parse(payload).model_dump(mode="json", by_alias=True)
         event = function_event(
             job_id=job.id,
             job_type=job.type,
             attempt=job.attempts,
             run=job.run,
-            payload=payload,
+            payload=event_payload,
             deadline=epoch_deadline(deadline),
         )
         function = job_type.function

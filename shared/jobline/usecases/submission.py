@@ -1,11 +1,10 @@
-"""Submit a job: validate, then one write, the job's row. Its message is sent by the outbox (the
-table's stream and its dispatcher), so a submit that stored the job has queued it, whatever
-happens to this process next. An idempotency key makes a replay return the original job; the
+"""Submit a job: validate, then one write, the job's row (a payload too large for it written to the
+data bucket first: `ClaimCheck`). Its message is sent by the outbox (the table's stream and its
+dispatcher), so a submit that stored the job has queued it, whatever happens to this process next. An idempotency key makes a replay return the original job; the
 same key with another request conflicts."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from jobline.logging import get_logger
 from jobline.models import Job, SubmitRequest
 from jobline.ports import JobRepository
 from jobline.registry import JobTypeRegistry
+from jobline.usecases.claim_check import ClaimCheck
 from jobline.validation import canonical_json
 
 log = get_logger(__name__)
@@ -47,6 +47,7 @@ class Submission:
     clock: Callable[[], datetime]
     max_payload_bytes: int
     lanes: Lanes
+    claim_check: ClaimCheck
 
     def submit(
         self,
@@ -57,8 +58,16 @@ class Submission:
     ) -> Submitted:
         """Validate and store a job (see the module docstring). `SubmitOutcomeUnknown` when the
         store did not answer: the job may be stored (and then runs); a replay with the same key
-        finds out."""
+        finds out. A payload over `limits.INLINE_DATA_BYTES` is written to the data bucket
+        first, the job naming it (`ClaimCheck`); one uploaded before (`payload_upload`) is read
+        from there and checked as if it came inline."""
         job_type = self.registry.get(request.type)
+        if request.payload_upload is not None:
+            request = request.with_payload(
+                self.claim_check.uploaded_payload(
+                    owner, request.payload_upload, request.type
+                )
+            )
         job_type.parse(request.payload)
         lane = self.lanes.lane_for(job_type.timeout_s) or Lane.DEFAULT
         try:
@@ -66,13 +75,12 @@ class Submission:
         except ValueError as exc:
             not_json = {"loc": ["payload"], "msg": "NaN and Infinity are not JSON"}
             raise InvalidPayload(request.type, [{**not_json, "type": "json"}]) from exc
-        size = len(payload_text.encode())
+        payload_data = payload_text.encode()
+        size = len(payload_data)
         if size > self.max_payload_bytes:
             raise PayloadTooLarge(size, self.max_payload_bytes)
 
-        request_hash = hashlib.sha256(
-            canonical_json(request.model_dump(mode="json")).encode()
-        ).hexdigest()
+        request_hash = request.request_hash()
         if idempotency_key is None:
             job_id = uuid.uuid4().hex
         else:
@@ -82,6 +90,9 @@ class Submission:
         job = creation.submitted(
             job_id, owner, request, request_hash, now, correlation_id, token, lane
         )
+        payload_ref = self.claim_check.keep_payload(job.id, payload_data)
+        if payload_ref is not None:
+            job = job.model_copy(update={"payload": None, "payload_ref": payload_ref})
         try:
             self.repository.create(job, now, token=token)
         except ConditionFailed as lost:

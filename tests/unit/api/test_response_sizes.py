@@ -11,10 +11,12 @@ body is itself a JSON string escaped again (awslambdaric's marshaller: `ensure_a
 python3.12, `True` on earlier runtimes; both are measured here).
 
 The data, per string content that escapes worst (quotes and control characters double or sextuple
-in JSON, non-ASCII text triples under `ensure_ascii`): 100 jobs, each with a payload at the
-deployment's `max_payload_bytes`, a result at `max_result_bytes`, a progress message at its bound,
-and an error plus `MAX_HISTORY` attempts whose messages fill what the DynamoDB item has left under
-its 400 KB; at the default settings and at the settings' bounds (more than an item could hold).
+in JSON, non-ASCII text triples under `ensure_ascii`): 100 jobs, each as large as a job may be
+(`tests.support.largest`): payload and result at `INLINE_DATA_BYTES`, the largest a job's item
+holds, error and history texts at their bounds, a progress message at its bound; and one job whose
+payload (uploaded, at the deployment's `max_payload_bytes`) and result (at `max_result_bytes`) are
+kept in the data bucket, which its answers link to instead of holding; at the default settings
+and at the settings' bounds.
 """
 
 from __future__ import annotations
@@ -26,22 +28,24 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 import structlog
-from jobline.aws.items import job_to_item
 from jobline.limits import (
-    DYNAMODB_MAX_ITEM_BYTES,
+    INLINE_DATA_BYTES,
     LAMBDA_MAX_SYNC_RESPONSE_BYTES,
     LIST_PAGE_MAX_BYTES,
     MAX_HISTORY,
     MAX_PAGE_SIZE,
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_BYTES_BOUND,
+    MAX_REQUEST_BODY_BYTES,
     MAX_RESULT_BYTES,
     MAX_RESULT_BYTES_BOUND,
     SUMMARY_TEXT_CHARS,
 )
-from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+from jobline.models import DataRef, Job, JobStatus
+from jobline.usecases.claim_check import result_key
 from jobline.validation import canonical_json
 from jobline_api.dependencies import get_job_service
 from jobline_api.handler import app as handler_app
@@ -53,122 +57,19 @@ from starlette.routing import Route
 
 from tests.conftest import FakeLambdaContext
 from tests.support.events import http_api_event
-from tests.support.fakes import START, FakeClock
+from tests.support.fakes import FakeClock, InMemoryBlobStore
+from tests.support.largest import CHARACTERS, largest, value_at
 from tests.support.services import build_fake_service
 from tests.unit.api.calls import Fakes
 
 OWNER = "ann"
 JOBS = MAX_PAGE_SIZE
-CHARACTERS = {
-    "ascii": "a",
-    "quote": '"',
-    "control": "\x01",
-    "latin": "é",
-    "astral": "\U0001f600",
-}
-"""One character per way JSON text grows: as is, escaped (`\\"`, `\\u0001`), two and four bytes
-of UTF-8 (six and twelve bytes under `ensure_ascii`)."""
 SETTINGS = {
     "defaults": (MAX_PAYLOAD_BYTES, MAX_RESULT_BYTES),
     "bounds": (MAX_PAYLOAD_BYTES_BOUND, MAX_RESULT_BYTES_BOUND),
 }
 CORRELATION_ID = "c" * 128
 """The longest correlation id the API keeps (`jobline_api.correlation.USABLE`)."""
-
-
-# ---------------------------------------------------------------------------- the data
-
-
-def text_of(character: str, canonical_bytes: int) -> str:
-    """A string of `character` (padded with ASCII) whose canonical JSON takes exactly
-    `canonical_bytes` bytes, quotes included."""
-    each = len(json.dumps(character, ensure_ascii=False).encode()) - 2
-    count, pad = divmod(canonical_bytes - 2, each)
-    text = character * count + "a" * pad
-    assert len(canonical_json(text).encode()) == canonical_bytes
-    return text
-
-
-def value_at(character: str, canonical_bytes: int) -> dict[str, str]:
-    """`{"data": ...}` whose canonical JSON takes exactly `canonical_bytes` bytes: a payload or a
-    result at its limit."""
-    value = {"data": text_of(character, canonical_bytes - len('{"data":}'))}
-    assert len(canonical_json(value).encode()) == canonical_bytes
-    return value
-
-
-def _attribute_bytes(attr: dict[str, Any]) -> int:
-    """DynamoDB's size of an attribute value (its documented item-size rules)."""
-    [(kind, value)] = attr.items()
-    if kind == "S":
-        return len(value.encode())
-    if kind == "N":
-        return (len(value.lstrip("-").replace(".", "")) + 1) // 2 + 1
-    if kind == "M":
-        return 3 + sum(
-            len(name.encode()) + _attribute_bytes(v) + 1 for name, v in value.items()
-        )
-    if kind == "L":
-        return 3 + sum(_attribute_bytes(v) + 1 for v in value)
-    return 1
-
-
-def item_bytes(job: Job) -> int:
-    """The size DynamoDB counts for the job's item."""
-    return sum(
-        len(name.encode()) + _attribute_bytes(attr)
-        for name, attr in job_to_item(job).items()
-    )
-
-
-def largest(job: Job, character: str, result_bytes: int, status: JobStatus) -> Job:
-    """`job` (its payload at the limit) with every other field as large as it may be: a result
-    at `result_bytes`, the progress message at its bound, and an error and `MAX_HISTORY`
-    attempts (one fewer when failed: the most a job may hold and still be retried) whose
-    messages take what the item has left under DynamoDB's 400 KB, half for the job's error, half
-    shared by the attempts'. At the settings' bounds payload and result leave nothing: the error
-    then takes twice what a summary keeps of it, and the item is over what DynamoDB holds."""
-    at = START
-    attempts = MAX_HISTORY - 1 if status is JobStatus.FAILED else MAX_HISTORY
-
-    def with_messages(error_chars: int, attempt_chars: int) -> Job:
-        error = JobError(type="HandlerError", message=character * error_chars)
-        history = tuple(
-            Attempt(
-                attempt=n + 1,
-                started_at=at,
-                finished_at=at,
-                error=JobError(type="HandlerError", message=character * attempt_chars),
-                request_id="r" * 36,
-                duration_ms=1,
-            )
-            for n in range(attempts)
-        )
-        return job.model_copy(
-            update={
-                "status": status,
-                "result": value_at(character, result_bytes),
-                "error": error,
-                "history": history,
-                "attempts": attempts,
-                "max_attempts": MAX_HISTORY,
-                "progress": Progress(
-                    percent=50.0, message=character * 1024, updated_at=at
-                ),
-                "correlation_id": CORRELATION_ID,
-                "started_at": at,
-                "finished_at": None if status is JobStatus.RUNNING else at,
-            }
-        )
-
-    room = DYNAMODB_MAX_ITEM_BYTES - item_bytes(with_messages(0, 0))
-    if room <= 0:
-        return with_messages(2 * SUMMARY_TEXT_CHARS, 16)
-    each = len(character.encode())
-    filled = with_messages(room // 2 // each, room // 2 // attempts // each)
-    assert DYNAMODB_MAX_ITEM_BYTES - 2 * attempts * each < item_bytes(filled)
-    assert item_bytes(filled) <= DYNAMODB_MAX_ITEM_BYTES
-    return filled
 
 
 # ---------------------------------------------------------------------------- the calls
@@ -216,21 +117,33 @@ class Answers:
         return response.get("body")
 
 
+@dataclass(frozen=True)
+class LambdaFakes:
+    """The fakes behind the Lambda handler's app, and the settings they run with."""
+
+    fakes: Fakes
+    blobs: InMemoryBlobStore
+    payload_bytes: int
+    result_bytes: int
+
+
 @pytest.fixture
 def lambda_fakes(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Fakes, int, int]]:
+) -> Iterator[LambdaFakes]:
     """The Lambda handler's own app over a fake service at `request.param`'s settings."""
     payload_bytes, result_bytes = SETTINGS[request.param]
+    blobs = InMemoryBlobStore()
     fakes = build_fake_service(
         clock=FakeClock(step=timedelta(milliseconds=1)),
         max_payload_bytes=payload_bytes,
         max_result_bytes=result_bytes,
+        blobs=blobs,
     )
     monkeypatch.setenv("JOBLINE_ALLOW_DEV_IDENTITY", "false")
     handler_app.dependency_overrides[get_job_service] = lambda: fakes[0]
     try:
-        yield fakes, payload_bytes, result_bytes
+        yield LambdaFakes(fakes, blobs, payload_bytes, result_bytes)
     finally:
         handler_app.dependency_overrides.pop(get_job_service, None)
         structlog.contextvars.clear_contextvars()
@@ -243,42 +156,92 @@ def _route_paths() -> set[str]:
     return {route.path for route in routes if isinstance(route, Route)}
 
 
+def upload(answers: Answers, blobs: InMemoryBlobStore, payload: Any) -> str:
+    """Upload `payload` as a caller does (`POST /uploads`, then the form to the bucket)."""
+    form = answers.call("POST /uploads", "POST", "/uploads", status=201)
+    data = canonical_json(payload).encode()
+    assert len(data) <= form["max_bytes"]
+    sent = blobs.handle(
+        httpx.Request(
+            "POST",
+            form["url"],
+            data=form["fields"],
+            files={"file": ("payload.json", data, "application/json")},
+        )
+    )
+    assert sent.status_code == 204
+    upload_id: str = form["upload_id"]
+    return upload_id
+
+
 @pytest.mark.parametrize("character", sorted(CHARACTERS))
 @pytest.mark.parametrize("lambda_fakes", sorted(SETTINGS), indirect=True)
 def test_every_route_answers_within_lambdas_limit_with_the_largest_legal_data(
-    lambda_fakes: tuple[Fakes, int, int], character: str
+    lambda_fakes: LambdaFakes, character: str
 ) -> None:
-    (_, repo, _), payload_bytes, result_bytes = lambda_fakes
+    (_, repo, _) = lambda_fakes.fakes
     char = CHARACTERS[character]
     answers = Answers()
-    payload = value_at(char, payload_bytes)
+    payload = value_at(char, INLINE_DATA_BYTES)
+    large_payload = value_at(char, lambda_fakes.payload_bytes)
 
-    # Given 100 jobs submitted with a payload at the limit (each answer is the job, whole)
+    # Given 100 jobs submitted with the largest payload a job's item holds, inline, and the
+    # last with the largest payload the deployment takes, uploaded first (each answer is the
+    # job: its data held, or linked to)
     ids: list[str] = []
     for n in range(JOBS):
+        last = n == JOBS - 1
+        body = (
+            {
+                "type": "echo",
+                "payload_upload": upload(answers, lambda_fakes.blobs, large_payload),
+            }
+            if last
+            else {"type": "echo", "payload": payload}
+        )
+        assert len(json.dumps(body).encode()) <= MAX_REQUEST_BODY_BYTES
         submitted = answers.call(
             "POST /jobs",
             "POST",
             "/jobs",
-            body={"type": "echo", "payload": payload},
+            body=body,
             headers={"Idempotency-Key": f"key-{n}", "X-Correlation-Id": CORRELATION_ID},
             status=202,
         )
-        assert submitted["payload"] == payload
+        if last:
+            assert submitted["payload"] is None
+            assert submitted["payload_size"] == lambda_fakes.payload_bytes
+        else:
+            assert submitted["payload"] == payload
         ids.append(submitted["id"])
 
     # And each then as large as a job gets: result, progress, error and a full history (the
-    # first running, the second failed, the rest succeeded)
+    # first running, the second failed, the rest succeeded); the last job's result, at the
+    # deployment's limit, in the data bucket
     statuses = [JobStatus.RUNNING, JobStatus.FAILED]
     stored: dict[str, Job] = {}
     for n, job in enumerate(sorted(repo.jobs, key=lambda j: ids.index(j.id))):
         status = statuses[n] if n < len(statuses) else JobStatus.SUCCEEDED
-        stored[job.id] = largest(job, char, result_bytes, status)
+        stored[job.id] = largest(job, char, status)
+        if job.payload_ref is not None:
+            ref = DataRef(
+                key=result_key(job.id, "l" * 32),
+                size=lambda_fakes.result_bytes,
+                sha256="0" * 64,
+            )
+            stored[job.id] = stored[job.id].model_copy(
+                update={
+                    "payload": None,
+                    "payload_ref": job.payload_ref,
+                    "result": None,
+                    "result_ref": ref,
+                }
+            )
         repo.put(stored[job.id])
     running, failed = ids[0], ids[1]
 
     # When every route is called: the job page reads a job whole, nothing cut
-    for job_id in (running, failed, ids[-1]):
+    for job_id in (running, failed, ids[-2], ids[-1]):
         whole = answers.call("GET /jobs/{job_id}", "GET", f"/jobs/{job_id}")
         assert_whole(whole, stored[job_id])
     replay = answers.call(
@@ -286,9 +249,9 @@ def test_every_route_answers_within_lambdas_limit_with_the_largest_legal_data(
         "POST",
         "/jobs",
         body={"type": "echo", "payload": payload},
-        headers={"Idempotency-Key": f"key-{JOBS - 1}"},
+        headers={"Idempotency-Key": f"key-{JOBS - 2}"},
     )
-    assert_whole(replay, stored[ids[-1]])
+    assert_whole(replay, stored[ids[-2]])
     cancelled = answers.call(
         "POST /jobs/{job_id}/cancel",
         "POST",
@@ -344,9 +307,19 @@ def test_every_route_answers_within_lambdas_limit_with_the_largest_legal_data(
 
 
 def assert_whole(answer: dict[str, Any], job: Job) -> None:
-    """The job's own answer holds all of it: payload, result, error and history as stored."""
+    """The job's own answer holds all of it: payload, result, error and history as stored, the
+    data kept in the bucket as links (with its size and digest)."""
     assert answer["payload"] == job.payload
     assert answer["result"] == job.result
+    for name, ref in (("payload", job.payload_ref), ("result", job.result_ref)):
+        if ref is None:
+            assert answer[f"{name}_url"] is None
+        else:
+            assert answer[f"{name}_url"].startswith("http")
+            assert (answer[f"{name}_size"], answer[f"{name}_sha256"]) == (
+                ref.size,
+                ref.sha256,
+            )
     assert job.error is not None and answer["error"] == job.error.model_dump()
     assert [a["error"]["message"] for a in answer["history"]] == [
         a.error.message for a in job.history if a.error is not None
@@ -357,7 +330,7 @@ def assert_whole(answer: dict[str, Any], job: Job) -> None:
 def assert_summarised(item: dict[str, Any], job: Job) -> None:
     """A summary leaves out payload, result and history (its schema says so), and cuts the
     error only to `SUMMARY_TEXT_CHARS`, saying so."""
-    assert {"payload", "result", "history"}.isdisjoint(item)
+    assert not {"payload", "result", "history"} & {n.split("_")[0] for n in item}
     if job.error is None:  # the retried job
         assert (item["error"], item["error_truncated"]) == (None, False)
     else:

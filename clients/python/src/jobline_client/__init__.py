@@ -13,6 +13,7 @@ from jobline_client.client import DEFAULT_API_URL, AsyncClient, Client, __versio
 from jobline_client.errors import (
     ApiError,
     Conflict,
+    DataTransferFailed,
     InvalidRequest,
     InvalidResponse,
     JoblineClientError,
@@ -22,6 +23,7 @@ from jobline_client.errors import (
 )
 from jobline_client.models import (
     Attempt,
+    DataLink,
     Job,
     JobError,
     JobPage,
@@ -39,6 +41,8 @@ __all__ = [
     "Attempt",
     "Client",
     "Conflict",
+    "DataLink",
+    "DataTransferFailed",
     "InvalidRequest",
     "InvalidResponse",
     "Job",

@@ -86,7 +86,8 @@ class Context:
         self.stderr.write(text + "\n")
 
     def show_job(self, job: Job) -> None:
-        self.emit(json_text(job.raw) if self.output == "json" else job_table(job))
+        """The job, as a table or as the API's JSON with its linked data downloaded."""
+        self.emit(json_text(job.as_json()) if self.output == "json" else job_table(job))
 
 
 # ------------------------------------------------------------------------------- parser

@@ -1,14 +1,23 @@
 """`Client` (blocking, over `httpx.Client`) and `AsyncClient` (over `httpx.AsyncClient`): the same
-methods, the same requests, the same retries; only the waiting differs."""
+methods, the same requests, the same retries; only the waiting differs.
+
+Large data goes straight between the caller and the service's data bucket, through presigned URLs
+the API hands out: a submit whose body would pass the API's 1 MiB uploads its payload first
+(`POST /uploads`, then the form to the bucket) and names the upload; `get` downloads a payload or
+a result the job links to (`payload_url`, `result_url`) and checks it against the job's size and
+SHA-256. No credential of the API is sent to the bucket."""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
+import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -18,12 +27,21 @@ import httpx
 from jobline_client.errors import (
     RETRYABLE_STATUSES,
     Conflict,
+    DataTransferFailed,
+    InvalidRequest,
     InvalidResponse,
     JoblineClientError,
     ServiceUnavailable,
     error_for,
 )
-from jobline_client.models import Job, JobPage, JobStatus, JobSummary, JobTypeInfo
+from jobline_client.models import (
+    DataLink,
+    Job,
+    JobPage,
+    JobStatus,
+    JobSummary,
+    JobTypeInfo,
+)
 from jobline_client.pacing import (
     ProgressCallback,
     RetryPolicy,
@@ -42,6 +60,18 @@ DEV_USER_HEADER = "X-Dev-User"
 UNRETRYABLE_JOB_STATES = frozenset(
     {JobStatus.FAILED, JobStatus.DEAD_LETTERED, JobStatus.CANCELLED}
 )
+MAX_INLINE_BODY_BYTES = 1024 * 1024
+"""The largest `POST /jobs` body the API takes: a submit whose body would be larger uploads its
+payload first (`POST /uploads`) and names the upload instead."""
+CREDENTIAL_HEADERS = ("Authorization", DEV_USER_HEADER)
+"""Headers never sent to the data bucket: its presigned URLs carry their own authorization."""
+
+
+def _json_bytes(value: Any) -> bytes:
+    """JSON as the client sends it: compact UTF-8 (what the API's body limit counts)."""
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode()
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,86 @@ class _Call:
     """For cancel and retry: when an earlier try may have reached the server (a timeout, a
     dropped answer, a 502/504) and a later one answers 409, the job is read back and, if this
     says the earlier try took effect, the call returns the job instead of raising `Conflict`."""
+
+
+def _uploaded(call: _Call, upload_id: str) -> _Call:
+    """A submit's call with its payload replaced by the upload that carries it."""
+    body = {name: value for name, value in call.body.items() if name != "payload"}
+    return replace(call, body={**body, "payload_upload": upload_id})
+
+
+def _inline(call: _Call) -> bool:
+    """Whether the call's body is small enough for the API to take as it is."""
+    return len(_json_bytes(call.body)) <= MAX_INLINE_BODY_BYTES
+
+
+def _content_type(call: _Call) -> dict[str, str]:
+    """The header of a call's JSON body (none without one)."""
+    return {} if call.body is None else {"Content-Type": "application/json"}
+
+
+def _bare(request: httpx.Request) -> httpx.Request:
+    """`request` without the API's credentials (for the data bucket's presigned URLs)."""
+    for name in CREDENTIAL_HEADERS:
+        if name in request.headers:
+            del request.headers[name]
+    return request
+
+
+def _where(request: httpx.Request) -> str:
+    """A request to the data bucket as an error message names it: never its signature."""
+    return f"{request.method} {request.url.copy_with(query=None)}"
+
+
+def _upload_form(answer: Any, size: int) -> tuple[str, str, dict[str, str]]:
+    """(upload id, url, form fields) of `POST /uploads`'s answer, for a payload of `size` bytes."""
+    if not isinstance(answer, Mapping) or not all(
+        isinstance(answer.get(name), kind)
+        for name, kind in (
+            ("upload_id", str),
+            ("url", str),
+            ("fields", Mapping),
+            ("max_bytes", int),
+        )
+    ):
+        raise InvalidResponse("POST /uploads did not answer an upload form")
+    if size > answer["max_bytes"]:
+        raise InvalidRequest(
+            413,
+            f"the payload is {size} bytes; the service takes at most "
+            f"{answer['max_bytes']}",
+        )
+    fields = {str(name): str(value) for name, value in answer["fields"].items()}
+    return answer["upload_id"], answer["url"], fields
+
+
+def _transferred(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    """The data bucket's answer if it is a success, else `DataTransferFailed` with S3's code."""
+    if response.is_success:
+        return response
+    code = re.search(r"<Code>([^<]{1,64})</Code>", response.text[:2000])
+    reason = code.group(1) if code else response.reason_phrase
+    raise DataTransferFailed(
+        f"{_where(request)} answered {response.status_code} ({reason})",
+        response.status_code,
+    )
+
+
+def _decoded(name: str, link: DataLink, content: bytes) -> Any:
+    """The downloaded `name` (payload, result), once its bytes are the ones the job names."""
+    if len(content) != link.size or hashlib.sha256(content).hexdigest() != link.sha256:
+        raise DataTransferFailed(
+            f"the {name} downloaded is not the job's: {len(content)} bytes where "
+            f"{link.size} were expected, or another SHA-256"
+        )
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise DataTransferFailed(f"the {name} downloaded is not JSON: {exc}") from None
+
+
+EXPIRED = 403
+"""What the bucket answers a presigned URL past its expiry: the job is read again for a new one."""
 
 
 def _job_path(job_id: str, action: str = "") -> str:
@@ -182,7 +292,10 @@ class _Tries:
 
     def after_error(self, exc: Exception) -> float:
         """Seconds to wait before the next try, or raise the error this failure becomes."""
-        where = f"{self._call.method} {self._base_url}{self._call.path}"
+        path = self._call.path
+        where = (
+            f"{self._call.method} {path if '://' in path else self._base_url + path}"
+        )
         if not isinstance(exc, httpx.HTTPError):
             raise JoblineClientError(f"{where}: {exc}") from exc
         if not is_retryable(exc):
@@ -191,8 +304,9 @@ class _Tries:
         delay = self._next_delay()
         if delay is None:
             tries = self._done + 1
+            host = self._base_url if "://" not in self._call.path else self._call.path
             raise ServiceUnavailable(
-                f"cannot reach {self._base_url} ({type(exc).__name__}: {str(exc) or 'no detail'}) "
+                f"cannot reach {host} ({type(exc).__name__}: {str(exc) or 'no detail'}) "
                 f"after {tries} {'try' if tries == 1 else 'tries'}"
             ) from exc
         return delay
@@ -355,8 +469,8 @@ class Client:
                     call.method,
                     call.path,
                     params=call.params,
-                    json=call.body,
-                    headers=call.headers,
+                    content=None if call.body is None else _json_bytes(call.body),
+                    headers={**call.headers, **_content_type(call)},
                 )
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 time.sleep(tries.after_error(exc))
@@ -365,6 +479,47 @@ class Client:
             if delay is None:
                 return tries.outcome(response)
             time.sleep(delay)
+
+    def _transfer(self, request: httpx.Request) -> httpx.Response:
+        """Send a request to the data bucket, with the API's retries, without its credentials."""
+        tries = self._settings.tries(_Call(request.method, _where(request)))
+        while True:
+            try:
+                response = self._http.send(_bare(request))
+            except httpx.HTTPError as exc:
+                time.sleep(tries.after_error(exc))
+                continue
+            delay = tries.after_response(response)
+            if delay is None:
+                return _transferred(request, response)
+            time.sleep(delay)
+
+    def _upload(self, payload: Any) -> str:
+        """Upload `payload` to the data bucket (`POST /uploads`, then its form); its upload id."""
+        data = _json_bytes(payload)
+        upload_id, url, fields = _upload_form(
+            self._send(_Call("POST", "/uploads")), len(data)
+        )
+        files = {"file": ("payload.json", data, "application/json")}
+        self._transfer(self._http.build_request("POST", url, data=fields, files=files))
+        return upload_id
+
+    def _with_data(self, job: Job) -> Job:
+        """`job` with the payload and result it links to downloaded (a link past its expiry is
+        renewed by reading the job again, once)."""
+        found: dict[str, Any] = {}
+        for name, link in job.links.items():
+            request = self._http.build_request("GET", link.url)
+            try:
+                response = self._transfer(request)
+            except DataTransferFailed as failed:
+                if failed.status != EXPIRED:
+                    raise
+                job = self._job(_Call("GET", _job_path(job.id), job_id=job.id))
+                link = job.links.get(name, link)
+                response = self._transfer(self._http.build_request("GET", link.url))
+            found[name] = _decoded(name, link, response.content)
+        return replace(job, **found) if found else job
 
     def _job(self, call: _Call) -> Job:
         try:
@@ -386,14 +541,19 @@ class Client:
         max_attempts: int = 3,
     ) -> Job:
         """Submit a job (202), or get back the job an earlier submit with the same
-        `idempotency_key` and body created (200). Without a key, one is generated for this call."""
-        return self._job(
-            _submit_call(type, payload, idempotency_key, delay_seconds, max_attempts)
-        )
+        `idempotency_key` and body created (200). Without a key, one is generated for this call.
+        A payload whose request would pass the API's 1 MiB is uploaded first, and the job
+        returned holds it as sent."""
+        call = _submit_call(type, payload, idempotency_key, delay_seconds, max_attempts)
+        if not _inline(call):
+            call = _uploaded(call, self._upload(payload))
+        job = self._job(call)
+        return replace(job, payload=payload) if job.payload_link else job
 
     def get(self, id: str) -> Job:
-        """The job; `JobNotFound` for an unknown, expired or someone else's id."""
-        return self._job(_Call("GET", _job_path(id), job_id=id))
+        """The job; `JobNotFound` for an unknown, expired or someone else's id. A payload or a
+        result kept in the data bucket is downloaded and checked (`DataTransferFailed`)."""
+        return self._with_data(self._job(_Call("GET", _job_path(id), job_id=id)))
 
     def list_page(
         self,
@@ -448,16 +608,18 @@ class Client:
         max_poll_interval: float | None = None,
     ) -> Job:
         """Poll the job until it is final (succeeded, failed, cancelled, dead_lettered, rejected)
-        and return it. `on_progress(job)` is called with the first state seen and on every change
-        of status, attempts or progress. `WaitTimeout` (carrying the last job) after `timeout` s."""
+        and return it, its data downloaded as `get` does. `on_progress(job)` is called with the
+        first state seen and on every change of status, attempts or progress (the jobs it sees
+        link to their data without downloading it). `WaitTimeout` (carrying the last job) after
+        `timeout` s."""
         waiting = self._settings.waiting(
             timeout, on_progress, poll_interval, max_poll_interval
         )
         while True:
-            job = self.get(id)
+            job = self._job(_Call("GET", _job_path(id), job_id=id))
             waiting.observe(job)
             if job.is_final:
-                return job
+                return self._with_data(job)
             time.sleep(waiting.next_delay(job))
 
 
@@ -521,8 +683,8 @@ class AsyncClient:
                     call.method,
                     call.path,
                     params=call.params,
-                    json=call.body,
-                    headers=call.headers,
+                    content=None if call.body is None else _json_bytes(call.body),
+                    headers={**call.headers, **_content_type(call)},
                 )
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 await asyncio.sleep(tries.after_error(exc))
@@ -531,6 +693,50 @@ class AsyncClient:
             if delay is None:
                 return tries.outcome(response)
             await asyncio.sleep(delay)
+
+    async def _transfer(self, request: httpx.Request) -> httpx.Response:
+        """See `Client._transfer`."""
+        tries = self._settings.tries(_Call(request.method, _where(request)))
+        while True:
+            try:
+                response = await self._http.send(_bare(request))
+            except httpx.HTTPError as exc:
+                await asyncio.sleep(tries.after_error(exc))
+                continue
+            delay = tries.after_response(response)
+            if delay is None:
+                return _transferred(request, response)
+            await asyncio.sleep(delay)
+
+    async def _upload(self, payload: Any) -> str:
+        """See `Client._upload`."""
+        data = _json_bytes(payload)
+        upload_id, url, fields = _upload_form(
+            await self._send(_Call("POST", "/uploads")), len(data)
+        )
+        files = {"file": ("payload.json", data, "application/json")}
+        await self._transfer(
+            self._http.build_request("POST", url, data=fields, files=files)
+        )
+        return upload_id
+
+    async def _with_data(self, job: Job) -> Job:
+        """See `Client._with_data`."""
+        found: dict[str, Any] = {}
+        for name, link in job.links.items():
+            request = self._http.build_request("GET", link.url)
+            try:
+                response = await self._transfer(request)
+            except DataTransferFailed as failed:
+                if failed.status != EXPIRED:
+                    raise
+                job = await self._job(_Call("GET", _job_path(job.id), job_id=job.id))
+                link = job.links.get(name, link)
+                response = await self._transfer(
+                    self._http.build_request("GET", link.url)
+                )
+            found[name] = _decoded(name, link, response.content)
+        return replace(job, **found) if found else job
 
     async def _job(self, call: _Call) -> Job:
         try:
@@ -552,13 +758,17 @@ class AsyncClient:
         max_attempts: int = 3,
     ) -> Job:
         """See `Client.submit`."""
-        return await self._job(
-            _submit_call(type, payload, idempotency_key, delay_seconds, max_attempts)
-        )
+        call = _submit_call(type, payload, idempotency_key, delay_seconds, max_attempts)
+        if not _inline(call):
+            call = _uploaded(call, await self._upload(payload))
+        job = await self._job(call)
+        return replace(job, payload=payload) if job.payload_link else job
 
     async def get(self, id: str) -> Job:
         """See `Client.get`."""
-        return await self._job(_Call("GET", _job_path(id), job_id=id))
+        return await self._with_data(
+            await self._job(_Call("GET", _job_path(id), job_id=id))
+        )
 
     async def list_page(
         self,
@@ -618,8 +828,8 @@ class AsyncClient:
             timeout, on_progress, poll_interval, max_poll_interval
         )
         while True:
-            job = await self.get(id)
+            job = await self._job(_Call("GET", _job_path(id), job_id=id))
             waiting.observe(job)
             if job.is_final:
-                return job
+                return await self._with_data(job)
             await asyncio.sleep(waiting.next_delay(job))

@@ -91,6 +91,16 @@ class InvalidResponse(JoblineClientError):
     """The API answered, but not with what the route returns (not JSON, or not the right shape)."""
 
 
+class DataTransferFailed(JoblineClientError):
+    """A payload's upload or a payload's or result's download (presigned, straight to the data
+    bucket) was refused, or brought back other bytes than the job says (`status` None). The
+    message never carries the URL's signature."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 """Answers worth trying again: throttled, a gateway error, or the service briefly unavailable."""
 

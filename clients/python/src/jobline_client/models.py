@@ -128,6 +128,33 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class DataLink:
+    """Where a payload or a result too large for the job's JSON is (over 64 KiB): a presigned URL
+    that GETs it without credentials until `expires_at`; `size` bytes whose SHA-256 is `sha256`.
+    `Client.get` follows it: `Job.payload` and `Job.result` hold the data."""
+
+    url: str
+    expires_at: datetime | None
+    size: int
+    sha256: str
+
+    @classmethod
+    def from_job(cls, data: Mapping[str, Any], name: str) -> DataLink | None:
+        """The link of `name` ("payload", "result") in a job's JSON, or None (held inline)."""
+        url = data.get(f"{name}_url")
+        if url is None:
+            return None
+        return cls(
+            url=_str(url, f"{name}_url"),
+            expires_at=_time(
+                data.get(f"{name}_url_expires_at"), f"{name}_url_expires_at"
+            ),
+            size=_int(data.get(f"{name}_size"), f"{name}_size"),
+            sha256=_str(data.get(f"{name}_sha256"), f"{name}_sha256"),
+        )
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One attempt in a job's history; `finished_at` is None while it runs or if its worker died.
     Attempts are numbered within a run: a retry starts run 2 at attempt 1."""
@@ -179,10 +206,16 @@ class Job:
     cancel_requested_at: datetime | None
     history: tuple[Attempt, ...]
     correlation_id: str | None = None
+    """The request's `X-Correlation-Id` (or the one the API made up): the key to the job's logs."""
     run: int = 1
     """The job's run: 1 at submit, one more at each retry or redrive (`attempts` counts the
     current run's)."""
-    """The request's `X-Correlation-Id` (or the one the API made up): the key to the job's logs."""
+    payload_link: DataLink | None = None
+    """Set when the payload is kept in the data bucket (`Client.get` downloads it into
+    `payload`; the API's own JSON, `raw`, has `payload` null)."""
+    result_link: DataLink | None = None
+    """Set when the result is kept in the data bucket (`Client.get` downloads it into
+    `result`)."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -220,8 +253,21 @@ class Job:
             history=tuple(Attempt.from_dict(entry) for entry in history),
             correlation_id=_optional_str(data.get("correlation_id"), "correlation_id"),
             run=_int(data.get("run", 1), "run"),
+            payload_link=DataLink.from_job(data, "payload"),
+            result_link=DataLink.from_job(data, "result"),
             raw=data,
         )
+
+    @property
+    def links(self) -> dict[str, DataLink]:
+        """The links of what is kept in the data bucket, by field ("payload", "result")."""
+        links = {"payload": self.payload_link, "result": self.result_link}
+        return {name: link for name, link in links.items() if link is not None}
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's JSON of the job (`raw`) with its payload and result as this job holds them
+        (downloaded when they were linked)."""
+        return {**self.raw, "payload": self.payload, "result": self.result}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from jobline_client.models import Job, JobSummary, JobTypeInfo
+from jobline_client.models import DataLink, Job, JobSummary, JobTypeInfo
 
 BAR_WIDTH = 20
 CLEAR_TO_END = "\x1b[K"
@@ -48,6 +48,20 @@ def _columns(rows: Sequence[Sequence[str]]) -> str:
 
 
 LABEL_WIDTH = len("cancel_requested_at") + 2
+PREVIEW_CHARS = 200
+"""A table shows this much of a payload or result the job kept in the data bucket (over 64 KiB)."""
+
+
+def _data(value: Any, link: DataLink | None) -> str:
+    """A payload or a result as a table shows it: whole, or, when it was large enough for the
+    data bucket, its start and its size (`--output json` prints it whole)."""
+    text = _compact(value)
+    if link is None or len(text) <= PREVIEW_CHARS:
+        return text
+    return (
+        f"{text[:PREVIEW_CHARS]}... ({link.size} bytes, sha256 {link.sha256[:16]}; "
+        "--output json prints it whole)"
+    )
 
 
 def job_table(job: Job) -> str:
@@ -69,11 +83,11 @@ def job_table(job: Job) -> str:
     if job.progress is not None:
         message = f" {job.progress.message}" if job.progress.message else ""
         rows.append(("progress", f"{_percent(job)}{message}"))
-    rows.append(("payload", _compact(job.payload)))
+    rows.append(("payload", _data(job.payload, job.payload_link)))
     if job.error is not None:
         rows.append(("error", f"{job.error.type}: {job.error.message}"))
     else:
-        rows.append(("result", _compact(job.result)))
+        rows.append(("result", _data(job.result, job.result_link)))
     for index, attempt in enumerate(job.history):
         outcome = (
             "ok"

@@ -66,14 +66,35 @@ function renderJob(job) {
     ]),
   );
   $("job-error").textContent = job.error ? `${job.error.type}: ${job.error.message}` : "none";
-  $("job-payload").textContent = format.json(job.payload);
-  $("job-result").textContent =
-    job.result === null || job.result === undefined ? "none" : format.json(job.result);
+  showData($("job-payload"), job, "payload");
+  showData($("job-result"), job, "result");
   const history = job.history || [];
   $("job-history").replaceChildren(
     ...(history.length
       ? history.map((attempt, index) => attemptItem(job, attempt, index === history.length - 1))
       : [el("li", { className: "muted", text: "no attempt yet" })]),
+  );
+}
+
+// A payload or result: its JSON, or, when the data bucket keeps it (over 64 KiB), a link to it
+// (presigned by the API, valid until it says) with its size and SHA-256.
+function showData(pre, job, name) {
+  const url = job[`${name}_url`];
+  if (!url) {
+    const value = job[name];
+    pre.textContent = value === null || value === undefined ? "none" : format.json(value);
+    return;
+  }
+  const size = job[`${name}_size`];
+  pre.replaceChildren(
+    el("a", {
+      href: url,
+      target: "_blank",
+      rel: "noopener noreferrer",
+      text: `${size} bytes of JSON`,
+    }),
+    ` in the data bucket (sha256 ${job[`${name}_sha256`]}; link valid until `,
+    `${format.date(job[`${name}_url_expires_at`])})`,
   );
 }
 
