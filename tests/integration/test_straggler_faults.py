@@ -25,6 +25,7 @@ from tests.support.faults import (
     Rates,
     SerializedMotoServer,
     Throttle,
+    sets_any,
 )
 
 if TYPE_CHECKING:
@@ -96,6 +97,30 @@ def test_held_answers_and_stragglers_are_drawn_with_their_delays() -> None:
     assert len({f.max_s for f in held if isinstance(f, Held)}) > 1
     assert injector.count(FaultKind.HELD_RESPONSE) == 20
     assert injector.count(FaultKind.LATE_WRITE, source="random") == 20
+
+
+def update(sets: str, removes: str) -> Call:
+    """An UpdateItem that SETs one attribute and REMOVEs another."""
+    params = {
+        "UpdateExpression": "SET #f0 = :v0 REMOVE #f1",
+        "ExpressionAttributeNames": {"#f0": sets, "#f1": removes},
+    }
+    return Call("dynamodb.UpdateItem", 1, "invocation-1", b"{}", params)
+
+
+def test_random_faults_can_be_drawn_for_some_requests_of_a_kind_only() -> None:
+    # Given stragglers on the UpdateItems that set a progress report, and none on the others
+    injector = FaultInjector(seed=2)
+    injector.randomly(
+        "dynamodb.UpdateItem", Rates(held=1.0), where=sets_any("progress")
+    )
+    injector.randomly("dynamodb.UpdateItem", Rates())
+
+    # Then a report is held, and a claim (which removes the progress) is not
+    report = injector.decide(update(sets="progress", removes="lease_id"))
+    claim = injector.decide(update(sets="lease_id", removes="progress"))
+    assert isinstance(report.fault, Held)
+    assert claim.fault is None
 
 
 def test_a_throttle_burst_throttles_one_call_kind_and_nothing_else() -> None:

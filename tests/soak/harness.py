@@ -479,10 +479,11 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
     lock = threading.Lock()
 
     def do_GET(self) -> None:
+        slow = self.path.startswith("/fail")
         with self.lock:
-            fails, pause = self.rng.random() < 0.3, self.rng.uniform(0, 0.2)
+            fails = self.rng.random() < 0.3 or slow
+            pause = self.rng.uniform(0.5, 1.8) if slow else self.rng.uniform(0, 0.2)
         time.sleep(pause)
-        fails = fails or self.path.startswith("/fail")
         body = b'{"ok": false}' if fails else b'{"ok": true}'
         try:
             self.send_response(503 if fails else 200)
@@ -499,8 +500,9 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 
 @contextmanager
 def flaky_server(seed: int) -> Iterator[str]:
-    """A loopback HTTP server answering 503 three times in ten (always under /fail), after up to
-    0.2 s."""
+    """A loopback HTTP server answering 503 three times in ten after up to 0.2 s, and always
+    under /fail, after 0.5 to 1.8 s (a job that fails slowly: the next run a retry starts
+    stays running a while, for a stale write of the run before to meet)."""
     _Flaky.rng = random.Random(seed)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     server.daemon_threads = True
@@ -622,10 +624,12 @@ def caller(
         if choice < 0.35:
             body: dict[str, Any] = {"type": "echo", "payload": {"n": n, "owner": owner}}
         elif choice < 0.6:
-            body = {
-                "type": "sleep",
-                "payload": {"seconds": round(rng.uniform(0.1, 1.5), 2)},
-            }
+            # a few long enough to report progress several times (and meet their deadline
+            # in a short invocation)
+            seconds = (
+                rng.uniform(2.5, 4.5) if rng.random() < 0.2 else rng.uniform(0.1, 1.5)
+            )
+            body = {"type": "sleep", "payload": {"seconds": round(seconds, 2)}}
         elif choice < 0.85:
             body = {
                 "type": "http.request",
@@ -657,7 +661,7 @@ def caller(
             got = api.call("GET", f"/jobs/{job_id}", "get", owner, job_id=job_id)
             if got.body.get("status") == "failed":
                 api.call("POST", f"/jobs/{job_id}/retry", "retry", owner, job_id=job_id)
-        time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.1, 0.4))
 
 
 def racer(
@@ -774,7 +778,7 @@ def duplicator(
     """SQS delivers at least once, late and twice at a time: now and then send copies of a known
     job's message (of its current run, or now and then of an earlier one; finished jobs'
     included) straight to the jobs queue."""
-    while not stop.wait(rng.uniform(0.2, 0.6)):
+    while not stop.wait(rng.uniform(0.4, 1.2)):
         jobs = images.jobs()
         if not jobs:
             continue

@@ -246,6 +246,23 @@ def expression_value(name: str, value: str) -> Predicate:
     )
 
 
+def sets_any(*attributes: str) -> Predicate:
+    """Matches an UpdateItem whose update expression SETs one of `attributes` (e.g.
+    `sets_any("progress")`: a progress report, not a claim that removes it)."""
+    wanted = set(attributes)
+
+    def matches(call: Call) -> bool:
+        expression = str(call.params.get("UpdateExpression", ""))
+        assigned = expression.partition("SET ")[2].partition(" REMOVE ")[0]
+        names = call.params.get("ExpressionAttributeNames", {})
+        return any(
+            names.get(part.split("=")[0].strip()) in wanted
+            for part in assigned.split(", ")
+        )
+
+    return matches
+
+
 def item_key(value: str, attribute: str = "id") -> Predicate:
     """Matches a DynamoDB request on the item whose key `attribute` is the string `value` (its
     `Key`, or the `Item` of a PutItem)."""
@@ -526,7 +543,7 @@ class FaultInjector:
         self._streams: dict[str, random.Random] = {}
         self._lock = threading.Lock()
         self._scripts: list[Scripted] = []
-        self._rates: list[tuple[str, Rates]] = []
+        self._rates: list[tuple[str, Rates, Predicate | None]] = []
         self._outages: list[OutageWindow] = []
         self._decisions: list[Decision] = []
         self._by_attempt: dict[tuple[str, int], Decision] = {}
@@ -559,11 +576,14 @@ class FaultInjector:
             self._scripts.append(scripted)
         return scripted
 
-    def randomly(self, calls: str, rates: Rates) -> None:
-        """Draw a fault for every request whose kind matches `calls` (fnmatch); the first
-        pattern given that matches a kind decides its rates."""
+    def randomly(
+        self, calls: str, rates: Rates, *, where: Predicate | None = None
+    ) -> None:
+        """Draw a fault for every request whose kind matches `calls` (fnmatch) and `where`;
+        the first pattern given that matches a request decides its rates (a kind draws from
+        one stream whichever rates apply)."""
         with self._lock:
-            self._rates.append((calls, rates))
+            self._rates.append((calls, rates, where))
 
     def outage(self, start: float, end: float, calls: str = "*") -> OutageWindow:
         """An outage of the matching calls between two instants of the injector's clock."""
@@ -721,8 +741,9 @@ class FaultInjector:
                 rates = next(
                     (
                         r
-                        for pattern, r in self._rates
+                        for pattern, r, where in self._rates
                         if fnmatch.fnmatchcase(call.kind, pattern)
+                        and (where is None or where(call))
                     ),
                     None,
                 )
