@@ -18,6 +18,10 @@ scripted fault is due, or a random fault is drawn, and then does one of:
 | `Late` | a read timeout at once, the request not yet sent; it is sent when the test sets `release` (a straggler: applied after its caller gave up or moved on) | when released |
 | `Hook` | `run()` is called, then the request is sent as usual: another actor's step placed exactly between two of the caller's | yes |
 
+`Held` and `Late` are also drawn at random (`Rates.held`, `Rates.late`: a hold, or a straggler's
+delay, drawn in `held_s` / `late_s`). Outage windows answer 503 to every matching call; throttle
+bursts (`throttle_bursts`) answer a 100 % throttle to one call kind at a time.
+
 Usage::
 
     injector = FaultInjector(seed=7)
@@ -30,6 +34,12 @@ Usage::
         ...
     assert lost.fired is not None
     injector.print_table()
+
+`tag` (optional) names who made each request (e.g. which API call, from a context variable of
+the caller's thread); it is recorded with the call (`Call.tag`), and each decision records when
+its request reached the server (`Decision.sent_at`: at once, later for a straggler, never for a
+fault that answers without sending), so a test can tell which try of a write applied it and
+whether its caller saw an answer after that.
 
 Random decisions are seeded: each call kind (`service.Operation`) draws from its own
 `random.Random(f"{seed}/{kind}")`, so the n-th request of a kind gets the same decision in every
@@ -50,7 +60,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -197,13 +207,16 @@ Fault = Throttle | Unavailable | LostResponse | Latency | Kill | Held | Late | H
 class Call:
     """One HTTP request as the injector sees it: `kind` is `service.Operation` (botocore's
     hyphenized service id, e.g. `dynamodb.UpdateItem`, `sqs.SendMessage`), `attempt` botocore's
-    attempt number (1 for the caller's call, 2.. for its retries), `params` the JSON body."""
+    attempt number (1 for the caller's call, 2.. for its retries), `params` the JSON body, `tag`
+    who made it."""
 
     kind: str
     attempt: int
     invocation_id: str
     body: bytes
     params: Mapping[str, Any]
+    tag: str | None = None
+    """Who made the request (the injector's `tag`, read in the caller's thread), or None."""
 
     @property
     def service(self) -> str:
@@ -231,6 +244,23 @@ def expression_value(name: str, value: str) -> Predicate:
     return lambda call: (
         call.params.get("ExpressionAttributeValues", {}).get(name) == {"S": value}
     )
+
+
+def sets_any(*attributes: str) -> Predicate:
+    """Matches an UpdateItem whose update expression SETs one of `attributes` (e.g.
+    `sets_any("progress")`: a progress report, not a claim that removes it)."""
+    wanted = set(attributes)
+
+    def matches(call: Call) -> bool:
+        expression = str(call.params.get("UpdateExpression", ""))
+        assigned = expression.partition("SET ")[2].partition(" REMOVE ")[0]
+        names = call.params.get("ExpressionAttributeNames", {})
+        return any(
+            names.get(part.split("=")[0].strip()) in wanted
+            for part in assigned.split(", ")
+        )
+
+    return matches
 
 
 def item_key(value: str, attribute: str = "id") -> Predicate:
@@ -275,7 +305,9 @@ class Scripted:
 class Rates:
     """Per-request probabilities of each fault for the call kinds of one `randomly` pattern (their
     sum at most 1). A lost response is a ReadTimeoutError with probability `timeout_share`, else a
-    500; a latency lasts `latency_ms` (uniform); a kill raises `kill`."""
+    500; a latency lasts `latency_ms` (uniform); a kill raises `kill`; a held answer is released
+    after `held_s` (uniform: botocore sends the write again after it); a late write (a straggler)
+    is sent `late_s` (uniform) after its caller was told it timed out."""
 
     throttle: float = 0.0
     unavailable: float = 0.0
@@ -283,9 +315,13 @@ class Rates:
     latency: float = 0.0
     kill_before_send: float = 0.0
     kill_after_send: float = 0.0
+    held: float = 0.0
+    late: float = 0.0
     timeout_share: float = 0.5
     latency_ms: tuple[float, float] = (5.0, 50.0)
     kill: type[BaseException] | None = None
+    held_s: tuple[float, float] = (0.6, 3.0)
+    late_s: tuple[float, float] = (1.0, 8.0)
 
     def __post_init__(self) -> None:
         probabilities = self._probabilities()
@@ -308,10 +344,13 @@ class Rates:
             (FaultKind.LATENCY, self.latency),
             (FaultKind.KILL_BEFORE_SEND, self.kill_before_send),
             (FaultKind.KILL_AFTER_SEND, self.kill_after_send),
+            (FaultKind.HELD_RESPONSE, self.held),
+            (FaultKind.LATE_WRITE, self.late),
         ]
 
     def draw(self, rng: random.Random) -> Fault | None:
-        """The fault of one request (always three draws, so the stream stays aligned)."""
+        """The fault of one request (always three draws, so the stream stays aligned; a hold's
+        or a straggler's delay reuses the second, as a lost response's kind does)."""
         which, share, ms = rng.random(), rng.random(), rng.uniform(*self.latency_ms)
         cumulative = 0.0
         for kind, probability in self._probabilities():
@@ -329,6 +368,12 @@ class Rates:
             return LostResponse(as_timeout=share < self.timeout_share)
         if kind is FaultKind.LATENCY:
             return Latency(ms=ms)
+        if kind is FaultKind.HELD_RESPONSE:
+            low, high = self.held_s
+            return Held(max_s=low + share * (high - low))
+        if kind is FaultKind.LATE_WRITE:
+            low, high = self.late_s
+            return Late(max_s=low + share * (high - low))
         assert self.kill is not None  # checked in __post_init__
         return Kill(self.kill, after_send=kind is FaultKind.KILL_AFTER_SEND)
 
@@ -336,11 +381,18 @@ class Rates:
 @dataclass(frozen=True)
 class OutageWindow:
     """From `start` to `end` (the injector's clock: monotonic seconds) every request whose kind
-    matches `calls` (an fnmatch pattern) is answered 503 without being applied."""
+    matches `calls` (an fnmatch pattern) is answered with `fault` without being applied: 503
+    (an outage), or the service's throttling error (a throttle burst)."""
 
     start: float
     end: float
     calls: str = "*"
+    fault: Unavailable | Throttle = Unavailable()
+
+    @property
+    def source(self) -> Source:
+        """`outage` (503) or `burst` (throttled)."""
+        return "burst" if isinstance(self.fault, Throttle) else "outage"
 
     def covers(self, call: Call, now: float) -> bool:
         """Whether `call`, made at `now`, falls in this outage."""
@@ -349,14 +401,15 @@ class OutageWindow:
         )
 
 
-Source = Literal["outage", "script", "random"]
+Source = Literal["outage", "burst", "script", "random"]
 
 
 @dataclass
 class Decision:
     """What the injector did with one request: `fault` None means it passed untouched. `at` is
     the injector's clock; `server_status` the status the server answered a request the injector
-    sent itself (a lost response, a kill after sending), which the caller never saw."""
+    sent itself (a lost response, a held answer, a kill after sending, a straggler), which the
+    caller never saw."""
 
     seq: int
     at: float
@@ -364,6 +417,22 @@ class Decision:
     fault: Fault | None
     source: Source | None
     server_status: int | None = None
+    sent_at: float | None = None
+    """When the request reached the server (the injector's clock): None while it has not (a
+    straggler not yet released) or never will (a throttle, an outage, a kill before sending)."""
+    seen_status: int | None = None
+    """The HTTP status the caller's botocore got for this request (the server's, or the fault's
+    made-up one); None when it got none (a timeout, real or injected, a kill) or not yet."""
+    seen_error: str | None = None
+    """The exception the caller's botocore got instead of a response (e.g. `ReadTimeoutError`)."""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the caller's botocore saw the server's own answer to this request (no fault,
+        or only a delay, and a response: not a timeout)."""
+        return (
+            self.fault is None or isinstance(self.fault, Latency | Hook)
+        ) and self.seen_status is not None
 
     def describe(self, since: float = 0.0) -> str:
         """One line: number, time, call, attempt, fault and where it came from."""
@@ -461,25 +530,31 @@ class FaultInjector:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        tag: Callable[[], str | None] | None = None,
     ) -> None:
         """`seed` makes random faults and random outage windows repeatable; `clock` is the time
-        of outage windows and decisions (monotonic seconds)."""
+        of outage windows and decisions (monotonic seconds); `tag`, called in the thread that
+        makes each request, names who made it (`Call.tag`)."""
         self.seed = seed
         self._clock = clock
         self._sleep = sleep
+        self._tag = tag
         self._rng = random.Random(seed)
         self._streams: dict[str, random.Random] = {}
         self._lock = threading.Lock()
         self._scripts: list[Scripted] = []
-        self._rates: list[tuple[str, Rates]] = []
+        self._rates: list[tuple[str, Rates, Predicate | None]] = []
         self._outages: list[OutageWindow] = []
         self._decisions: list[Decision] = []
+        self._by_attempt: dict[tuple[str, int], Decision] = {}
         self._attached: list[_Attachment] = []
         self.started = clock()
         self.requests: Counter[str] = Counter()
         """Requests seen, per call kind (retries included)."""
         self.counts: Counter[tuple[str, FaultKind]] = Counter()
         """Faults injected, per (call kind, fault kind)."""
+        self.source_counts: Counter[tuple[str, Source, FaultKind]] = Counter()
+        """Faults injected, per (call kind, where the fault came from, fault kind)."""
 
     # What to inject
 
@@ -501,11 +576,14 @@ class FaultInjector:
             self._scripts.append(scripted)
         return scripted
 
-    def randomly(self, calls: str, rates: Rates) -> None:
-        """Draw a fault for every request whose kind matches `calls` (fnmatch); the first
-        pattern given that matches a kind decides its rates."""
+    def randomly(
+        self, calls: str, rates: Rates, *, where: Predicate | None = None
+    ) -> None:
+        """Draw a fault for every request whose kind matches `calls` (fnmatch) and `where`;
+        the first pattern given that matches a request decides its rates (a kind draws from
+        one stream whichever rates apply)."""
         with self._lock:
-            self._rates.append((calls, rates))
+            self._rates.append((calls, rates, where))
 
     def outage(self, start: float, end: float, calls: str = "*") -> OutageWindow:
         """An outage of the matching calls between two instants of the injector's clock."""
@@ -542,6 +620,41 @@ class FaultInjector:
             windows.append(self.outage(begin, begin + length, calls))
         return windows
 
+    def throttle_bursts(
+        self,
+        count: int,
+        within: float,
+        *,
+        calls: Sequence[str],
+        duration: tuple[float, float] = (2.0, 4.0),
+        start: float | None = None,
+    ) -> list[OutageWindow]:
+        """`count` bursts in which every request of one call kind (drawn from `calls` for each
+        burst, seeded) is throttled, each lasting `duration` (uniform, seconds) and placed at
+        random in the `within` seconds from `start` (default: now)."""
+        if not calls:
+            raise ValueError("a throttle burst needs the call kinds it may hit")
+        origin = self._clock() if start is None else start
+        windows = []
+        for _ in range(count):
+            kind = self._rng.choice(list(calls))
+            length = self._rng.uniform(*duration)
+            begin = origin + self._rng.uniform(0.0, max(0.0, within - length))
+            window = OutageWindow(begin, begin + length, kind, Throttle())
+            with self._lock:
+                self._outages.append(window)
+            windows.append(window)
+        return windows
+
+    def stop_faults(self) -> None:
+        """Inject nothing from now on (scripts, random draws, outage windows and bursts are
+        dropped); requests are still seen and recorded, and stragglers already held back are
+        still sent when due."""
+        with self._lock:
+            self._scripts.clear()
+            self._rates.clear()
+            self._outages.clear()
+
     # Where to inject
 
     def attach(self, *clients: BaseClient) -> None:
@@ -576,6 +689,11 @@ class FaultInjector:
                 on_before_send,  # type: ignore[arg-type]  # the stub says -> None
                 unique_id=attachment.unique_id,
             )
+            client.meta.events.register(
+                "response-received",
+                self._on_response,
+                unique_id=f"{attachment.unique_id}-seen",
+            )
             with self._lock:
                 self._attached.append(attachment)
 
@@ -586,6 +704,9 @@ class FaultInjector:
         for attachment in attached:
             attachment.client.meta.events.unregister(
                 "before-send", unique_id=attachment.unique_id
+            )
+            attachment.client.meta.events.unregister(
+                "response-received", unique_id=f"{attachment.unique_id}-seen"
             )
             attachment.session.close()
 
@@ -607,8 +728,9 @@ class FaultInjector:
             now = self._clock()
             fault: Fault | None = None
             source: Source | None = None
-            if any(window.covers(call, now) for window in self._outages):
-                fault, source = Unavailable(), "outage"
+            window = next((w for w in self._outages if w.covers(call, now)), None)
+            if window is not None:
+                fault, source = window.fault, window.source
             firing: Scripted | None = None
             for scripted in self._scripts:
                 if fault is None and scripted.matches(call):
@@ -619,8 +741,9 @@ class FaultInjector:
                 rates = next(
                     (
                         r
-                        for pattern, r in self._rates
+                        for pattern, r, where in self._rates
                         if fnmatch.fnmatchcase(call.kind, pattern)
+                        and (where is None or where(call))
                     ),
                     None,
                 )
@@ -634,9 +757,12 @@ class FaultInjector:
             if firing is not None:
                 firing.fired = decision
             self._decisions.append(decision)
+            if call.invocation_id:
+                self._by_attempt[(call.invocation_id, call.attempt)] = decision
             self.requests[call.kind] += 1
-            if fault is not None:
+            if fault is not None and source is not None:
                 self.counts[(call.kind, fault.kind)] += 1
+                self.source_counts[(call.kind, source, fault.kind)] += 1
             return decision
 
     @property
@@ -650,13 +776,20 @@ class FaultInjector:
         """The decisions that injected a fault."""
         return [d for d in self.decisions if d.fault is not None]
 
-    def count(self, kind: FaultKind | None = None, call: str = "*") -> int:
-        """Faults injected of `kind` (default: any) on calls matching `call` (fnmatch)."""
+    def count(
+        self,
+        kind: FaultKind | None = None,
+        call: str = "*",
+        source: Source | None = None,
+    ) -> int:
+        """Faults injected of `kind` (default: any) on calls matching `call` (fnmatch), from
+        `source` (default: any)."""
         with self._lock:
             return sum(
                 n
-                for (call_kind, fault_kind), n in self.counts.items()
+                for (call_kind, from_, fault_kind), n in self.source_counts.items()
                 if (kind is None or fault_kind is kind)
+                and (source is None or from_ == source)
                 and fnmatch.fnmatchcase(call_kind, call)
             )
 
@@ -703,6 +836,25 @@ class FaultInjector:
 
     # How it is injected
 
+    def _on_response(
+        self,
+        context: Mapping[str, Any] | None = None,
+        exception: BaseException | None = None,
+        response_dict: Mapping[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        """botocore's `response-received`: what the caller got for one request (its attempt)."""
+        retries = (context or {}).get("retries", {})
+        key = (str(retries.get("invocation-id", "")), int(retries.get("attempt", 0)))
+        with self._lock:
+            decision = self._by_attempt.get(key)
+        if decision is None:
+            return
+        if exception is not None:
+            decision.seen_error = type(exception).__name__
+        elif response_dict is not None:
+            decision.seen_status = int(response_dict.get("status_code", 0))
+
     def _before_send(
         self, attachment: _Attachment, request: AWSPreparedRequest, event_name: str
     ) -> AWSResponse | None:
@@ -713,13 +865,16 @@ class FaultInjector:
             params: Mapping[str, Any] = json.loads(body) if body else {}
         except ValueError:
             params = {}
-        call = Call(f"{service}.{operation}", attempt, invocation, body, params)
+        tag = self._tag() if self._tag is not None else None
+        call = Call(f"{service}.{operation}", attempt, invocation, body, params, tag)
         decision = self.decide(call)
         fault = decision.fault
         if fault is None:
+            decision.sent_at = decision.at
             return None
         if isinstance(fault, Latency):
             self._sleep(fault.ms / 1000.0)
+            decision.sent_at = self._clock()
             return None
         if isinstance(fault, Throttle):
             code = fault.code or self._errors(service).throttle
@@ -732,6 +887,7 @@ class FaultInjector:
             raise fault.exception(f"fault injector killed {call.kind} before sending")
         if isinstance(fault, Hook):
             fault.run()
+            decision.sent_at = self._clock()
             return None
         if isinstance(fault, Late):
             self._send_late(attachment, request, decision, fault)
@@ -739,6 +895,7 @@ class FaultInjector:
                 endpoint_url=request.url,
                 error=f"fault injector holds {call.kind} back (a straggler)",
             )
+        decision.sent_at = self._clock()
         decision.server_status = attachment.session.send(request).status_code
         if isinstance(fault, Held):
             fault.release.wait(fault.max_s)
@@ -754,8 +911,8 @@ class FaultInjector:
         internal = self._errors(service).internal
         return self._error(attachment, request, call, 500, internal, "Receiver")
 
-    @staticmethod
     def _send_late(
+        self,
         attachment: _Attachment,
         request: AWSPreparedRequest,
         decision: Decision,
@@ -765,6 +922,7 @@ class FaultInjector:
 
         def send() -> None:
             fault.release.wait(fault.max_s)
+            decision.sent_at = self._clock()
             status = attachment.session.send(request).status_code
             decision.server_status = status
             fault.status.append(status)
