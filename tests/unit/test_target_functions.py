@@ -79,7 +79,7 @@ def refuses(event: dict[str, Any], context: Any) -> Any:
 
 def huge(event: dict[str, Any], context: Any) -> Any:
     # over the deployment's result limit (a smaller result than that goes to the data bucket)
-    return "x" * (Settings().max_result_bytes + 1)
+    return "x" * (Settings.model_fields["max_result_bytes"].default + 1)
 
 
 def deep(event: dict[str, Any], context: Any) -> Any:
