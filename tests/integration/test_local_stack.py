@@ -126,7 +126,8 @@ def test_echo_job_submitted_over_http_is_run_by_the_poller(
 def test_every_sqs_trigger_is_served_and_an_ingest_message_becomes_a_job(
     local_stack: LocalStack,
 ) -> None:
-    # Given the running stack: a mapping per SQS trigger of the template, one per stream; a
+    # Given the running stack: a mapping per SQS trigger of the template (both lanes' queues and
+    # both their dead-letter queues), one per stream; a
     # queue's runs up to 4 invocations at once (the local default) but never more than its
     # MaximumConcurrency (2 for the dead-letter consumer and the outbox recovery), the stream's
     # one (a shard's batches in order)
@@ -141,7 +142,9 @@ def test_every_sqs_trigger_is_served_and_an_ingest_message_becomes_a_job(
         for poller in local_stack.pollers
     ) == [
         ("DeadLetterFunction", "JobsDeadLetterQueue", 2),
+        ("DeadLetterFunction", "LongJobsDeadLetterQueue", 2),
         ("IngestFunction", "IngestQueue", 4),
+        ("LongWorkerFunction", "LongJobsQueue", 4),
         ("OutboxFunction", "JobsTable", 1),
         ("OutboxRecoveryFunction", "OutboxFailureQueue", 2),
         ("WorkerFunction", "JobsQueue", 4),
@@ -257,6 +260,7 @@ def test_the_template_declares_each_sqs_event_sources_maximum_concurrency() -> N
         for trigger in sqs_triggers(load_template())
     } == {
         "WorkerFunction": 50,
+        "LongWorkerFunction": 10,
         "IngestFunction": 10,
         "DeadLetterFunction": 2,
         "OutboxRecoveryFunction": 2,
@@ -709,6 +713,8 @@ def test_function_environment_resolves_the_template_to_local_resources() -> None
         "JOBLINE_DATA_BUCKET": "local-data",
         "JOBLINE_DATA_EXPIRATION_DAYS": "46",
         "JOBLINE_LOG_LEVEL": "INFO",
+        "JOBLINE_WORKER_TIMEOUT_S": "120",
+        "JOBLINE_LONG_WORKER_TIMEOUT_S": "900",
         "AWS_ENDPOINT_URL": "",
         "JOBLINE_CURSOR_SECRET": "",
         "JOBLINE_ALLOW_DEV_IDENTITY": "false",
