@@ -50,11 +50,16 @@ def scaled_template() -> dict[str, Any]:
     so that what a lost invocation leaves behind comes back within the soak."""
     template = load_template()
     resources = template["Resources"]
-    resources["WorkerFunction"]["Properties"]["Timeout"] = WORKER_TIMEOUT_S
+    # (both lanes: the lanes' routing still reads the deployed timeouts from the environment, so
+    # a type lands on the lane it would deployed, and each attempt runs to its scaled deadline)
+    for function in ("WorkerFunction", "LongWorkerFunction"):
+        resources[function]["Properties"]["Timeout"] = WORKER_TIMEOUT_S
     for name in (
         "JobsQueue",
+        "LongJobsQueue",
         "IngestQueue",
         "JobsDeadLetterQueue",
+        "LongJobsDeadLetterQueue",
         "OutboxFailureQueue",
     ):
         resources[name]["Properties"]["VisibilityTimeout"] = VISIBILITY_S
@@ -387,10 +392,17 @@ class DeadLetterConsumer:
     shows a later run) or `max_lag_s` has passed since it was first received."""
 
     def __init__(
-        self, sqs: Any, queue_url: str, images: Images, max_lag_s: float = 20.0
+        self,
+        sqs: Any,
+        queue_url: str,
+        images: Images,
+        max_lag_s: float = 20.0,
+        urls_by_arn: dict[str, str] | None = None,
     ) -> None:
         self._sqs = sqs
         self._url = queue_url
+        self._urls_by_arn = dict(urls_by_arn or {})
+        """Every DLQ the consumer reads (both lanes'), by ARN: a held record goes back to its own."""
         self._images = images
         self._max_lag_s = max_lag_s
         self._lock = threading.Lock()
@@ -461,7 +473,9 @@ class DeadLetterConsumer:
                     )
             for record in held:
                 self._sqs.change_message_visibility(
-                    QueueUrl=self._url,
+                    QueueUrl=self._urls_by_arn.get(
+                        record.get("eventSourceARN", ""), self._url
+                    ),
                     ReceiptHandle=record["receiptHandle"],
                     VisibilityTimeout=LAG_CYCLE_S,
                 )

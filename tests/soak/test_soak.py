@@ -153,8 +153,18 @@ def soak_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalStack, Pa
             return parts.clocks.wrap(parts.shorts.wrap(handler))
         if spec.startswith("jobline_dead_letters."):
             # The stack imports its handlers once its queues exist
-            dlq = stack.provisioned.queue_urls["JobsDeadLetterQueue"]
-            parts.dead_letters = DeadLetterConsumer(stack.sqs, dlq, parts.images)
+            # (one consumer for both lanes' DLQs: the function has a mapping on each)
+            if parts.dead_letters is None:
+                urls = stack.provisioned.queue_urls
+                parts.dead_letters = DeadLetterConsumer(
+                    stack.sqs,
+                    urls["JobsDeadLetterQueue"],
+                    parts.images,
+                    urls_by_arn={
+                        stack.provisioned.queue_arns[name]: urls[name]
+                        for name in DEAD_LETTER_QUEUES
+                    },
+                )
             return parts.dead_letters.wrap(handler)
         return handler
 
@@ -170,6 +180,10 @@ def soak_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalStack, Pa
     stack = LocalStack(settings, set_env=monkeypatch.setenv, template=scaled_template())
     with stack:
         yield stack, parts
+
+
+DEAD_LETTER_QUEUES = ("JobsDeadLetterQueue", "LongJobsDeadLetterQueue")
+"""Both lanes' DLQs (the dead-letter function has a mapping on each)."""
 
 
 def _jobs(stack: LocalStack) -> dict[str, Job]:
@@ -206,7 +220,7 @@ def _drained(stack: LocalStack, parts: Parts, faults: FaultInjector) -> bool:
             isinstance(d.fault, Late) and d.sent_at is None for d in faults.decisions
         )
         and parts.dead_letters.lagging() == 0
-        and _queue_empty(stack, "JobsDeadLetterQueue")
+        and all(_queue_empty(stack, name) for name in DEAD_LETTER_QUEUES)
     )
 
 
