@@ -147,7 +147,7 @@ def drain_rows(result: concurrency.Drain) -> list[Row]:
     sleeps = result.jobs // concurrency.SLEEP_EVERY
     return [
         Row(
-            f"Local stack: {result.jobs} jobs ({sleeps} sleep {concurrency.SLEEP_S:.0f} s), "
+            f"Local stack: {result.jobs} jobs ({sleeps} steps of {concurrency.SLEEP_S:.0f} s), "
             f"{many} pollers vs 1",
             f"{result.rates[many]:.1f} jobs/s vs {result.rates[1]:.1f} jobs/s "
             f"= {result.ratio:.1f}x",

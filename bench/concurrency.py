@@ -5,7 +5,7 @@ one worker invocation; eight succeed, two get a 500 and must come back as exactl
 in `batchItemFailures`, their jobs queued again after one attempt.
 
 Across invocations (`measure_local`): the same mix of jobs (echo jobs, every tenth one a 2 s
-sleep) submitted to the whole local stack (`make run`'s) and drained by the worker's event source
+`steps` job, on the same lane) submitted to the whole local stack (`make run`'s) and drained by the worker's event source
 mapping with N pollers, then with one, in one run; the rate of each comes from the jobs' own
 records (first `created_at` to last `finished_at`). One poller waits for each batch's longest job
 before it receives again; N pollers overlap the batches, as Lambda's concurrent invocations do."""
@@ -120,6 +120,10 @@ def measure(functions: Functions) -> BatchRun:
 DRAIN_JOBS = 40
 SLEEP_EVERY = 10
 SLEEP_S = 2.0
+STEPS = 4
+"""A slow job of the drain is a `steps` job of STEPS steps lasting SLEEP_S in all: a type on the
+default lane, the echo jobs' (a `sleep` job runs on the long lane, its own queue and poller, and
+would hold back no echo job even with one poller)."""
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -168,7 +172,10 @@ def drain_rate(pollers: int, jobs: int = DRAIN_JOBS) -> float:
         ids = [
             call_api(
                 jobs_url,
-                {"type": "sleep", "payload": {"seconds": SLEEP_S}}
+                {
+                    "type": "steps",
+                    "payload": {"steps": STEPS, "step_seconds": SLEEP_S / STEPS},
+                }
                 if n % SLEEP_EVERY == 0
                 else {"type": "echo", "payload": {"n": n}},
             )["id"]

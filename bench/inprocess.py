@@ -82,6 +82,8 @@ class Functions:
             region="us-east-1",
         )
         self.sqs = server.client("sqs", max_pool_connections=20)
+        self._queue_of: dict[str, str] = {}
+        """The lane queue (logical id) each received message came from, by message id."""
         self.dynamodb = server.client("dynamodb", max_pool_connections=20)
         self._submit_event = json.loads((EVENTS / "api_submit_job.json").read_text())
         self._submit_event["headers"].pop("idempotency-key", None)
@@ -116,28 +118,41 @@ class Functions:
         return done
 
     def receive(self, count: int) -> list[dict[str, Any]]:
-        """`count` messages from the jobs queue, as the event source mapping receives them."""
+        """`count` messages from the lanes' jobs queues, as their event source mappings receive
+        them (each remembers its queue: `sqs_event` and `delete` use it)."""
         messages: list[dict[str, Any]] = []
         for _ in range(50):
             if len(messages) >= count:
                 break
-            response = self.sqs.receive_message(
-                QueueUrl=self.server.queue_url,
-                MaxNumberOfMessages=min(10, count - len(messages)),
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-                WaitTimeSeconds=0 if not messages else 1,
-            )
-            messages.extend(response.get("Messages", []))
+            for name, (url, _) in self.server.lane_queues.items():
+                if len(messages) >= count:
+                    break
+                response = self.sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=min(10, count - len(messages)),
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                    WaitTimeSeconds=0,
+                )
+                for message in response.get("Messages", []):
+                    self._queue_of[message["MessageId"]] = name
+                    messages.append(message)
+            if len(messages) < count:
+                time.sleep(0.05)
         if len(messages) != count:
             raise RuntimeError(f"expected {count} messages, received {len(messages)}")
         return messages
+
+    def _queue(self, message: dict[str, Any]) -> tuple[str, str]:
+        """The URL and ARN of the queue `message` was received from."""
+        name = self._queue_of.get(message["MessageId"], "JobsQueue")
+        return self.server.lane_queues[name]
 
     def sqs_event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The SQS -> Lambda event for `messages`, built as the local poller builds it."""
         return {
             "Records": [
-                lambda_record(message, self.server.queue_arn, "us-east-1")
+                lambda_record(message, self._queue(message)[1], "us-east-1")
                 for message in messages
             ]
         }
@@ -156,11 +171,14 @@ class Functions:
         return response
 
     def delete(self, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
-            if chunk:
+        by_queue: dict[str, list[dict[str, Any]]] = {}
+        for message in messages:
+            by_queue.setdefault(self._queue(message)[0], []).append(message)
+        for url, of_queue in by_queue.items():
+            for start in range(0, len(of_queue), 10):
+                chunk = of_queue[start : start + 10]
                 self.sqs.delete_message_batch(
-                    QueueUrl=self.server.queue_url,
+                    QueueUrl=url,
                     Entries=[
                         {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
                         for i, message in enumerate(chunk)

@@ -23,6 +23,9 @@ from jobline_local.template import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LANE_QUEUES = ("JobsQueue", "LongJobsQueue")
+"""The lanes' jobs queues (template logical ids), default lane first."""
+
 REGION = "us-east-1"
 
 
@@ -124,6 +127,17 @@ class MotoServer:
     def queue_arn(self) -> str:
         assert self.provisioned is not None
         return self.provisioned.queue_arns["JobsQueue"]
+
+    @property
+    def lane_queues(self) -> dict[str, tuple[str, str]]:
+        """Every lane's jobs queue (logical id -> URL and ARN): the outbox sends a job to the one
+        its type's `timeout_s` picks (`jobline.lanes`)."""
+        assert self.provisioned is not None
+        return {
+            name: (self.provisioned.queue_urls[name], self.provisioned.queue_arns[name])
+            for name in LANE_QUEUES
+            if name in self.provisioned.queue_urls
+        }
 
     def function_env(self, function: str, code_paths: list[Path]) -> dict[str, str]:
         """The environment Lambda would give `function` (template variables resolved to this
