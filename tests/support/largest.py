@@ -13,11 +13,12 @@ from typing import Any
 from jobline.limits import (
     INLINE_DATA_BYTES,
     MAX_ATTEMPT_ERROR_TEXT_BYTES,
+    MAX_CHECKPOINT_BYTES,
     MAX_CONTROL_TOKENS,
     MAX_ERROR_TEXT_BYTES,
     MAX_HISTORY,
 )
-from jobline.models import Attempt, Job, JobError, JobStatus, Progress
+from jobline.models import Attempt, Checkpoint, Job, JobError, JobStatus, Progress
 from jobline.validation import MAX_IDENTITY_CHARS, canonical_json
 
 from tests.support.fakes import START
@@ -77,8 +78,8 @@ def largest(job: Job, character: str, status: JobStatus) -> Job:
     """`job` (its id, owner and type kept) in `status` with everything else as large as a job may
     hold: payload and result at `limits.INLINE_DATA_BYTES` (larger ones are in the data bucket),
     an error and `MAX_HISTORY` attempts (one fewer when failed: the most a job may hold and still
-    be retried) whose texts are at their bounds, a progress message at its bound, a full set of
-    control tokens and every timestamp and lease field set."""
+    be retried) whose texts are at their bounds, a progress message at its bound, a checkpoint's
+    state at its bound, a full set of control tokens and every timestamp and lease field set."""
     attempts = MAX_HISTORY - 1 if status is JobStatus.FAILED else MAX_HISTORY
     history = tuple(
         Attempt(
@@ -110,6 +111,11 @@ def largest(job: Job, character: str, status: JobStatus) -> Job:
                 message=character * PROGRESS_MESSAGE_CHARS,
                 updated_at=START,
                 seq=2**31,
+            ),
+            "checkpoint": Checkpoint(
+                state=value_at(character, MAX_CHECKPOINT_BYTES),
+                seq=2**31,
+                saved_at=START,
             ),
             "correlation_id": character * CORRELATION_CHARS,
             "started_at": START,
