@@ -20,6 +20,7 @@ from jobline.aws.clients import (
     sqs_client,
     ssm_client,
 )
+from jobline.aws.control_table import DynamoFlowStore
 from jobline.aws.parameters import load_cursor_keys
 from jobline.aws.queue import SqsJobQueue
 from jobline.aws.repository import DynamoJobRepository
@@ -36,16 +37,19 @@ from jobline.config import (
 from jobline.cursor import CursorCodec, CursorKeys
 from jobline.discovery import discover
 from jobline.lanes import Lane, Lanes, refuse_unfit
-from jobline.ports import JobQueue, JobRepository
+from jobline.ports import FlowStore, JobQueue, JobRepository
 from jobline.registry import JobTypeRegistry
 from jobline.service import JobService
+from jobline.usecases.admission import Admission
 from jobline.usecases.attempt import AttemptPolicy
 from jobline.usecases.control import Control
 from jobline.usecases.dead_letters import DeadLetters
 from jobline.usecases.dispatch import Dispatch
 from jobline.usecases.execution import Execution
+from jobline.usecases.flow_admin import FlowAdmin
 from jobline.usecases.ingest import Ingest
 from jobline.usecases.queries import Queries
+from jobline.usecases.rates import RateLimiter
 from jobline.usecases.submission import Submission
 
 __all__ = [
@@ -113,6 +117,10 @@ class ServiceOptions:
     backoff: Backoff
     progress_interval_s: float
     lanes: Lanes
+    owner_concurrency: int = 0
+    """Flow control's per-owner running cap (0: none)."""
+    flow_refresh_s: float = 2.0
+    """How long a worker uses the pauses and overrides it read."""
 
     @classmethod
     def of(
@@ -127,6 +135,8 @@ class ServiceOptions:
             max_result_bytes=settings.max_result_bytes,
             backoff=Backoff(base_s=settings.retry_base_s, cap_s=settings.retry_cap_s),
             progress_interval_s=settings.progress_interval_s,
+            owner_concurrency=settings.owner_concurrency,
+            flow_refresh_s=settings.flow_refresh_s,
         )
 
 
@@ -139,6 +149,7 @@ def build_service(
     registry: JobTypeRegistry | None = None,
     clock: Callable[[], datetime] = utcnow,
     rng: random.Random | None = None,
+    flow_store: FlowStore | None = None,
 ) -> JobService:
     """Wire the use cases into a JobService. Every part can be swapped; the defaults come from
     the settings (read only when something needs them) and talk to AWS (or AWS_ENDPOINT_URL)."""
@@ -153,21 +164,50 @@ def build_service(
     # The clients are created on first use (once: the factories are cached), so a function
     # builds only the ones it calls: the API never sends (the outbox does), the dispatcher
     # never reads the table, a worker needs SQS only to postpone a retry.
+    deployed = repository is None
     repository = repository or DynamoJobRepository(
         dynamodb_client, configured().table_name
     )
+    if flow_store is None and deployed:
+        # The deployment's: flow control is on where the control table is configured.
+        control_table = configured().control_table_name
+        if control_table:
+            flow_store = DynamoFlowStore(dynamodb_client, control_table)
     if queue is None:
         urls = configured()
         queue = SqsJobQueue(
             sqs_client,
             urls.queue_url,
-            {Lane.LONG.value: urls.long_queue_url or urls.queue_url},
+            {
+                Lane.LONG.value: urls.long_queue_url or urls.queue_url,
+                "high": urls.high_queue_url or urls.queue_url,
+                "low": urls.low_queue_url or urls.queue_url,
+            },
         )
     registry = registry or default_registry(configured())
+    rates = RateLimiter(flow_store) if flow_store is not None else None
     submission = Submission(
-        repository, registry, clock, options.max_payload_bytes, options.lanes
+        repository,
+        registry,
+        clock,
+        options.max_payload_bytes,
+        options.lanes,
+        rates=rates,
+        owner_concurrency=options.owner_concurrency if flow_store is not None else 0,
     )
     control = Control(repository, clock, options.retention)
+    admission = (
+        Admission(
+            flow_store, repository, clock, options.retention, options.flow_refresh_s
+        )
+        if flow_store is not None
+        else None
+    )
+    flow_admin = (
+        FlowAdmin(flow_store, admission, submission, rates, registry, clock)
+        if flow_store is not None and admission is not None and rates is not None
+        else None
+    )
     policy = AttemptPolicy(
         options.retention, options.max_result_bytes, options.progress_interval_s
     )
@@ -188,13 +228,18 @@ def build_service(
             policy,
             options.backoff,
             rng or _RANDOM,
+            admission,
         ),
         ingest=Ingest(
             submission, repository, clock, options.max_payload_bytes, options.retention
         ),
-        dead_letters=DeadLetters(repository, control, clock, options.retention),
+        dead_letters=DeadLetters(
+            repository, control, clock, options.retention, admission
+        ),
         dispatch=Dispatch(queue, clock),
         registry=registry,
+        admission=admission,
+        flow_admin=flow_admin,
     )
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from jobline.models import RunOutcome
 from jobline.registry import JobTypeRegistry
+from jobline.usecases.admission import Admission
 from jobline.usecases.control import Control
 from jobline.usecases.dead_letters import DeadLetters
 from jobline.usecases.dispatch import Dispatch
 from jobline.usecases.execution import Execution
+from jobline.usecases.flow_admin import FlowAdmin
 from jobline.usecases.ingest import Ingest
 from jobline.usecases.queries import Queries
 from jobline.usecases.submission import Submission, Submitted
@@ -36,6 +38,8 @@ class JobService:
         dead_letters: DeadLetters,
         dispatch: Dispatch,
         registry: JobTypeRegistry,
+        admission: Admission | None = None,
+        flow_admin: FlowAdmin | None = None,
     ) -> None:
         self.registry = registry
         self.submit = submission.submit
@@ -49,3 +53,8 @@ class JobService:
         self.dead_letter = dead_letters.dead_letter
         self.requeue_dead_lettered = dead_letters.requeue_dead_lettered
         self.dispatch = dispatch.dispatch
+        self.admission = admission
+        """Flow control's worker side (None: off): `sweep`, and `park`/`wake` for other use
+        cases."""
+        self.flow = flow_admin
+        """Flow control's explain, dry run, limits and pauses (None: off)."""

@@ -23,6 +23,7 @@ from jobline_worker.record import run_record
 from tests.support.fakes import (
     CURSOR_SECRET,
     FakeClock,
+    InMemoryFlowStore,
     InMemoryJobQueue,
     InMemoryJobRepository,
 )
@@ -52,6 +53,8 @@ def build_fake_service(
     backoff: Backoff | None = None,
     progress_interval_s: float | None = None,
     rng: random.Random | None = None,
+    flow_store: InMemoryFlowStore | None = None,
+    owner_concurrency: int | None = None,
 ) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
     """A JobService over in-memory fakes (built-in job types unless `registry` is given), wired by
     the one composition root, `jobline.bootstrap.build_service`, with the settings' defaults
@@ -73,7 +76,10 @@ def build_fake_service(
         progress_interval_s=defaults.progress_interval_s
         if progress_interval_s is None
         else progress_interval_s,
+        owner_concurrency=owner_concurrency or 0,
+        flow_refresh_s=0.0,
     )
+    flow_store = flow_store if flow_store is not None else InMemoryFlowStore()
     registry = registry or default_registry()
     service = build_service(
         options=options,
@@ -82,6 +88,7 @@ def build_fake_service(
         registry=registry,
         clock=fake_clock,
         rng=rng or random.Random(0),
+        flow_store=flow_store,
     )
     # The outbox's dispatcher is a function of its own, as in AWS: a second service from the same
     # composition root over the same table and queue, whose clock reads the time without moving
@@ -92,6 +99,7 @@ def build_fake_service(
         queue=queue,
         registry=registry,
         clock=fake_clock.peek,
+        flow_store=flow_store,
     )
     repo.stream.deliver = outbox.dispatch
     return service, repo, queue

@@ -28,6 +28,7 @@ from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import JobQueue, JobRepository
 from jobline.registry import JobType, JobTypeRegistry
 from jobline.transition import Event, Lease
+from jobline.usecases.admission import Admission
 from jobline.usecases.attempt import AttemptPolicy, RunningAttempt
 
 log = get_logger(__name__)
@@ -47,6 +48,8 @@ class Execution:
     policy: AttemptPolicy
     backoff: Backoff
     rng: random.Random
+    admission: Admission | None = None
+    """Flow control (None: off): admits a claimed job under its limits, releases after."""
 
     def run(self, delivery: Delivery) -> RunOutcome:
         """Claim the job the delivery names, run one attempt and record its outcome."""
@@ -66,6 +69,14 @@ class Execution:
                 return RunOutcome.REDELIVER
             if isinstance(job, RunOutcome):
                 return job
+            if self.admission is not None:
+                # A resumed attempt (a continuation) started before this claim: it holds its
+                # permits already (the acquire takes them over) and is not held by a pause.
+                waits = self.admission.admit(
+                    job, resumed=job.started_at != job.updated_at
+                )
+                if waits is not None:
+                    return waits
             job_type = self._job_type(job)
             backoff = job_type.backoff if job_type and job_type.backoff else None
             attempt = RunningAttempt(
@@ -78,6 +89,8 @@ class Execution:
                 rng=self.rng,
             )
             ended = attempt.perform(job_type)
+            if self.admission is not None and not ended.continuing:
+                self.admission.release(job)
             if ended.retry_in_s is not None:
                 self._postpone(delivery, ended.retry_in_s)
             return ended.outcome
@@ -214,6 +227,8 @@ class Execution:
         except ConditionFailed:
             log.info("job.exhausted_already_handled")
             return
+        if self.admission is not None:
+            self.admission.release(job)
         error = exhausted.update.error
         if isinstance(error, JobError):
             lost = ["JobsClaimed"] if job.status is JobStatus.RUNNING else []
