@@ -305,6 +305,28 @@ def job_type_settings() -> JobTypeSettings:
     return JobTypeSettings()
 
 
+class AdminSettings(BaseSettings):
+    """Who the API takes for an admin (flow control), read on its own: an app built without the
+    other settings' required variables (tests, tools) still answers."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JOBLINE_", extra="ignore", frozen=True
+    )
+
+    admins: HeaderNames = Field(default=())
+    admin_group: str | None = Field(default=None)
+
+    @field_validator("admin_group")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+
+def admin_settings() -> AdminSettings:
+    """The admin settings, read from the environment now."""
+    return AdminSettings()
+
+
 class _LambdaRuntime(BaseSettings):
     """What the Lambda runtime tells the function about its initialization."""
 

@@ -336,6 +336,10 @@ def test_submit_is_accepted_and_its_replay_returns_the_same_job(
         "progress": None,
         "history": [],
         "correlation_id": "req-7f3c2a91-checkout",
+        "concurrency_key": None,
+        "priority": None,
+        "priority_s": None,
+        "blocked_on": None,
     }
     assert first["headers"]["x-correlation-id"] == "req-7f3c2a91-checkout"
     # And one message naming the job is on the queue, its correlation id an attribute
@@ -409,6 +413,10 @@ def test_get_returns_the_callers_job(moto_stack: MotoStack) -> None:
         "progress": None,
         "history": [],
         "correlation_id": None,
+        "concurrency_key": None,
+        "priority": None,
+        "priority_s": None,
+        "blocked_on": None,
     }
     assert body_of(response) == public(job)
 

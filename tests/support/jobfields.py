@@ -28,10 +28,26 @@ PUBLIC_FIELDS = (
     "progress",
     "history",
     "correlation_id",
+    "concurrency_key",
+    "priority",
+    "priority_s",
+    "blocked_on",
 )
 """What the API shows of a job."""
 SUMMARY_FIELDS = (
-    *(name for name in PUBLIC_FIELDS if name not in ("payload", "result", "history")),
+    *(
+        name
+        for name in PUBLIC_FIELDS
+        if name
+        not in (
+            "payload",
+            "result",
+            "history",
+            "concurrency_key",
+            "priority",
+            "priority_s",
+        )
+    ),
     "error_truncated",
 )
 """What a listing shows of a job: the job but its payload, result and history."""

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from jobline.errors import (
     ConfigurationError,
+    Forbidden,
     IdempotencyConflict,
     InvalidCursor,
     InvalidJobState,
@@ -25,10 +26,12 @@ from jobline.errors import (
     JobNotFound,
     PayloadTooLarge,
     QueueUnavailable,
+    RateLimited,
     StorageUnavailable,
     SubmitOutcomeUnknown,
     Unauthenticated,
     UnknownJobType,
+    UnknownLimit,
     echoed,
 )
 from jobline.logging import get_logger
@@ -49,6 +52,9 @@ _BODY_PROBLEMS = frozenset({"json_invalid", "missing", "model_attributes_type"})
 no body, or (with a content type that is not JSON) the raw bytes it kept instead."""
 
 STATUS_BY_ERROR: dict[type[JoblineError], int] = {
+    RateLimited: 429,
+    Forbidden: 403,
+    UnknownLimit: 404,
     JobNotFound: 404,
     InvalidJobState: 409,
     IdempotencyConflict: 409,
@@ -114,6 +120,8 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
             "/"
         )  # `/{stage}`, jobline_api.stage
         headers = {"Location": f"{root}/jobs/{exc.job_id}", "Retry-After": "1"}
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from jobline.flow import BlockedOn, Priority
 from jobline.limits import LIST_PAGE_MAX_BYTES, SUMMARY_TEXT_CHARS
 from jobline.models import Job, JobError, JobPage, JobStatus, JobSummary
 from jobline.registry import JobType
@@ -55,6 +56,14 @@ class JobOut(BaseModel):
     cancel_requested_at: datetime | None
     history: list[AttemptOut]
     correlation_id: str | None
+    concurrency_key: str | None = None
+    """The submit's `concurrency_key` (flow control)."""
+    priority: Priority | None = None
+    """The submit's priority (null: default)."""
+    priority_s: int | None = None
+    """The submit's head start among waiters (seconds; null: 0)."""
+    blocked_on: BlockedOn | None = None
+    """Why a queued job waits: `{reason, key, since, position}` (docs/flow-control.md)."""
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -94,6 +103,8 @@ class JobSummaryOut(BaseModel):
     progress: ProgressOut | None
     cancel_requested_at: datetime | None
     correlation_id: str | None
+    blocked_on: BlockedOn | None = None
+    """Why a parked job waits (its `position` only on GET /jobs/{id})."""
 
     @classmethod
     def of(cls, summary: JobSummary) -> JobSummaryOut:
@@ -183,7 +194,9 @@ ERROR_DESCRIPTIONS = {
     "another listing's, or issued before an upgrade): start from the first page",
     401: "no identity, or one that is not a valid identity (the detail says why); "
     'API Gateway\'s JWT authorizer answers `{"message": "Unauthorized"}` itself',
-    404: "no such job visible to the caller (unknown, malformed, another owner's, expired)",
+    403: "only an admin may do this (JOBLINE_ADMINS, or the JWT group JOBLINE_ADMIN_GROUP)",
+    404: "no such job visible to the caller (unknown, malformed, another owner's, expired); "
+    "or, for a limit, no concurrency limit of that name",
     409: "the job's state does not allow it, or the Idempotency-Key was used with another "
     "request",
     413: "the payload is over the deployment's limit (64 KiB by default)",

@@ -38,9 +38,7 @@ from jobline.usecases.submission import Submission
 log = get_logger(__name__)
 
 REASON_DELAY = "delay"
-"""A queued job waits for its `delay_seconds`."""
-REASON_BACKOFF = "backoff"
-"""A queued job waits for its retry's backoff."""
+"""A dry run's submit waits for its `delay_seconds`."""
 
 
 @dataclass(frozen=True)
@@ -149,13 +147,12 @@ class FlowAdmin:
                 reason=REASON_PAUSED, key=scope, since=settings.pauses[scope]
             )
         due = job.run_after
-        if due is None or due <= now:
+        if due is None or due <= now or job.attempts > 0:
             return None
-        if job.attempts > 0:
-            return BlockedOn(reason=REASON_BACKOFF, key="", since=job.updated_at)
         asked = job.created_at + timedelta(seconds=job.delay_seconds)
-        reason = REASON_RATE if due > asked else REASON_DELAY
-        return BlockedOn(reason=reason, key="", since=job.created_at)
+        if due > asked:  # a rate limit reserved a later start than the submit asked for
+            return BlockedOn(reason=REASON_RATE, key="", since=job.created_at)
+        return None
 
     # ---------------------------------------------------------------------- dry run
     def dry_run(self, owner: str, request: SubmitRequest) -> DryRun:
