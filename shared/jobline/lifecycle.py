@@ -16,6 +16,7 @@ and the precondition the repository writes it under. No I/O, no clock: time come
     (flow control, issue 18)
     running ──park (no permit, or paused: the claim undone)──> queued (blocked_on set)
     queued (blocked_on) ──wake──> queued (a new message);  running ──skip (no permit)──> cancelled
+    running ──unclaim (flow control's state unavailable: the claim undone)──> queued
 
 Every arrow is a conditional write: the precondition says what the stored job must be for the
 write to apply, so a stale or duplicate writer loses instead of moving a job backwards. `ALLOWED`
@@ -82,6 +83,7 @@ ALLOWED: Mapping[Event, frozenset[JobStatus]] = {
     Event.PARK: frozenset({JobStatus.RUNNING}),
     Event.WAKE: frozenset({JobStatus.QUEUED}),
     Event.SKIP: frozenset({JobStatus.RUNNING}),
+    Event.UNCLAIM: frozenset({JobStatus.RUNNING}),
 }
 """The states each event leaves from."""
 
@@ -441,3 +443,12 @@ def skip(job: Job, now: datetime, error: JobError, retention: timedelta) -> Tran
     update = replace(_claim_undone(job, now), error=error)
     update = _final(update, JobStatus.CANCELLED, now, retention)
     return Transition(Event.SKIP, update, _seen(Event.SKIP, job))
+
+
+def unclaim(job: Job, now: datetime) -> Transition:
+    """running -> queued: the claim could not be admitted because flow control's state did not
+    answer (the control table unavailable), so it is undone (the attempt given back, no history
+    entry) and the job is claimed again when its message, still in flight, comes back. Nothing
+    ran, so no attempt is used for it."""
+    update = replace(_claim_undone(job, now), status=JobStatus.QUEUED)
+    return Transition(Event.UNCLAIM, update, _seen(Event.UNCLAIM, job))

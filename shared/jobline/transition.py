@@ -38,6 +38,7 @@ class Event(enum.StrEnum):
     PARK = "park"
     WAKE = "wake"
     SKIP = "skip"
+    UNCLAIM = "unclaim"
 
 
 class Keep(enum.Enum):

@@ -421,7 +421,8 @@ class InMemoryFlowStore:
     """A `FlowStore` (the control table) in dicts, with the adapter's semantics: an acquire that
     finds the job holding the key already takes it over; a release removes only the lease's
     own permit. `lose_responses["acquire"|"release"]`: the next N such writes are applied, then
-    raise `StorageUnavailable` (a response lost after botocore's retries)."""
+    raise `StorageUnavailable` (a response lost after botocore's retries); `down`: the table
+    does not answer (every call raises `StorageUnavailable`, nothing applied)."""
 
     def __init__(self) -> None:
         self._holders: dict[str, dict[str, Holder]] = {}
@@ -432,11 +433,16 @@ class InMemoryFlowStore:
         self._pauses: dict[str, datetime] = {}
         self._lock = threading.RLock()
         self.lose_responses: dict[str, int] = {}
+        self.down = False
         self.writes = 0
         """Every applied write (WRU-like count)."""
         self.reads = 0
         self.max_held: dict[str, int] = {}
         """The most holders each key ever had at once."""
+
+    def _answering(self, operation: str) -> None:
+        if self.down:
+            raise StorageUnavailable(f"{operation}: the control table does not answer")
 
     def _lost(self, operation: str) -> None:
         left = self.lose_responses.get(operation, 0)
@@ -462,6 +468,7 @@ class InMemoryFlowStore:
         self, key: FlowKey, limit: int, job_id: str, lease_id: str, now: datetime
     ) -> Permits | None:
         with self._lock:
+            self._answering("acquire")
             holders = self._holders.setdefault(key.label, {})
             if job_id not in holders and len(holders) >= limit:
                 return Permits(tuple(holders.values()), self._limits.get(key.label))
@@ -476,6 +483,7 @@ class InMemoryFlowStore:
 
     def release(self, key: FlowKey, job_id: str, lease_id: str) -> bool:
         with self._lock:
+            self._answering("release")
             holders = self._holders.get(key.label, {})
             holder = holders.get(job_id)
             if holder is None or holder.lease_id != lease_id:
@@ -487,6 +495,7 @@ class InMemoryFlowStore:
 
     def permits(self, key: FlowKey) -> Permits:
         with self._lock:
+            self._answering("permits")
             self.reads += 1
             return Permits(
                 tuple(self._holders.get(key.label, {}).values()),
@@ -495,37 +504,44 @@ class InMemoryFlowStore:
 
     def add_waiter(self, waiter: Waiter, since: datetime) -> None:
         with self._lock:
+            self._answering("add_waiter")
             self.writes += 1
             queue = self._waiters.setdefault(waiter.queue, {})
             queue.setdefault(waiter.sort_key, (waiter, since))
 
     def waiters(self, queue: str, limit: int) -> list[Waiter]:
         with self._lock:
+            self._answering("waiters")
             self.reads += 1
             found = self._waiters.get(queue, {})
             return [found[sk][0] for sk in sorted(found)][:limit]
 
     def position(self, waiter: Waiter) -> int:
         with self._lock:
+            self._answering("position")
             found = self._waiters.get(waiter.queue, {})
             return sum(1 for sk in found if sk < waiter.sort_key)
 
     def remove_waiter(self, waiter: Waiter) -> None:
         with self._lock:
+            self._answering("remove_waiter")
             if self._waiters.get(waiter.queue, {}).pop(waiter.sort_key, None):
                 self.writes += 1
 
     def queues_with_waiters(self) -> list[str]:
         with self._lock:
+            self._answering("queues_with_waiters")
             return sorted(queue for queue, found in self._waiters.items() if found)
 
     def settings(self) -> FlowSettings:
         with self._lock:
+            self._answering("settings")
             self.reads += 1
             return FlowSettings(dict(self._overrides), dict(self._pauses))
 
     def set_override(self, name: str, limit: int | None) -> None:
         with self._lock:
+            self._answering("set_override")
             if limit is None:
                 self._overrides.pop(name, None)
             else:
@@ -533,6 +549,7 @@ class InMemoryFlowStore:
 
     def set_pause(self, scope: str, since: datetime | None) -> None:
         with self._lock:
+            self._answering("set_pause")
             if since is None:
                 self._pauses.pop(scope, None)
             else:
@@ -540,6 +557,7 @@ class InMemoryFlowStore:
 
     def rate_bucket(self, name: str, key: str) -> tuple[datetime | None, int]:
         with self._lock:
+            self._answering("rate_bucket")
             self.reads += 1
             tat, version = self._buckets.get(f"{name}#{key}", (None, 0))
             return tat, version
@@ -548,6 +566,7 @@ class InMemoryFlowStore:
         self, name: str, key: str, tat: datetime, version: int, expires_at: int
     ) -> bool:
         with self._lock:
+            self._answering("put_rate_bucket")
             current = self._buckets.get(f"{name}#{key}", (None, 0))[1]
             if current != version:
                 return False

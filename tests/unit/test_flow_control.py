@@ -8,15 +8,21 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from jobline.errors import InvalidJobTypeDeclaration, InvalidPayload, RateLimited
+from jobline.errors import (
+    InvalidJobTypeDeclaration,
+    InvalidPayload,
+    RateLimited,
+    StorageUnavailable,
+)
 from jobline.flow import (
     BlockedOn,
     Concurrency,
     FlowKey,
+    Permits,
     Priority,
     RateBucket,
     RateLimit,
@@ -56,6 +62,7 @@ class Stack:
         concurrency: tuple[Concurrency, ...] = (),
         rate_limits: tuple[RateLimit, ...] = (),
         owner_concurrency: int | None = None,
+        store: InMemoryFlowStore | None = None,
     ) -> None:
         self.during: list[Callable[[], object]] = []
         self.runs: list[str] = []
@@ -71,7 +78,7 @@ class Stack:
             concurrency=concurrency,
             rate_limits=rate_limits,
         )
-        self.store = InMemoryFlowStore()
+        self.store = store or InMemoryFlowStore()
         service, repo, queue = build_fake_service(
             build_registry([limited, job_type_of("free", handler)]),
             clock=clock,
@@ -612,3 +619,65 @@ def test_limit_overrides_take_effect_at_the_next_admission(clock: FakeClock) -> 
     stack.during.append(lambda: stack.run(second))
     stack.run(first)
     assert stack.runs == [first.id, second.id]
+
+
+# --------------------------------------------------------- the control table unavailable
+def test_an_unavailable_control_table_undoes_the_claim_and_uses_no_attempt(
+    clock: FakeClock,
+) -> None:
+    stack = Stack(clock, concurrency=ONE)
+    job = stack.submit()
+    stack.store.down = True
+
+    # When a worker claims the job while the control table does not answer
+    assert stack.run(job) is RunOutcome.REDELIVER
+
+    # Then the claim is undone: queued, no attempt used, nothing ran, the message comes back soon
+    undone = stack.get(job)
+    assert (undone.status, undone.attempts, undone.lease_id) == (
+        JobStatus.QUEUED,
+        0,
+        None,
+    )
+    assert (undone.history, undone.blocked_on, stack.runs) == ((), None, [])
+    assert stack.queue.visibility == [("handle-1", 5)]
+    # and once the table answers again, the message that came back runs it
+    stack.store.down = False
+    assert stack.run(job) is RunOutcome.DONE
+    assert (stack.get(job).status, stack.get(job).attempts) == (JobStatus.SUCCEEDED, 1)
+    assert (stack.store.held(), stack.store.waiting()) == (0, 0)
+
+
+class SecondKeyDown(InMemoryFlowStore):
+    """A control table whose partition of the key `second` does not answer."""
+
+    def acquire(
+        self, key: FlowKey, limit: int, job_id: str, lease_id: str, now: datetime
+    ) -> Permits | None:
+        if key.name == "second":
+            raise StorageUnavailable("acquire: throttled")
+        return super().acquire(key, limit, job_id, lease_id, now)
+
+
+def test_the_keys_taken_before_the_table_failed_are_given_back(
+    clock: FakeClock,
+) -> None:
+    stack = Stack(
+        clock,
+        concurrency=(*ONE, Concurrency(name="second", limit=1)),
+        store=SecondKeyDown(),
+    )
+    job = stack.submit()
+    assert stack.run(job) is RunOutcome.REDELIVER
+    assert stack.store.held() == 0
+    assert (stack.get(job).status, stack.get(job).attempts) == (JobStatus.QUEUED, 0)
+
+
+def test_a_type_without_limits_runs_while_the_control_table_is_down(
+    clock: FakeClock,
+) -> None:
+    stack = Stack(clock)
+    stack.store.down = True
+    job = stack.submit(type="free")
+    assert stack.run(job) is RunOutcome.DONE
+    assert stack.get(job).status is JobStatus.SUCCEEDED

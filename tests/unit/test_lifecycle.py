@@ -140,6 +140,7 @@ MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
         lambda job: lifecycle.skip(job, NOW, ERROR, RETENTION),
         JobStatus.CANCELLED,
     ),
+    Event.UNCLAIM: (lambda job: lifecycle.unclaim(job, NOW), JobStatus.QUEUED),
 }
 EVENT_FIELDS: dict[Event, dict[str, Any]] = {
     Event.RESUME: {"continue_at": NOW - timedelta(seconds=1)},
@@ -522,3 +523,18 @@ def test_an_older_checkpoint_never_replaces_a_newer_one() -> None:
 def test_a_retry_starts_its_run_without_the_saved_state() -> None:
     _, retried = _after(Event.RESET_FOR_RETRY, JobStatus.FAILED, checkpoint=CHECKPOINT)
     assert (retried.checkpoint, retried.continue_at) == (None, None)
+
+
+# ------------------------------------------------------------------------- flow control
+@pytest.mark.parametrize("event", [Event.PARK, Event.UNCLAIM, Event.SKIP])
+def test_an_undone_claim_gives_its_attempt_back_and_records_no_attempt(
+    event: Event,
+) -> None:
+    # Given a job just claimed (its second attempt) under a lease
+    # When its claim is undone (parked, unclaimed, or skipped)
+    before, after = _after(event, JobStatus.RUNNING, attempts=2, lease_id="lease-1")
+    # Then the attempt is given back, the lease released, and no history entry written
+    assert (after.attempts, after.lease_id, after.lease_until) == (1, None, None)
+    assert after.history == before.history
+    # and only a park says why the job waits
+    assert (after.blocked_on is not None) is (event is Event.PARK)

@@ -102,18 +102,24 @@ class Admission:
 
     # --------------------------------------------------------------------- settings
     def settings(self, *, fresh: bool = False) -> FlowSettings:
-        """The live overrides and pauses, read at most once per `refresh_s` (`fresh`: now)."""
+        """The live overrides and pauses, read at most once per `refresh_s` (`fresh`: now).
+        When the control table does not answer, the last ones read (none before the first
+        read): a job without limits never waits for flow control's store."""
         now = time.monotonic()
         if fresh or self._read_at is None or now - self._read_at >= self.refresh_s:
-            self._settings = self.store.settings()
             self._read_at = now
+            try:
+                self._settings = self.store.settings()
+            except StorageUnavailable as exc:
+                log.warning("flow.settings_unavailable", error=exc.message)
         return self._settings
 
     # ------------------------------------------------------------------------ admit
     def admit(self, job: Job, *, resumed: bool = False) -> RunOutcome | None:
         """Admit the job just claimed (None: run it), or say what to do with its message when
         it was parked or skipped (acknowledge it: `RunOutcome.DONE`). A `resumed` attempt (a
-        continuation) is running already: a pause does not hold it."""
+        continuation) is running already: a pause does not hold it. `StorageUnavailable` when
+        the control table did not answer (the keys taken so far given back, if it can be)."""
         settings = self.settings()
         scope = (
             settings.pause_of(job.type, job.owner)
@@ -127,7 +133,12 @@ class Admission:
         taken: list[FlowKey] = []
         for key in job.flow_keys:
             limit = settings.limit_of(key)
-            if self._acquire(job, key, limit):
+            try:
+                acquired = self._acquire(job, key, limit)
+            except StorageUnavailable:
+                self._give_back_quietly(job, taken)
+                raise
+            if acquired:
                 taken.append(key)
                 continue
             self._give_back(job, taken)
@@ -171,6 +182,14 @@ class Admission:
         for key in keys:
             _tried(partial(self.store.release, key, job.id, job.lease_id or ""))
             self.wake_next(key)
+
+    def _give_back_quietly(self, job: Job, keys: list[FlowKey]) -> None:
+        """`_give_back` while the store fails: what it cannot give back now, the next full
+        acquire or the sweep takes back (the job is not running any more by then)."""
+        try:
+            self._give_back(job, keys)
+        except StorageUnavailable as exc:
+            log.warning("flow.give_back_failed", error=exc.message)
 
     def _at_limit(self, job: Job, key: FlowKey, limit: int) -> RunOutcome:
         """The key is full: its strategy decides."""

@@ -77,11 +77,7 @@ class Execution:
             if isinstance(job, RunOutcome):
                 return job
             if self.admission is not None:
-                # A resumed attempt (a continuation) started before this claim: it holds its
-                # permits already (the acquire takes them over) and is not held by a pause.
-                waits = self.admission.admit(
-                    job, resumed=job.started_at != job.updated_at
-                )
+                waits = self._admit(self.admission, job, delivery)
                 if waits is not None:
                     return waits
             job_type = self._job_type(job)
@@ -101,6 +97,39 @@ class Execution:
             if ended.retry_in_s is not None:
                 self._postpone(delivery, ended.retry_in_s)
             return ended.outcome
+
+    # ---------------------------------------------------------------- admission
+    def _admit(
+        self, admission: Admission, job: Job, delivery: Delivery
+    ) -> RunOutcome | None:
+        """Flow control's word on the claimed job (None: run it). A resumed attempt (a
+        continuation) started before this claim: it holds its permits already (the acquire
+        takes them over) and is not held by a pause. When the control table does not answer,
+        a new attempt's claim is undone and its message comes back soon (no attempt used); a
+        resumed one runs on (its permits are held while its row is running)."""
+        resumed = job.started_at != job.updated_at
+        try:
+            return admission.admit(job, resumed=resumed)
+        except StorageUnavailable as exc:
+            log.warning(
+                "flow.admission_unavailable",
+                error=exc.message,
+                resumed=resumed,
+                retry_in_s=STORAGE_RETRY_S,
+            )
+            if resumed:
+                return None
+        unclaim = lifecycle.unclaim(job, self.clock())
+        try:
+            self.repository.update(job.id, unclaim.update, unclaim.precondition)
+        except ConditionFailed:
+            log.info("flow.unclaim_discarded", reason="job changed under its claim")
+            return RunOutcome.DONE
+        except StorageUnavailable as exc:
+            # The claim stays: the lease rule reclaims it once the lease has ended.
+            log.warning("flow.unclaim_unavailable", error=exc.message)
+        self._postpone(delivery, STORAGE_RETRY_S)
+        return RunOutcome.REDELIVER
 
     # ---------------------------------------------------------------- claiming
     def _claim(self, delivery: Delivery) -> Job | RunOutcome:
