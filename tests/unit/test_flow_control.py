@@ -681,3 +681,22 @@ def test_a_type_without_limits_runs_while_the_control_table_is_down(
     job = stack.submit(type="free")
     assert stack.run(job) is RunOutcome.DONE
     assert stack.get(job).status is JobStatus.SUCCEEDED
+
+
+def test_an_ingest_submission_a_reject_rate_limit_refuses_is_kept_rejected(
+    clock: FakeClock,
+) -> None:
+    clock.step = timedelta()
+    limit = RateLimit(name="api", limit=1, period_s=30, on_limit="reject")
+    stack = Stack(clock, rate_limits=(limit,))
+    submission = {"type": "limited", "payload": {}, "owner": ANN}
+
+    first = stack.service.ingest(submission, message_id="m-1", default_owner="ingest")
+    second = stack.service.ingest(submission, message_id="m-2", default_owner="ingest")
+
+    assert first.job.status is JobStatus.QUEUED
+    rejected = second.job
+    assert rejected.status is JobStatus.REJECTED
+    assert rejected.error is not None and rejected.error.type == "rate_limited"
+    assert "api" in rejected.error.message
+    assert [sent.message.job_id for sent in stack.queue.sent] == [first.job.id]
