@@ -113,8 +113,9 @@ class FlowStore(Protocol):
     def remove_waiter(self, waiter: Waiter) -> None:
         """Take `waiter` out of its queue (gone already: nothing)."""
 
-    def queues_with_waiters(self) -> list[str]:
-        """Every queue that holds a waiter (the sweep's scan)."""
+    def sweep_queues(self) -> list[str]:
+        """Every queue that holds a waiter, and the queue of every concurrency key that has
+        holders (the sweep's scan)."""
 
     def settings(self) -> FlowSettings:
         """The live overrides and pauses, strongly consistent."""

@@ -528,10 +528,12 @@ class InMemoryFlowStore:
             if self._waiters.get(waiter.queue, {}).pop(waiter.sort_key, None):
                 self.writes += 1
 
-    def queues_with_waiters(self) -> list[str]:
+    def sweep_queues(self) -> list[str]:
         with self._lock:
-            self._answering("queues_with_waiters")
-            return sorted(queue for queue, found in self._waiters.items() if found)
+            self._answering("sweep_queues")
+            waiting = {queue for queue, found in self._waiters.items() if found}
+            held = {f"c#{label}" for label, found in self._holders.items() if found}
+            return sorted(waiting | held)
 
     def settings(self) -> FlowSettings:
         with self._lock:

@@ -700,3 +700,19 @@ def test_an_ingest_submission_a_reject_rate_limit_refuses_is_kept_rejected(
     assert rejected.error is not None and rejected.error.type == "rate_limited"
     assert "api" in rejected.error.message
     assert [sent.message.job_id for sent in stack.queue.sent] == [first.job.id]
+
+
+def test_the_sweep_gives_back_a_permit_whose_release_was_lost_with_no_one_waiting(
+    clock: FakeClock,
+) -> None:
+    # Given a job that succeeded, its worker killed before its release: nobody waits for the key
+    stack = Stack(clock, concurrency=ONE)
+    ended = stack.submit()
+    key = FlowKey(name="one", key="ann")
+    stack.store.acquire(key, 1, ended.id, "lease-gone", START)
+    stack.repo.put(stack.get(ended).model_copy(update={"status": JobStatus.SUCCEEDED}))
+    assert stack.store.held() == 1
+    # When the sweep runs, the permit is given back (its holder does not run)
+    assert stack.service.admission is not None
+    stack.service.admission.sweep()
+    assert (stack.store.held(), stack.store.waiting()) == (0, 0)

@@ -306,17 +306,22 @@ class DynamoFlowStore:
             ),
         )
 
-    def queues_with_waiters(self) -> list[str]:
-        """See `FlowStore.queues_with_waiters`: a scan of the control table (small: keys,
+    def sweep_queues(self) -> list[str]:
+        """See `FlowStore.sweep_queues`: a scan of the control table (small: keys,
         waiters and buckets; no job rows), on the sweep's schedule only."""
         queues: set[str] = set()
         start: dict[str, Any] | None = None
         while True:
             request: dict[str, Any] = {
                 "TableName": self._table,
-                "FilterExpression": "begins_with(sk, :w)",
+                "FilterExpression": "begins_with(sk, :w) OR (sk = :permits AND #held > :zero)",
                 "ProjectionExpression": "pk",
-                "ExpressionAttributeValues": {":w": {"S": "w#"}},
+                "ExpressionAttributeNames": {"#held": "held"},
+                "ExpressionAttributeValues": {
+                    ":w": {"S": "w#"},
+                    ":permits": {"S": PERMITS_SK},
+                    ":zero": {"N": "0"},
+                },
             }
             if start:
                 request["ExclusiveStartKey"] = start

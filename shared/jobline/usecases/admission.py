@@ -68,8 +68,6 @@ STORE_TRIES = 2
 the retry meets its own earlier success."""
 SWEEP_PAGE = 100
 """Waiters the sweep (and a resume) looks at per queue per round."""
-SWEEP_INTERVAL_S = 60.0
-"""A worker environment sweeps at most this often (piggybacked on its invocations)."""
 WAKE_SLACK = 4
 """Waiters looked at beyond the room a release has: stale ones (jobs that ended) are skipped."""
 
@@ -94,11 +92,8 @@ class Admission:
     retention: timedelta
     refresh_s: float
     """How long the pauses and overrides read are used before they are read again."""
-    sweep_interval_s: float = SWEEP_INTERVAL_S
-    """How often a worker environment runs the sweep after its records (`sweep_if_due`)."""
     _settings: FlowSettings = field(default=NO_FLOW_SETTINGS, init=False)
     _read_at: float | None = field(default=None, init=False)
-    _swept_at: float = field(default_factory=time.monotonic, init=False)
 
     # --------------------------------------------------------------------- settings
     def settings(self, *, fresh: bool = False) -> FlowSettings:
@@ -395,11 +390,12 @@ class Admission:
 
     # ------------------------------------------------------------------------ sweep
     def sweep(self) -> int:
-        """Wake the waiters a lost wake left behind, and remove waiters of jobs that no longer
-        wait (the periodic sweep: `FlowSweepFunction`). How many jobs it woke."""
+        """Wake the waiters a lost wake left behind, give back permits of jobs that no longer
+        run, and remove waiters of jobs that no longer wait (the worker's `FlowSweep` schedule,
+        every minute). How many jobs it woke."""
         settings = self.settings(fresh=True)
         woken = 0
-        for queue in self.store.queues_with_waiters():
+        for queue in self.store.sweep_queues():
             try:
                 if queue.startswith("p#"):
                     room = 0 if queue[2:] in settings.pauses else SWEEP_PAGE
@@ -416,19 +412,6 @@ class Admission:
         if woken:
             log.warning("flow.swept", woken=woken)
         return woken
-
-    def sweep_if_due(self) -> int:
-        """The sweep, piggybacked on a worker's records: at most once per `sweep_interval_s`
-        per execution environment (its first one after that long). How many it woke."""
-        now = time.monotonic()
-        if now - self._swept_at < self.sweep_interval_s:
-            return 0
-        self._swept_at = now
-        try:
-            return self.sweep()
-        except StorageUnavailable as exc:
-            log.warning("flow.sweep_failed", error=exc.message)
-            return 0
 
     def _sweep_key(self, key: FlowKey, settings: FlowSettings) -> int:
         permits = self.store.permits(key)

@@ -52,14 +52,7 @@ class Execution:
     """Flow control (None: off): admits a claimed job under its limits, releases after."""
 
     def run(self, delivery: Delivery) -> RunOutcome:
-        """Claim the job the delivery names, run one attempt and record its outcome (then,
-        with flow control, its periodic sweep when due: `Admission.sweep_if_due`)."""
-        outcome = self._run(delivery)
-        if self.admission is not None:
-            self.admission.sweep_if_due()
-        return outcome
-
-    def _run(self, delivery: Delivery) -> RunOutcome:
+        """Claim the job the delivery names, run one attempt and record its outcome."""
         message = delivery.message
         with bound(job_id=message.job_id, job_type=message.job_type):
             try:

@@ -290,7 +290,7 @@ class FlowAdmin:
         self.store.set_override(name, limit)
         log.warning("flow.limit_overridden", limit_name=name, limit=limit)
         if limit is not None:
-            for queue in self.store.queues_with_waiters():
+            for queue in self.store.sweep_queues():
                 if queue.startswith(f"c#{name}#"):
                     self.admission.sweep()
                     break
