@@ -33,11 +33,14 @@ from jobline.aws.items import item_to_job
 from jobline.models import Job, JobStatus
 from jobline_local import stack as local_stack_module
 from jobline_local.poller import InvocationKilled, import_handler
+from jobline_local.schedule import SchedulePoller
 from jobline_local.settings import LocalSettings
 from jobline_local.stack import LocalStack
 
 from tests.soak.harness import (
+    SLOT_LIMIT,
     SOAK_SETTINGS,
+    SWEEP_S,
     Api,
     Images,
     RunLog,
@@ -122,6 +125,53 @@ def _jobs(stack: LocalStack) -> dict[str, Job]:
     return jobs
 
 
+def _control(stack: LocalStack) -> list[dict[str, Any]]:
+    """Every item of the control table (flow control's permits, waiters, buckets)."""
+    items: list[dict[str, Any]] = []
+    for page in stack.dynamodb.get_paginator("scan").paginate(
+        TableName=stack.provisioned.tables["ControlTable"], ConsistentRead=True
+    ):
+        items.extend(page["Items"])
+    return items
+
+
+def _holders(item: dict[str, Any]) -> int:
+    return sum(1 for name in item if name.startswith("h:"))
+
+
+class PermitSampler:
+    """Reads the control table about once a second while the load runs: every permits item
+    seen, with its holders (what `held <= limit` is checked on)."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.samples: list[tuple[str, int, int]] = []
+        """(key, holders, held) of each permits item read."""
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="permits", daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            for item in _control(self.stack):
+                if item["sk"]["S"] == "permits":
+                    held = int(item.get("held", {}).get("N", "0"))
+                    self.samples.append((item["pk"]["S"], _holders(item), held))
+
+
+def _peak_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at once (each shortened at its end by the same 0.05 s the
+    attempts' overlap check allows: a stopped handler returns just after its release)."""
+    edges = sorted(
+        [(start, 1) for start, _ in intervals]
+        + [(end - 0.05, -1) for _, end in intervals]
+    )
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
 def _table(rows: list[tuple[str, int, int]]) -> str:
     width = max(len(name) for name, _, _ in rows)
     lines = [f"{'invariant'.ljust(width)}  checked  violations"]
@@ -186,6 +236,8 @@ def test_no_job_is_lost_under_faults(soak_stack: tuple[LocalStack, Any]) -> None
             args=(send, known, random.Random(SEED + 7), stop),
             daemon=True,
         )
+        sampler = PermitSampler(stack)
+        sampler.thread.start()
         started = time.monotonic()
         chaos.start()
         for user in users:
@@ -195,6 +247,8 @@ def test_no_job_is_lost_under_faults(soak_stack: tuple[LocalStack, Any]) -> None
         load_s = time.monotonic() - started
         stop.set()
         faults.detach()
+        sampler.stop.set()
+        sampler.thread.join(10)
 
         # And then every fault stops and the stack drains what is left: until every job is
         # final, or nothing has moved for STALL_S (a lost job never moves again; a slow machine
@@ -212,6 +266,14 @@ def test_no_job_is_lost_under_faults(soak_stack: tuple[LocalStack, Any]) -> None
                 break
             time.sleep(1.0)
         drain_s = time.monotonic() - drain_started
+        # And the flow sweep runs twice more on its (scaled) schedule, as it would on a quiet
+        # deployment: what a fault left behind (a lost wake, a lost release) is taken back
+        [sweeper] = [p for p in stack.pollers if isinstance(p, SchedulePoller)]
+        swept = sweeper.invocations + 2
+        for _ in range(int(SWEEP_S * 6)):
+            if sweeper.invocations >= swept:
+                break
+            time.sleep(1.0)
 
     # Then the invariants hold, read from the table, the stream and the answers
     jobs = _jobs(stack)
@@ -302,8 +364,12 @@ def test_no_job_is_lost_under_faults(soak_stack: tuple[LocalStack, Any]) -> None
             step = (JobStatus(before["status"]), JobStatus(after["status"]))
             same = step[0] is step[1]
             reset = after["attempts"] == 0 and step[1] is JobStatus.QUEUED
+            undone = (  # a park or an unclaim gives back the attempt of its claim
+                step == (JobStatus.RUNNING, JobStatus.QUEUED)
+                and after["attempts"] == before["attempts"] - 1
+            )
             if (not same and step not in STEPS) or (
-                after["attempts"] < before["attempts"] and not reset
+                after["attempts"] < before["attempts"] and not reset and not undone
             ):
                 backwards.append(f"{job_id} {before} -> {after}")
     check("no state moved backwards", list(jobs), backwards)
@@ -335,6 +401,70 @@ def test_no_job_is_lost_under_faults(soak_stack: tuple[LocalStack, Any]) -> None
         ],
     )
 
+    # Flow control (issue 18): a key's running jobs never exceed its limit; every sampled
+    # permits item within its limit; a park gives its claim's attempt back; every parked job
+    # is woken (or ends); at quiescence nothing is held and nothing waits
+    limited = [job for job in jobs.values() if job.type == "limited"]
+    by_slot: dict[str, list[tuple[float, float]]] = {}
+    for job in limited:
+        slot = f"{job.owner}:{job.payload['slot']}"
+        by_slot.setdefault(slot, []).extend(
+            (run.started, run.ended) for run in runs.of(job.id)
+        )
+    check(
+        "a key's running jobs never exceed its limit",
+        [run for job in limited for run in runs.of(job.id)],
+        [
+            f"{slot}: {peak} at once"
+            for slot, intervals in by_slot.items()
+            if (peak := _peak_overlap(intervals)) > SLOT_LIMIT
+        ],
+    )
+    check(
+        "held <= limit on every sampled permits item",
+        sampler.samples,
+        [
+            f"{key}: {holders} holders, held {held}"
+            for key, holders, held in sampler.samples
+            if holders > SLOT_LIMIT or held != holders
+        ],
+    )
+    parked: list[str] = []
+    parks_bad: list[str] = []
+    for job_id in jobs:
+        sequence = images.sequence(job_id)
+        for before, after in itertools.pairwise(sequence):
+            if after["blocked"] and not before["blocked"]:
+                parked.append(job_id)
+                if after["attempts"] != before["attempts"] - 1:
+                    parks_bad.append(f"{job_id} {before} -> {after}")
+    check("a park gives its claim's attempt back", parked, parks_bad)
+    parked_jobs = sorted(set(parked))
+    check(
+        "every parked job was woken or ended",
+        parked_jobs,
+        [
+            f"{job_id} {jobs[job_id].status.value} blocked_on={jobs[job_id].blocked_on}"
+            for job_id in parked_jobs
+            if jobs[job_id].blocked_on is not None or jobs[job_id].status not in FINAL
+        ],
+    )
+    control = _control(stack)
+    check(
+        "at quiescence nothing is held and nothing waits",
+        control,
+        [
+            f"{item['pk']['S']} {item['sk']['S']} holders={_holders(item)}"
+            for item in control
+            if _holders(item) or item["sk"]["S"].startswith("w#")
+        ],
+    )
+
+    sys.stderr.write(
+        f"\nflow control: {len(limited)} limited jobs, {len(parked_jobs)} parked "
+        f"({len(parked)} parks), {len(sampler.samples)} permit samples, "
+        f"{sweeper.invocations} sweeps\n"
+    )
     sys.stderr.write(
         f"\nsoak: {len(jobs)} jobs, {len(runs.runs)} handler runs "
         f"({len(reruns)} jobs ran to success more than once: at-least-once re-runs after a "
@@ -344,5 +474,8 @@ def test_no_job_is_lost_under_faults(soak_stack: tuple[LocalStack, Any]) -> None
     sys.stderr.write(_table(rows) + "\n")
     faults.print_table("faults injected")
     assert len(jobs) >= 200
+    assert parked_jobs, (
+        "no job met a full key: the flow control invariants checked nothing"
+    )
     assert faults.count() > 100
     assert problems == [], "\n".join(problems)
