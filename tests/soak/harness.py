@@ -34,20 +34,27 @@ VISIBILITY_S = 14
 """The jobs queue's (scaled) visibility timeout: a lost batch's messages come back after it."""
 SWEEP_S = 5
 """The flow sweep's (scaled) schedule: a wake lost to a fault is found within it."""
-SLOT_LIMIT = 2
+SLOT_LIMIT = 1
 """The `limited` type's concurrency limit per (owner, slot)."""
 
 
 def scaled_template() -> dict[str, Any]:
-    """template.yaml with the worker's timeout and the queues' visibility timeouts scaled down,
-    so that what a lost invocation leaves behind comes back within the soak."""
+    """template.yaml with the workers' timeouts and the queues' visibility timeouts scaled
+    down, so that what a lost invocation leaves behind comes back within the soak."""
     template = load_template()
     resources = template["Resources"]
-    resources["WorkerFunction"]["Properties"]["Timeout"] = WORKER_TIMEOUT_S
+    # The long lane too: `sleep` and `http.request` declare timeouts that put them there
+    # (their timeout_s), and a lost long-lane batch must come back within the soak as well
+    for function in ("WorkerFunction", "LongWorkerFunction"):
+        resources[function]["Properties"]["Timeout"] = WORKER_TIMEOUT_S
     for name in (
         "JobsQueue",
+        "HighJobsQueue",
+        "LowJobsQueue",
+        "LongJobsQueue",
         "IngestQueue",
         "JobsDeadLetterQueue",
+        "LongJobsDeadLetterQueue",
         "OutboxFailureQueue",
     ):
         resources[name]["Properties"]["VisibilityTimeout"] = VISIBILITY_S
@@ -344,7 +351,7 @@ def caller(api: Api, rng: random.Random, owner: str, flaky_url: str, ops: int) -
                 "payload": {"late": n},
                 "delay_seconds": rng.choice([1, 2]),
             }
-        if rng.random() < 0.2:  # flow control: slots of 2, some with a head start
+        if rng.random() < 0.2:  # flow control: one at a time per slot, some with a head start
             body = {
                 "type": "limited",
                 "payload": {

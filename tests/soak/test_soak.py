@@ -299,8 +299,11 @@ def test_no_job_is_lost_under_faults(soak_stack: tuple[LocalStack, Any]) -> None
     check(
         "no job lost: every job final",
         list(jobs.values()),
-        [f"{job.id} {job.status.value} attempts={job.attempts}" for job in jobs.values()
-         if job.status not in FINAL],
+        [f"{job.id} {job.type} {job.status.value} attempts={job.attempts} run={job.run} "
+         f"updated={job.updated_at:%H:%M:%S.%f} lease_until={job.lease_until} "
+         f"run_after={job.run_after} dispatch={job.dispatch} blocked_on={job.blocked_on} "
+         f"images={[(i['status'], i['attempts'], i['blocked']) for i in images.sequence(job.id)]}"
+         for job in jobs.values() if job.status not in FINAL],
     )  # fmt: skip
     unanswered = [a for a in submits if a.status is None or a.status >= 500]
     check(
