@@ -58,6 +58,8 @@ function renderJob(job) {
     ["finished", format.date(job.finished_at)],
     ["runs after", format.date(job.run_after)],
     ["cancel requested", format.date(job.cancel_requested_at)],
+    ["waiting for", format.waiting(job.blocked_on)],
+    ["priority", priorityOf(job)],
   ];
   $("job-fields").replaceChildren(
     ...fields.flatMap(([name, value]) => [
@@ -75,6 +77,12 @@ function renderJob(job) {
       ? history.map((attempt, index) => attemptItem(job, attempt, index === history.length - 1))
       : [el("li", { className: "muted", text: "no attempt yet" })]),
   );
+}
+
+// A submit's priority (flow control): its lane and its head start among waiters.
+function priorityOf(job) {
+  const headStart = job.priority_s ? `${job.priority_s} s head start` : "";
+  return [job.priority, headStart].filter(Boolean).join(", ");
 }
 
 function attemptItem(job, attempt, last) {

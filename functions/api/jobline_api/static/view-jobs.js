@@ -75,12 +75,19 @@ function jobRow(job) {
     text: job.id.slice(0, 12),
   });
   const cancelling = job.cancel_requested_at && !FINAL.has(job.status) ? " cancelling" : "";
+  const waiting = job.blocked_on
+    ? el("span", {
+        className: "waiting",
+        text: ` waiting: ${job.blocked_on.reason}`,
+        title: format.waiting(job.blocked_on),
+      })
+    : "";
   return el(
     "tr",
     { dataset: { jobId: job.id, status: job.status } },
     el("td", {}, link),
     el("td", { text: job.type }),
-    el("td", {}, statusBadge(job.status), cancelling),
+    el("td", {}, statusBadge(job.status), cancelling, waiting),
     el("td", {}, progress),
     el("td", { text: `${job.attempts}/${job.max_attempts}` }),
     el("td", { text: format.date(job.created_at) }),
