@@ -351,7 +351,9 @@ def caller(api: Api, rng: random.Random, owner: str, flaky_url: str, ops: int) -
                 "payload": {"late": n},
                 "delay_seconds": rng.choice([1, 2]),
             }
-        if rng.random() < 0.2:  # flow control: one at a time per slot, some with a head start
+        if (
+            rng.random() < 0.2
+        ):  # flow control: one at a time per slot, some with a head start
             body = {
                 "type": "limited",
                 "payload": {
