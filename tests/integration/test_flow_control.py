@@ -11,6 +11,7 @@ first is up to the threads.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -22,11 +23,12 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
+from jobline import bootstrap
 from jobline.aws.control_table import DynamoFlowStore
 from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
-from jobline.flow import Concurrency
+from jobline.flow import Concurrency, Priority
 from jobline.models import Delivery, Job, JobMessage, JobStatus, SubmitRequest
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.service import JobService, RunOutcome
@@ -391,3 +393,95 @@ def test_a_holder_killed_then_reclaimed_takes_its_permit_over_and_gives_it_back(
     assert (reclaimed.status, reclaimed.attempts) == (JobStatus.SUCCEEDED, 2)
     assert holding.flow.handler.peak["ann"] == 1
     the_waiter_runs_and_nothing_is_left(holding)
+
+
+# ------------------------------------------------------------- lanes, groups, pauses
+def test_every_message_is_grouped_by_its_owner_and_a_priority_takes_its_lane(
+    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the template's lanes configured as the template configures the functions
+    urls = moto_stack.provisioned.queue_urls
+    for lane, queue in (("HIGH", "HighJobsQueue"), ("LOW", "LowJobsQueue")):
+        monkeypatch.setenv(f"JOBLINE_{lane}_QUEUE_URL", urls[queue])
+    bootstrap.reset()
+    flow = Flow(moto_stack, limit=1)
+
+    # When owners submit at each priority (one owner's name needs escaping)
+    submitted = {
+        priority: flow.service.submit(
+            owner,
+            SubmitRequest(
+                type="limited",
+                payload={"owner": owner},
+                priority=Priority(priority),
+            ),
+        ).job
+        for owner, priority in (
+            ("ann", "default"),
+            ("team a/1", "high"),
+            ("bob", "low"),
+        )
+    }
+
+    # Then each message is on its priority's queue, its group the owner, escaped
+    found = {
+        queue: [
+            (json.loads(m["Body"])["job_id"], m["Attributes"]["MessageGroupId"])
+            for m in moto_stack.receive(urls[queue])
+        ]
+        for queue in ("JobsQueue", "HighJobsQueue", "LowJobsQueue")
+    }
+    assert found == {
+        "JobsQueue": [(submitted["default"].id, "ann")],
+        "HighJobsQueue": [(submitted["high"].id, "team%20a%2F1")],
+        "LowJobsQueue": [(submitted["low"].id, "bob")],
+    }
+
+
+def test_a_pause_parks_and_a_resume_wakes_without_a_second_receive(
+    moto_stack: MotoStack,
+) -> None:
+    flow = Flow(moto_stack, limit=1)
+    assert flow.service.flow is not None
+    flow.service.flow.pause("ann", False, "limited", everyone=False)
+    job = flow.submit("ann")
+
+    # When its message is delivered while the type is paused: parked, the message acknowledged
+    [(message, handle)] = flow.visible()
+    assert flow.service.run(delivery(message, handle)) is RunOutcome.DONE
+    flow.delete(handle)
+    parked = flow.get(job)
+    assert parked.blocked_on is not None and parked.blocked_on.reason == "paused"
+    assert (parked.attempts, flow.waiting()) == (0, 1)
+    assert flow.visible() == []
+
+    # When ann resumes: woken, a new message, received once, and the job runs
+    assert flow.service.flow.resume("ann", False, "limited", everyone=False) == 1
+    [(message, handle)] = flow.visible()
+    assert flow.service.run(delivery(message, handle)) is RunOutcome.DONE
+    done = flow.get(job)
+    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
+    assert flow.receive_counts == [1, 1]
+    assert (flow.held(), flow.waiting()) == (0, 0)
+
+
+def test_three_deliveries_at_once_run_the_job_once_under_one_permit(
+    moto_stack: MotoStack, pool: ThreadPoolExecutor
+) -> None:
+    flow = Flow(moto_stack, limit=1)
+    job = flow.submit("ann")
+    barrier = threading.Barrier(3)
+
+    def deliver() -> RunOutcome:
+        barrier.wait(WAIT_S)
+        return flow.service.run(delivery(message_of(job)))
+
+    outcomes = [f.result(WAIT_S) for f in [pool.submit(deliver) for _ in range(3)]]
+
+    # (a delivery that finds the job running under another's live lease comes back later)
+    assert RunOutcome.DONE in outcomes
+    assert set(outcomes) <= {RunOutcome.DONE, RunOutcome.REDELIVER}
+    assert flow.handler.runs[job.id] == 1 and flow.handler.peak["ann"] == 1
+    done = flow.get(job)
+    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
+    assert (flow.held(), flow.waiting()) == (0, 0)

@@ -29,6 +29,7 @@ from jobline.flow import (
     escape,
     lane_of,
     message_group,
+    pause_scope,
     render_key,
     waiter_rank,
 )
@@ -716,3 +717,31 @@ def test_the_sweep_gives_back_a_permit_whose_release_was_lost_with_no_one_waitin
     assert stack.service.admission is not None
     stack.service.admission.sweep()
     assert (stack.store.held(), stack.store.waiting()) == (0, 0)
+
+
+def test_a_job_parked_on_a_pause_another_environment_ended_is_woken_at_once(
+    clock: FakeClock,
+) -> None:
+    # Given a worker whose settings still show a pause the API (elsewhere) has just ended
+    stack = Stack(clock)
+    admission, flow = stack.service.admission, stack.service.flow
+    assert admission is not None and flow is not None
+    admission.refresh_s = 3600
+    flow.pause(ANN, False, "free", everyone=False)
+    stack.store.set_pause(pause_scope("free", ANN), None)  # the resume, elsewhere
+    job = stack.submit(type="free")
+
+    # When the worker claims the job: parked on its stale view, then looked at again
+    assert stack.run(job) is RunOutcome.DONE
+
+    # Then it is woken at once (a new message), and runs
+    woken = stack.get(job)
+    assert (woken.status, woken.blocked_on, woken.attempts) == (
+        JobStatus.QUEUED,
+        None,
+        0,
+    )
+    assert stack.messages_for(job) == 2
+    assert stack.run(job) is RunOutcome.DONE
+    assert stack.get(job).status is JobStatus.SUCCEEDED
+    assert stack.store.waiting() == 0

@@ -288,6 +288,7 @@ class FlowAdmin:
         if name not in self._declared_names():
             raise UnknownLimit(name)
         self.store.set_override(name, limit)
+        self.admission.settings(fresh=True)  # this environment's workers see it at once
         log.warning("flow.limit_overridden", limit_name=name, limit=limit)
         if limit is not None:
             for queue in self.store.sweep_queues():
@@ -313,6 +314,7 @@ class FlowAdmin:
         scope = pause_scope(job_type, None if everyone else caller)
         now = self.clock()
         self.store.set_pause(scope, now)
+        self.admission.settings(fresh=True)  # this environment's workers see it at once
         log.warning("flow.paused", job_type=job_type, everyone=everyone)
         since = self.store.settings().pauses.get(scope, now)
         return PauseView(
@@ -327,6 +329,7 @@ class FlowAdmin:
             raise Forbidden(f"resume {job_type!r} for every owner")
         scope = pause_scope(job_type, None if everyone else caller)
         self.store.set_pause(scope, None)
+        self.admission.settings(fresh=True)  # this environment's workers see it at once
         woken = self.admission.wake_queue(pause_queue(scope))
         log.warning("flow.resumed", job_type=job_type, everyone=everyone, woken=woken)
         return woken
