@@ -284,15 +284,21 @@ def report_progress(job: Job, progress: Progress) -> Transition:
 
 # ----------------------------------------------------------------------------------- control
 def cancel_queued(
-    job: Job, now: datetime, retention: timedelta, token: str
+    job: Job,
+    now: datetime,
+    retention: timedelta,
+    token: str,
+    error: JobError | None = None,
 ) -> Transition:
-    """queued -> cancelled: this run never runs (a run the job starts later is not cancelled)."""
+    """queued -> cancelled: this run never runs (a run the job starts later is not cancelled).
+    `error`: why, when it was not the owner's cancel (flow control's `replace_queued`)."""
     seen = _seen(Event.CANCEL_QUEUED, job)
     update = JobUpdate(
         updated_at=now,
         dispatch=None,
         blocked_on=None,
         control_tokens=with_token(job, token),
+        error=KEEP if error is None else error,
     )
     update = _final(update, JobStatus.CANCELLED, now, retention)
     return Transition(Event.CANCEL_QUEUED, update, replace(seen, attempts=None))

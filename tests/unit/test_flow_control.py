@@ -326,6 +326,8 @@ def test_replace_queued_cancels_the_waiting_one_and_the_newest_waits(
     stack.run(first)
     replaced, newest = states
     assert replaced.status is JobStatus.CANCELLED
+    assert replaced.error is not None and replaced.error.type == "ConcurrencyReplaced"
+    assert (replaced.attempts, replaced.history) == (0, ())
     assert newest.status is JobStatus.QUEUED and newest.blocked_on is not None
     assert stack.run(third) is RunOutcome.DONE
     assert (stack.store.held(), stack.store.waiting()) == (0, 0)

@@ -243,8 +243,13 @@ class Admission:
                 and row.status is JobStatus.QUEUED
                 and row.blocked_on is not None
             ):
+                replaced = JobError(
+                    type="ConcurrencyReplaced",
+                    message=f"replaced by a newer job under the limit {key.name!r} "
+                    f"(key {key.key!r}; on_limit replace_queued)",
+                )
                 write = lifecycle.cancel_queued(
-                    row, now, self.retention, uuid.uuid4().hex
+                    row, now, self.retention, uuid.uuid4().hex, replaced
                 )
                 try:
                     self.repository.update(row.id, write.update, write.precondition)
