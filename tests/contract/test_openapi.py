@@ -70,7 +70,7 @@ def test_every_operation_lists_every_status_it_answers_with() -> None:
         "retry_job": ["200", "401", "404", "409", "422", "503"],
         # flow control (docs/flow-control.md)
         "list_limits": ["200", "401", "422", "503"],
-        "set_limit": ["200", "401", "403", "404", "422", "503"],
+        "set_limit": ["200", "400", "401", "403", "404", "422", "503"],
         "pause_job_type": ["200", "401", "403", "422", "503"],
         "resume_job_type": ["200", "401", "403", "422", "503"],
     }

@@ -185,7 +185,7 @@ async def list_limits(service: Service, owner: Owner) -> LimitsOut:
     "/limits/{name}",
     operation_id="set_limit",
     dependencies=[Depends(only_query())],
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 async def set_limit(
     name: str, body: LimitIn, service: Service, admin: Admin

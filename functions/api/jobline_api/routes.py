@@ -67,10 +67,11 @@ async def list_job_types(service: Service) -> list[JobTypeOut]:
     responses={
         202: {"description": "submitted", "headers": _LOCATION},
         200: {
-            "model": JobOut,
-            "description": "idempotent replay; with `dry_run=true`, what the submit would "
-            "meet instead, nothing written (docs/flow-control.md)",
-            "headers": _LOCATION,
+            "model": JobOut | DryRunOut,
+            "description": "idempotent replay (the job, with its `Location`); with "
+            "`dry_run=true`, what the submit would meet instead, nothing written "
+            "(`DryRunOut`, no `Location`: docs/flow-control.md)",
+            "headers": {"Location": {**_LOCATION["Location"], "required": False}},
         },
         429: {
             "model": ErrorOut,
