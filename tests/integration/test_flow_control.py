@@ -29,7 +29,14 @@ from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
 from jobline.flow import Concurrency, Priority
-from jobline.models import Delivery, Job, JobMessage, JobStatus, SubmitRequest
+from jobline.models import (
+    Delivery,
+    Job,
+    JobFilter,
+    JobMessage,
+    JobStatus,
+    SubmitRequest,
+)
 from jobline.registry import JobContext, JobHandlerError, JobType, JobTypeRegistry
 from jobline.service import JobService, RunOutcome
 from jobline_local.poller import InvocationKilled
@@ -307,6 +314,11 @@ def hold_and_park(
     assert flow.service.run(delivery(message_of(waiter))) is RunOutcome.DONE
     parked = flow.get(waiter)
     assert parked.blocked_on is not None and parked.blocked_on.reason == "concurrency"
+    # a listing (the index, then the items' summaries) says why it waits too
+    listed = flow.service.list_jobs(
+        "ann", JobFilter(status=JobStatus.QUEUED), 10, None
+    ).items
+    assert [(s.id, s.blocked_on) for s in listed] == [(waiter.id, parked.blocked_on)]
     assert (parked.status, parked.attempts, flow.held(), flow.waiting()) == (
         JobStatus.QUEUED,
         0,

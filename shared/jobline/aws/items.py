@@ -212,6 +212,16 @@ def job_to_item(job: Job) -> dict[str, Any]:
     return item
 
 
+def blocked_on_of(attr: dict[str, Any]) -> BlockedOn:
+    """A stored `blocked_on` attribute (a map) as `BlockedOn`."""
+    fields = attr["M"]
+    return BlockedOn(
+        reason=fields["reason"]["S"],
+        key=fields["key"]["S"],
+        since=parse_ts(fields["since"]["S"]),
+    )
+
+
 def item_to_job(item: dict[str, Any]) -> Job:
     """A DynamoDB item as a Job."""
     data: dict[str, Any] = {}
@@ -254,12 +264,7 @@ def item_to_job(item: dict[str, Any]) -> Job:
                 for e in attr["L"]
             )
         elif name == "blocked_on":
-            fields = attr["M"]
-            data[name] = BlockedOn(
-                reason=fields["reason"]["S"],
-                key=fields["key"]["S"],
-                since=parse_ts(fields["since"]["S"]),
-            )
+            data[name] = blocked_on_of(attr)
         elif "S" in attr:
             data[name] = attr["S"]
     return Job.model_validate(data)
