@@ -11,6 +11,7 @@ first is up to the threads.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -28,7 +29,8 @@ from jobline.aws.control_table import DynamoFlowStore
 from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import build_service
 from jobline.clock import utcnow
-from jobline.flow import Concurrency, Priority
+from jobline.errors import RateLimited
+from jobline.flow import Concurrency, Priority, RateLimit
 from jobline.models import (
     Delivery,
     Job,
@@ -497,3 +499,60 @@ def test_three_deliveries_at_once_run_the_job_once_under_one_permit(
     done = flow.get(job)
     assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
     assert (flow.held(), flow.waiting()) == (0, 0)
+
+
+# -------------------------------------------------------------------------- rate limits
+def rated_service(stack: MotoStack, *limits: RateLimit) -> JobService:
+    client = Faulty(stack.dynamodb)
+    rated = JobType(
+        name="rated",
+        description="Starts under rate limits.",
+        input_model=Input,
+        handler=lambda payload, context: {"ran": True},
+        rate_limits=limits,
+    )
+    control = stack.provisioned.tables["ControlTable"]
+    return build_service(
+        repository=DynamoJobRepository(client, stack.table),  # type: ignore[arg-type]
+        registry=JobTypeRegistry([rated]),
+        flow_store=DynamoFlowStore(client, control),  # type: ignore[arg-type]
+    )
+
+
+def test_submits_at_once_each_reserve_their_own_start_in_the_bucket(
+    moto_stack: MotoStack, pool: ThreadPoolExecutor
+) -> None:
+    # Given one start per 10 s per owner, delayed
+    service = rated_service(
+        moto_stack, RateLimit(name="calls", limit=1, period_s=10, on_limit="delay")
+    )
+    request = SubmitRequest(type="rated", payload={"owner": "ann"})
+    barrier = threading.Barrier(4)
+
+    def submit() -> Job:
+        barrier.wait(WAIT_S)
+        return service.submit("ann", request).job
+
+    # When four submits race for the bucket
+    jobs = [f.result(WAIT_S) for f in [pool.submit(submit) for _ in range(4)]]
+
+    # Then each got a start of its own, 10 s apart (the bucket's version decides the races)
+    starts = sorted(job.run_after for job in jobs if job.run_after is not None)
+    assert len(starts) == 4
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert all(gap >= 10 for gap in gaps), gaps
+
+
+def test_a_reject_limit_refuses_until_its_retry_after(moto_stack: MotoStack) -> None:
+    service = rated_service(
+        moto_stack, RateLimit(name="calls", limit=1, period_s=3600, on_limit="reject")
+    )
+    request = SubmitRequest(type="rated", payload={"owner": "ann"})
+    first = service.submit("ann", request, "key-1")
+    assert first.created
+    with pytest.raises(RateLimited) as refused:
+        service.submit("ann", request, "key-2")
+    assert 3590 <= refused.value.retry_after_s <= 3600
+    # the stored submit replays without taking a start; another owner has a bucket of its own
+    assert service.submit("ann", request, "key-1").created is False
+    assert service.submit("bob", SubmitRequest(type="rated", payload={"owner": "bob"}))
