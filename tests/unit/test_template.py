@@ -173,7 +173,7 @@ WORKER_CONTROL = control(
     "GetItem", "UpdateItem", "PutItem", "DeleteItem", "Query", "Scan"
 )
 """A worker's: acquire and release (UpdateItem), waiters (PutItem, Query, DeleteItem), the
-settings (GetItem) and the piggybacked sweep (Scan)."""
+settings (GetItem) and the FlowSweep schedule's sweep (Scan)."""
 
 
 def role_of(function: str) -> str:
