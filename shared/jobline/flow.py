@@ -343,13 +343,13 @@ class RateBucket:
 
     tat: datetime | None
 
-    def reserve(self, limit: RateLimit, now: datetime) -> tuple[datetime, RateBucket]:
-        """(start, bucket after the start is taken)."""
+    def reserve(self, limit: RateLimit, now: datetime) -> tuple[datetime, datetime]:
+        """(start, the bucket's `tat` after the start is taken)."""
         interval = limit.interval
         tolerance = interval * (limit.burst - 1)
         tat = self.tat if self.tat is not None and self.tat > now else now
         start = max(now, tat - tolerance)
-        return start, RateBucket(tat + interval)
+        return start, tat + interval
 
     @staticmethod
     def retry_after(start: datetime, now: datetime) -> int:

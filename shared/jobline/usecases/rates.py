@@ -83,9 +83,8 @@ class RateLimiter:
                     "flow.rate_limited", limit=limit.name, retry_after_s=retry_after
                 )
                 raise RateLimited(limit.name, retry_after)
-            assert after.tat is not None
-            expires = int((after.tat + timedelta(seconds=limit.period_s)).timestamp())
-            if self.store.put_rate_bucket(limit.name, key, after.tat, version, expires):
+            expires = int((after + timedelta(seconds=limit.period_s)).timestamp())
+            if self.store.put_rate_bucket(limit.name, key, after, version, expires):
                 if start > now:
                     log.info(
                         "flow.rate_delayed",
