@@ -110,6 +110,9 @@ class FlowStore(Protocol):
     def position(self, waiter: Waiter) -> int:
         """How many waiters of its queue come before `waiter`."""
 
+    def count_waiters(self, queue: str) -> int:
+        """How many waiters `queue` holds."""
+
     def remove_waiter(self, waiter: Waiter) -> None:
         """Take `waiter` out of its queue (gone already: nothing)."""
 

@@ -321,6 +321,12 @@ def hold_and_park(
         "ann", JobFilter(status=JobStatus.QUEUED), 10, None
     ).items
     assert [(s.id, s.blocked_on) for s in listed] == [(waiter.id, parked.blocked_on)]
+    # and GET /jobs/{id}'s and GET /limits's views count on the control table
+    assert flow.service.flow is not None
+    explained = flow.service.flow.explain(parked)
+    assert explained is not None and explained.position == 0
+    [view] = [v for v in flow.service.flow.limits("ann")[0] if v.name == "per-owner"]
+    assert (view.key, view.held, view.waiting, view.limit) == ("ann", 1, 1, 1)
     assert (parked.status, parked.attempts, flow.held(), flow.waiting()) == (
         JobStatus.QUEUED,
         0,

@@ -522,6 +522,11 @@ class InMemoryFlowStore:
             found = self._waiters.get(waiter.queue, {})
             return sum(1 for sk in found if sk < waiter.sort_key)
 
+    def count_waiters(self, queue: str) -> int:
+        with self._lock:
+            self._answering("count_waiters")
+            return len(self._waiters.get(queue, {}))
+
     def remove_waiter(self, waiter: Waiter) -> None:
         with self._lock:
             self._answering("remove_waiter")

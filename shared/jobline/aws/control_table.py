@@ -273,28 +273,37 @@ class DynamoFlowStore:
         )
         return [waiter_of(item) for item in response.get("Items", [])]
 
-    def position(self, waiter: Waiter) -> int:
-        """See `FlowStore.position` (a count, page by page)."""
+    def _count(self, queue: str, last: str) -> int:
+        """Waiters of `queue` whose sort key is at most `last` (a count, page by page)."""
         count = 0
         start: dict[str, Any] | None = None
         while True:
             request: dict[str, Any] = {
                 "TableName": self._table,
-                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :w AND :me",
+                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :w AND :last",
                 "ExpressionAttributeValues": {
-                    ":pk": {"S": waiter.queue},
+                    ":pk": {"S": queue},
                     ":w": {"S": "w#"},
-                    ":me": {"S": waiter.sort_key},
+                    ":last": {"S": last},
                 },
                 "Select": "COUNT",
             }
             if start:
                 request["ExclusiveStartKey"] = start
-            response = self._call("position", partial(self._client.query, **request))
+            response = self._call("count", partial(self._client.query, **request))
             count += int(response.get("Count", 0))
             start = response.get("LastEvaluatedKey")
             if not start:
-                return max(0, count - 1)  # BETWEEN includes the waiter itself
+                return count
+
+    def position(self, waiter: Waiter) -> int:
+        """See `FlowStore.position`."""
+        # BETWEEN includes the waiter itself
+        return max(0, self._count(waiter.queue, waiter.sort_key) - 1)
+
+    def count_waiters(self, queue: str) -> int:
+        """See `FlowStore.count_waiters`."""
+        return self._count(queue, "w$")  # "$" sorts right after "#": every "w#..." key
 
     def remove_waiter(self, waiter: Waiter) -> None:
         """See `FlowStore.remove_waiter`."""

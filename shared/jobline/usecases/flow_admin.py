@@ -4,14 +4,13 @@ override of a limit (`set_limit`), and pausing or resuming a job type (`pause`, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from urllib.parse import unquote
 
 from jobline.errors import Forbidden, UnknownLimit
 from jobline.flow import (
-    MAX_LIMIT,
     OWNER_LIMIT,
     REASON_CONCURRENCY,
     REASON_PAUSED,
@@ -206,7 +205,7 @@ class FlowAdmin:
 
     def _key_view(self, key: FlowKey, override: int | None) -> KeyView:
         permits = self.store.permits(key)
-        waiting = len(self.store.waiters(concurrency_queue(key), MAX_LIMIT))
+        waiting = self.store.count_waiters(concurrency_queue(key))
         return KeyView(
             name=key.name,
             key=key.key,
@@ -251,7 +250,7 @@ class FlowAdmin:
         job_type: str,
         declared: Concurrency,
         owner: str,
-        overrides: dict[str, int] | Any,
+        overrides: Mapping[str, int],
     ) -> LimitView:
         override = overrides.get(declared.name)
         view = LimitView(
@@ -270,14 +269,7 @@ class FlowAdmin:
         )
         key = FlowKey(name=declared.name, key=rendered, limit=declared.limit)
         shown = self._key_view(key, override)
-        return LimitView(
-            **{
-                **view.__dict__,
-                "key": rendered,
-                "held": shown.held,
-                "waiting": shown.waiting,
-            }
-        )
+        return replace(view, key=rendered, held=shown.held, waiting=shown.waiting)
 
     def set_limit(self, admin: bool, name: str, limit: int | None) -> None:
         """An admin's override of the concurrency limits called `name` (None: back to the
@@ -342,8 +334,6 @@ def _flow_key(label: str) -> FlowKey:
 
 def _scope_parts(scope: str) -> tuple[str, str | None]:
     """(type, escaped owner or None) of a pause scope; the type unescaped."""
-    from urllib.parse import unquote
-
     job_type, _, owner = scope.partition("#")
     return unquote(job_type), owner or None
 
