@@ -562,3 +562,37 @@ def test_a_reject_limit_refuses_until_its_retry_after(moto_stack: MotoStack) -> 
     # the stored submit replays without taking a start; another owner has a bucket of its own
     assert service.submit("ann", request, "key-1").created is False
     assert service.submit("bob", SubmitRequest(type="rated", payload={"owner": "bob"}))
+
+
+# ------------------------------------------------------------------- leaked permits
+def leak_a_permit(flow: Flow) -> Job:
+    """A job that succeeded, its worker killed before its release: its permit is left held."""
+    leaked = flow.submit("ann")
+    flow.client.kill.append(releases(leaked.id))
+    with pytest.raises(InvocationKilled):
+        flow.service.run(delivery(message_of(leaked)))
+    assert flow.get(leaked).status is JobStatus.SUCCEEDED
+    assert flow.held() == 1
+    return leaked
+
+
+def test_the_next_admission_takes_back_a_permit_whose_holder_ended(
+    moto_stack: MotoStack,
+) -> None:
+    flow = Flow(moto_stack, limit=1)
+    leak_a_permit(flow)
+    # When the next job of the key is claimed, the ended holder's permit is removed for it
+    job = flow.submit("ann")
+    assert flow.service.run(delivery(message_of(job))) is RunOutcome.DONE
+    assert flow.get(job).status is JobStatus.SUCCEEDED
+    assert (flow.held(), flow.waiting()) == (0, 0)
+
+
+def test_the_sweep_takes_back_a_permit_whose_holder_ended_with_no_one_waiting(
+    moto_stack: MotoStack,
+) -> None:
+    flow = Flow(moto_stack, limit=1)
+    leak_a_permit(flow)
+    assert flow.service.admission is not None
+    flow.service.admission.sweep()
+    assert (flow.held(), flow.waiting()) == (0, 0)
