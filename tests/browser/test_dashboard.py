@@ -328,10 +328,19 @@ def test_a_waiting_job_says_why_in_the_list_and_on_its_page(
         assert time.monotonic() < deadline, "the job was never parked"
         time.sleep(0.1)
 
+    # and another queued job that waits for nothing yet (it is not due for 15 minutes)
+    later = submit(api, "echo", {"n": 2}, delay_seconds=900)
+
     # When she opens the dashboard: the list marks the job as waiting, with the reason
     open_dashboard(page, local_stack.api_url, user)
     row = page.locator(f'#job-rows tr[data-job-id="{job_id}"]')
     expect(row.locator(".waiting")).to_have_text(" waiting: paused")
+    expect(page.locator(f'#job-rows tr[data-job-id="{later}"]')).to_have_count(1)
+
+    # And the "waiting" view shows the queued jobs that wait, only
+    page.select_option("#filter-status", "waiting")
+    expect(page.locator(f'#job-rows tr[data-job-id="{later}"]')).to_have_count(0)
+    expect(row).to_have_count(1)
 
     # And its page says what it waits for, since when, and its place
     row.locator("a").click()
