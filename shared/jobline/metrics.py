@@ -27,6 +27,9 @@ COUNTS = frozenset(
         "JobsContinued",
         "StaleMessages",
         "DeadLettersIgnored",
+        "JobsParked",
+        "JobsWoken",
+        "JobsSkipped",
     }
 )
 DURATIONS = frozenset({"AttemptDuration", "QueueDelay"})

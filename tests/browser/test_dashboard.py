@@ -337,3 +337,42 @@ def test_a_job_whose_data_is_in_the_bucket_links_to_it(
         href = link.get_attribute("href")
         assert href is not None and href.startswith(local_stack.aws_endpoint)
         assert httpx.get(href, timeout=10).json() == payload
+
+
+def test_a_waiting_job_says_why_in_the_list_and_on_its_page(
+    page: Page, local_stack: LocalStack, api: httpx.Client, user: str
+) -> None:
+    # Given the caller paused echo for her own jobs, and an echo job a worker has parked
+    assert api.post("/job-types/echo/pause").status_code == 200
+    job_id = submit(api, "echo", {"n": 1})
+    deadline = time.monotonic() + 20
+    while api.get(f"/jobs/{job_id}").json()["blocked_on"] is None:
+        assert time.monotonic() < deadline, "the job was never parked"
+        time.sleep(0.1)
+
+    # and another queued job that waits for nothing yet (it is not due for 15 minutes)
+    later = submit(api, "echo", {"n": 2}, delay_seconds=900)
+
+    # When she opens the dashboard: the list marks the job as waiting, with the reason
+    open_dashboard(page, local_stack.api_url, user)
+    row = page.locator(f'#job-rows tr[data-job-id="{job_id}"]')
+    expect(row.locator(".waiting")).to_have_text(" waiting: paused")
+    expect(page.locator(f'#job-rows tr[data-job-id="{later}"]')).to_have_count(1)
+
+    # And the "waiting" view shows the queued jobs that wait, only
+    page.select_option("#filter-status", "waiting")
+    expect(page.locator(f'#job-rows tr[data-job-id="{later}"]')).to_have_count(0)
+    expect(row).to_have_count(1)
+
+    # And its page says what it waits for, since when, and its place
+    row.locator("a").click()
+    fields = page.locator("#job-fields")
+    expect(fields).to_contain_text("waiting for")
+    expect(fields).to_contain_text("paused on echo#")
+    expect(fields).to_contain_text(", next")
+    page.screenshot(path=SCREENSHOTS / "echo-paused.png", full_page=True)
+
+    # When she resumes the type, the job runs
+    resumed = api.post("/job-types/echo/resume")
+    assert (resumed.status_code, resumed.json()["woken"]) == (200, 1)
+    expect(page.locator("#job-status")).to_have_attribute("data-status", "succeeded")

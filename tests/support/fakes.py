@@ -36,6 +36,7 @@ from jobline.errors import (
     QueueUnavailable,
     StorageUnavailable,
 )
+from jobline.flow import FlowKey, FlowSettings, Holder, Permits, Waiter
 from jobline.limits import LIST_PAGE_MAX_BYTES
 from jobline.models import (
     Attempt,
@@ -592,3 +593,168 @@ class InMemoryFunctionInvoker:
             function_name=name, deadline=epoch_deadline(deadline)
         )
         return call_like_lambda(function, event, context)
+
+
+class InMemoryFlowStore:
+    """A `FlowStore` (the control table) in dicts, with the adapter's semantics: an acquire that
+    finds the job holding the key already takes it over; a release removes only the lease's
+    own permit. `lose_responses["acquire"|"release"]`: the next N such writes are applied, then
+    raise `StorageUnavailable` (a response lost after botocore's retries); `down`: the table
+    does not answer (every call raises `StorageUnavailable`, nothing applied)."""
+
+    def __init__(self) -> None:
+        self._holders: dict[str, dict[str, Holder]] = {}
+        self._limits: dict[str, int] = {}
+        self._waiters: dict[str, dict[str, tuple[Waiter, datetime]]] = {}
+        self._buckets: dict[str, tuple[datetime, int]] = {}
+        self._overrides: dict[str, int] = {}
+        self._pauses: dict[str, datetime] = {}
+        self._lock = threading.RLock()
+        self.lose_responses: dict[str, int] = {}
+        self.down = False
+        self.writes = 0
+        """Every applied write (WRU-like count)."""
+        self.reads = 0
+        self.max_held: dict[str, int] = {}
+        """The most holders each key ever had at once."""
+
+    def _answering(self, operation: str) -> None:
+        if self.down:
+            raise StorageUnavailable(f"{operation}: the control table does not answer")
+
+    def _lost(self, operation: str) -> None:
+        left = self.lose_responses.get(operation, 0)
+        if left:
+            self.lose_responses[operation] = left - 1
+            raise StorageUnavailable(f"{operation}: the response was lost")
+
+    # ------------------------------------------------------------------ test views
+    def held(self, key: FlowKey | None = None) -> int:
+        """Permits held (of `key`, or of every key)."""
+        with self._lock:
+            if key is not None:
+                return len(self._holders.get(key.label, {}))
+            return sum(len(h) for h in self._holders.values())
+
+    def waiting(self) -> int:
+        """Waiters of every queue."""
+        with self._lock:
+            return sum(len(w) for w in self._waiters.values())
+
+    # ------------------------------------------------------------------ port
+    def acquire(
+        self, key: FlowKey, limit: int, job_id: str, lease_id: str, now: datetime
+    ) -> Permits | None:
+        with self._lock:
+            self._answering("acquire")
+            holders = self._holders.setdefault(key.label, {})
+            if job_id not in holders and len(holders) >= limit:
+                return Permits(tuple(holders.values()), self._limits.get(key.label))
+            holders[job_id] = Holder(job_id, lease_id, now)
+            self._limits[key.label] = limit
+            self.writes += 1
+            self.max_held[key.label] = max(
+                self.max_held.get(key.label, 0), len(holders)
+            )
+            self._lost("acquire")
+            return None
+
+    def release(self, key: FlowKey, job_id: str, lease_id: str) -> bool:
+        with self._lock:
+            self._answering("release")
+            holders = self._holders.get(key.label, {})
+            holder = holders.get(job_id)
+            if holder is None or holder.lease_id != lease_id:
+                return False
+            del holders[job_id]
+            self.writes += 1
+            self._lost("release")
+            return True
+
+    def permits(self, key: FlowKey) -> Permits:
+        with self._lock:
+            self._answering("permits")
+            self.reads += 1
+            return Permits(
+                tuple(self._holders.get(key.label, {}).values()),
+                self._limits.get(key.label),
+            )
+
+    def add_waiter(self, waiter: Waiter, since: datetime) -> None:
+        with self._lock:
+            self._answering("add_waiter")
+            self.writes += 1
+            queue = self._waiters.setdefault(waiter.queue, {})
+            queue.setdefault(waiter.sort_key, (waiter, since))
+
+    def waiters(self, queue: str, limit: int) -> list[Waiter]:
+        with self._lock:
+            self._answering("waiters")
+            self.reads += 1
+            found = self._waiters.get(queue, {})
+            return [found[sk][0] for sk in sorted(found)][:limit]
+
+    def position(self, waiter: Waiter) -> int:
+        with self._lock:
+            self._answering("position")
+            found = self._waiters.get(waiter.queue, {})
+            return sum(1 for sk in found if sk < waiter.sort_key)
+
+    def count_waiters(self, queue: str) -> int:
+        with self._lock:
+            self._answering("count_waiters")
+            return len(self._waiters.get(queue, {}))
+
+    def remove_waiter(self, waiter: Waiter) -> None:
+        with self._lock:
+            self._answering("remove_waiter")
+            if self._waiters.get(waiter.queue, {}).pop(waiter.sort_key, None):
+                self.writes += 1
+
+    def sweep_queues(self) -> list[str]:
+        with self._lock:
+            self._answering("sweep_queues")
+            waiting = {queue for queue, found in self._waiters.items() if found}
+            held = {f"c#{label}" for label, found in self._holders.items() if found}
+            return sorted(waiting | held)
+
+    def settings(self) -> FlowSettings:
+        with self._lock:
+            self._answering("settings")
+            self.reads += 1
+            return FlowSettings(dict(self._overrides), dict(self._pauses))
+
+    def set_override(self, name: str, limit: int | None) -> None:
+        with self._lock:
+            self._answering("set_override")
+            if limit is None:
+                self._overrides.pop(name, None)
+            else:
+                self._overrides[name] = limit
+
+    def set_pause(self, scope: str, since: datetime | None) -> None:
+        with self._lock:
+            self._answering("set_pause")
+            if since is None:
+                self._pauses.pop(scope, None)
+            else:
+                self._pauses.setdefault(scope, since)
+
+    def rate_bucket(self, name: str, key: str) -> tuple[datetime | None, int]:
+        with self._lock:
+            self._answering("rate_bucket")
+            self.reads += 1
+            tat, version = self._buckets.get(f"{name}#{key}", (None, 0))
+            return tat, version
+
+    def put_rate_bucket(
+        self, name: str, key: str, tat: datetime, version: int, expires_at: int
+    ) -> bool:
+        with self._lock:
+            self._answering("put_rate_bucket")
+            current = self._buckets.get(f"{name}#{key}", (None, 0))[1]
+            if current != version:
+                return False
+            self._buckets[f"{name}#{key}"] = (tat, version + 1)
+            self.writes += 1
+            return True

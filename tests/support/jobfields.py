@@ -38,13 +38,26 @@ PUBLIC_FIELDS = (
     "progress",
     "history",
     "correlation_id",
+    "concurrency_key",
+    "priority",
+    "priority_s",
+    "blocked_on",
 )
 """What the API shows of a job."""
 SUMMARY_FIELDS = (
     *(
         name
         for name in PUBLIC_FIELDS
-        if name not in ("payload", "result", "history", *DATA_LINK_FIELDS)
+        if name
+        not in (
+            "payload",
+            "result",
+            "history",
+            *DATA_LINK_FIELDS,
+            "concurrency_key",
+            "priority",
+            "priority_s",
+        )
     ),
     "error_truncated",
 )

@@ -58,6 +58,8 @@ class Ended:
 
     outcome: RunOutcome
     retry_in_s: int | None = None
+    continuing: bool = False
+    """The attempt goes on in a new invocation (`Continue`): it keeps its permits."""
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ class RunningAttempt:
             elapsed_s=round(elapsed, 1),
             **metrics.emf(self.job.type, counts=["JobsContinued"]),
         )
-        return Ended(RunOutcome.DONE)
+        return Ended(RunOutcome.DONE, continuing=True)
 
     def time_out(self) -> Ended:
         """End the attempt the deadline stopped (retryable)."""

@@ -28,6 +28,7 @@ from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import FunctionInvoker, JobQueue, JobRepository
 from jobline.registry import JobType, JobTypeRegistry
 from jobline.transition import Event, Lease
+from jobline.usecases.admission import Admission
 from jobline.usecases.attempt import AttemptPolicy, RunningAttempt
 
 log = get_logger(__name__)
@@ -49,6 +50,8 @@ class Execution:
     rng: random.Random
     invoker: FunctionInvoker | None = None
     """Invokes job types' target functions (`JobType.target`)."""
+    admission: Admission | None = None
+    """Flow control (None: off): admits a claimed job under its limits, releases after."""
 
     def run(self, delivery: Delivery) -> RunOutcome:
         """Claim the job the delivery names, run one attempt and record its outcome."""
@@ -68,6 +71,10 @@ class Execution:
                 return RunOutcome.REDELIVER
             if isinstance(job, RunOutcome):
                 return job
+            if self.admission is not None:
+                waits = self._admit(self.admission, job, delivery)
+                if waits is not None:
+                    return waits
             job_type = self._job_type(job)
             backoff = job_type.backoff if job_type and job_type.backoff else None
             attempt = RunningAttempt(
@@ -81,9 +88,44 @@ class Execution:
                 invoker=self.invoker,
             )
             ended = attempt.perform(job_type)
+            if self.admission is not None and not ended.continuing:
+                self.admission.release(job)
             if ended.retry_in_s is not None:
                 self._postpone(delivery, ended.retry_in_s)
             return ended.outcome
+
+    # ---------------------------------------------------------------- admission
+    def _admit(
+        self, admission: Admission, job: Job, delivery: Delivery
+    ) -> RunOutcome | None:
+        """Flow control's word on the claimed job (None: run it). A resumed attempt (a
+        continuation) started before this claim: it holds its permits already (the acquire
+        takes them over) and is not held by a pause. When the control table does not answer,
+        a new attempt's claim is undone and its message comes back soon (no attempt used); a
+        resumed one runs on (its permits are held while its row is running)."""
+        resumed = job.started_at != job.updated_at
+        try:
+            return admission.admit(job, resumed=resumed)
+        except StorageUnavailable as exc:
+            log.warning(
+                "flow.admission_unavailable",
+                error=exc.message,
+                resumed=resumed,
+                retry_in_s=STORAGE_RETRY_S,
+            )
+            if resumed:
+                return None
+        unclaim = lifecycle.unclaim(job, self.clock())
+        try:
+            self.repository.update(job.id, unclaim.update, unclaim.precondition)
+        except ConditionFailed:
+            log.info("flow.unclaim_discarded", reason="job changed under its claim")
+            return RunOutcome.DONE
+        except StorageUnavailable as exc:
+            # The claim stays: the lease rule reclaims it once the lease has ended.
+            log.warning("flow.unclaim_unavailable", error=exc.message)
+        self._postpone(delivery, STORAGE_RETRY_S)
+        return RunOutcome.REDELIVER
 
     # ---------------------------------------------------------------- claiming
     def _claim(self, delivery: Delivery) -> Job | RunOutcome:
@@ -217,6 +259,8 @@ class Execution:
         except ConditionFailed:
             log.info("job.exhausted_already_handled")
             return
+        if self.admission is not None:
+            self.admission.release(job)
         error = exhausted.update.error
         if isinstance(error, JobError):
             lost = ["JobsClaimed"] if job.status is JobStatus.RUNNING else []

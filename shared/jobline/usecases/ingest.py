@@ -17,6 +17,7 @@ from jobline.errors import (
     IdempotencyConflict,
     InvalidPayload,
     PayloadTooLarge,
+    RateLimited,
     UnknownJobType,
 )
 from jobline.logging import get_logger
@@ -89,15 +90,19 @@ class Ingest:
             InvalidPayload,
             PayloadTooLarge,
             IdempotencyConflict,
+            RateLimited,
         ) as exc:
             reason = exc.message
             if isinstance(exc, InvalidPayload):
                 reason += ": " + _locations(exc.errors)
+            error_type = (
+                "rate_limited" if isinstance(exc, RateLimited) else type(exc).__name__
+            )
             return self._reject(
                 body,
                 owner,
                 message_id,
-                type(exc).__name__,
+                error_type,
                 reason,
                 correlation_id,
             )

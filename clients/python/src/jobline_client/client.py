@@ -175,12 +175,32 @@ def _job_path(job_id: str, action: str = "") -> str:
     return f"/jobs/{quote(job_id, safe='')}{action}"
 
 
+@dataclass(frozen=True)
+class _FlowOptions:
+    """A submit's flow control fields (docs/flow-control.md); sent only when set."""
+
+    concurrency_key: str | None = None
+    priority: str | None = None
+    priority_s: int = 0
+
+    def fields(self) -> dict[str, Any]:
+        sent: dict[str, Any] = {}
+        if self.concurrency_key is not None:
+            sent["concurrency_key"] = self.concurrency_key
+        if self.priority is not None:
+            sent["priority"] = self.priority
+        if self.priority_s:
+            sent["priority_s"] = self.priority_s
+        return sent
+
+
 def _submit_call(
     type: str,
     payload: Any,
     idempotency_key: str | None,
     delay_seconds: int,
     max_attempts: int,
+    flow: _FlowOptions = _FlowOptions(),
 ) -> _Call:
     # Always a key, and the same one on every try of this call: a retry cannot submit twice.
     key = idempotency_key or str(uuid.uuid4())
@@ -192,6 +212,7 @@ def _submit_call(
             "payload": payload,
             "max_attempts": max_attempts,
             "delay_seconds": delay_seconds,
+            **flow.fields(),
         },
         headers={IDEMPOTENCY_HEADER: key},
     )
@@ -539,12 +560,23 @@ class Client:
         idempotency_key: str | None = None,
         delay_seconds: int = 0,
         max_attempts: int = 3,
+        concurrency_key: str | None = None,
+        priority: str | None = None,
+        priority_s: int = 0,
     ) -> Job:
         """Submit a job (202), or get back the job an earlier submit with the same
         `idempotency_key` and body created (200). Without a key, one is generated for this call.
         A payload whose request would pass the API's 1 MiB is uploaded first, and the job
-        returned holds it as sent."""
-        call = _submit_call(type, payload, idempotency_key, delay_seconds, max_attempts)
+        returned holds it as sent.
+
+        Flow control (docs/flow-control.md): `concurrency_key` (a key template's `{key}`),
+        `priority` ("high", "default", "low": the lane) and `priority_s` (a head start among
+        waiters, -600..600). A rate limit's 429 is retried after its Retry-After, with the
+        same key."""
+        flow = _FlowOptions(concurrency_key, priority, priority_s)
+        call = _submit_call(
+            type, payload, idempotency_key, delay_seconds, max_attempts, flow
+        )
         if not _inline(call):
             call = _uploaded(call, self._upload(payload))
         job = self._job(call)
@@ -756,9 +788,15 @@ class AsyncClient:
         idempotency_key: str | None = None,
         delay_seconds: int = 0,
         max_attempts: int = 3,
+        concurrency_key: str | None = None,
+        priority: str | None = None,
+        priority_s: int = 0,
     ) -> Job:
         """See `Client.submit`."""
-        call = _submit_call(type, payload, idempotency_key, delay_seconds, max_attempts)
+        flow = _FlowOptions(concurrency_key, priority, priority_s)
+        call = _submit_call(
+            type, payload, idempotency_key, delay_seconds, max_attempts, flow
+        )
         if not _inline(call):
             call = _uploaded(call, await self._upload(payload))
         job = await self._job(call)
