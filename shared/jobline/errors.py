@@ -6,7 +6,8 @@ ones, and job handlers raise the handler errors (also importable from `jobline.r
     ├── JobNotFound, InvalidJobState, UnknownJobType, InvalidPayload, PayloadTooLarge,
     │   IdempotencyConflict, InvalidCursor, Unauthenticated,
     │   UploadNotFound, RequestTooLarge                               domain: the API answers 4xx
-    │   RateLimited (429, Retry-After), Forbidden (403), UnknownLimit  flow control (issue 18)
+    │   RateLimited (429, Retry-After), Forbidden (403), UnknownLimit,
+    │   JobTypeNotFound                                               flow control (issue 18)
     ├── StorageUnavailable ── SubmitOutcomeUnknown                    adapters: 503
     ├── QueueUnavailable, StreamRecordsGone, ConditionFailed,
     │   DataNotFound, DataTooLarge                                     adapters, used by use cases
@@ -164,6 +165,14 @@ class Forbidden(JoblineError):
     def __init__(self, action: str) -> None:
         super().__init__(f"only an admin may {action}")
         self.action = action
+
+
+class JobTypeNotFound(JoblineError):
+    """A path names a job type this deployment does not have (404, as a job nobody has)."""
+
+    def __init__(self, job_type: str) -> None:
+        super().__init__(f"no job type is called {echoed(job_type)!r}")
+        self.job_type = job_type
 
 
 class UnknownLimit(JoblineError):

@@ -72,8 +72,8 @@ def test_every_operation_lists_every_status_it_answers_with() -> None:
         # flow control (docs/flow-control.md)
         "list_limits": ["200", "401", "422", "503"],
         "set_limit": ["200", "400", "401", "403", "404", "422", "503"],
-        "pause_job_type": ["200", "401", "403", "422", "503"],
-        "resume_job_type": ["200", "401", "403", "422", "503"],
+        "pause_job_type": ["200", "401", "403", "404", "422", "503"],
+        "resume_job_type": ["200", "401", "403", "404", "422", "503"],
     }
     error = {"$ref": "#/components/schemas/ErrorOut"}
     gateway = {"$ref": "#/components/schemas/GatewayError"}

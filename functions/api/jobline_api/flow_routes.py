@@ -198,7 +198,7 @@ async def set_limit(
     "/job-types/{job_type}/pause",
     operation_id="pause_job_type",
     dependencies=[Depends(only_query("everyone"))],
-    responses=error_responses(401, 403, 422, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def pause_job_type(
     job_type: str,
@@ -215,7 +215,7 @@ async def pause_job_type(
     "/job-types/{job_type}/resume",
     operation_id="resume_job_type",
     dependencies=[Depends(only_query("everyone"))],
-    responses=error_responses(401, 403, 422, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def resume_job_type(
     job_type: str,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import unquote
 
-from jobline.errors import Forbidden, UnknownLimit
+from jobline.errors import Forbidden, JobTypeNotFound, UnknownJobType, UnknownLimit
 from jobline.flow import (
     OWNER_LIMIT,
     REASON_CONCURRENCY,
@@ -295,12 +295,19 @@ class FlowAdmin:
         return names
 
     # ---------------------------------------------------------------------- pauses
+    def _known(self, job_type: str) -> None:
+        """`JobTypeNotFound` unless `job_type` is one of this deployment's (a path names it)."""
+        try:
+            self.registry.get(job_type)
+        except UnknownJobType as exc:
+            raise JobTypeNotFound(job_type) from exc
+
     def pause(
         self, caller: str, admin: bool, job_type: str, everyone: bool
     ) -> PauseView:
         """Pause `job_type`: for the caller's own jobs, or (an admin) for everyone's. Submits
         are still accepted, running jobs finish, queued jobs wait (parked when claimed)."""
-        self.registry.get(job_type)
+        self._known(job_type)
         if everyone and not admin:
             raise Forbidden(f"pause {job_type!r} for every owner")
         scope = pause_scope(job_type, None if everyone else caller)
@@ -316,7 +323,7 @@ class FlowAdmin:
     def resume(self, caller: str, admin: bool, job_type: str, everyone: bool) -> int:
         """Resume `job_type` (the caller's own pause, or an admin's for everyone) and wake the
         jobs it parked; how many were woken."""
-        self.registry.get(job_type)
+        self._known(job_type)
         if everyone and not admin:
             raise Forbidden(f"resume {job_type!r} for every owner")
         scope = pause_scope(job_type, None if everyone else caller)

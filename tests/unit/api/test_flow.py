@@ -260,8 +260,11 @@ def test_only_an_admin_pauses_every_owner(client: TestClient, flow: FlowFakes) -
 def test_pausing_an_unknown_type_is_refused(
     client: TestClient, flow: FlowFakes
 ) -> None:
-    response = client.post("/job-types/nope/pause", headers=ANN)
-    assert response.status_code == 422
+    # A path naming a type the deployment does not have is 404, as a job nobody has
+    for action in ("pause", "resume"):
+        response = client.post(f"/job-types/nope/{action}", headers=ANN)
+        assert response.status_code == 404
+        assert response.json()["detail"] == "no job type is called 'nope'"
     assert flow.store.settings().pauses == {}
 
 
