@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -218,6 +219,12 @@ def _submit_call(
     )
 
 
+def _dry_run_call(type: str, payload: Any, options: Mapping[str, Any]) -> _Call:
+    """A submit's body with `?dry_run=true`: nothing is written, so no idempotency key."""
+    body = {"type": type, "payload": payload, **options}
+    return _Call("POST", "/jobs", params={"dry_run": "true"}, body=body)
+
+
 def _list_call(
     status: JobStatus | str | None, type: str | None, limit: int, cursor: str | None
 ) -> _Call:
@@ -229,6 +236,28 @@ def _list_call(
     if cursor is not None:
         params["cursor"] = cursor
     return _Call("GET", "/jobs", params=params)
+
+
+def _quoted(name: str) -> str:
+    """A path segment as sent (a job type's name may hold dots, a limit's anything)."""
+    return urllib.parse.quote(name, safe="")
+
+
+def _limit_call(name: str, limit: int | None) -> _Call:
+    return _Call("PUT", f"/limits/{_quoted(name)}", body={"limit": limit})
+
+
+def _pause_call(job_type: str, action: str, everyone: bool) -> _Call:
+    params: dict[str, str | int] = {"everyone": "true"} if everyone else {}
+    return _Call(
+        "POST", f"/job-types/{_quoted(job_type)}/{action}", params=params or None
+    )
+
+
+def _object(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidResponse(f"{what} did not answer an object")
+    return body
 
 
 def _cancel_call(job_id: str) -> _Call:
@@ -630,6 +659,33 @@ class Client:
             raise InvalidResponse("GET /job-types did not answer a list")
         return [JobTypeInfo.from_dict(item) for item in body]
 
+    # ------------------------------------------------------------ flow control (issue 18)
+    def limits(self) -> dict[str, Any]:
+        """`GET /limits`: the caller's concurrency keys (held, waiting, limit, override) and the
+        pauses in force (docs/flow-control.md)."""
+        return _object(self._send(_Call("GET", "/limits")), "GET /limits")
+
+    def set_limit(self, name: str, limit: int | None) -> dict[str, Any]:
+        """Override the limit called `name` for every owner (None: back to the declarations).
+        Admins only (`Unauthorized`, 403, otherwise); takes effect at the next admission."""
+        return _object(self._send(_limit_call(name, limit)), "PUT /limits")
+
+    def pause(self, job_type: str, *, everyone: bool = False) -> dict[str, Any]:
+        """Pause `job_type` for the caller's jobs (`everyone`: every owner's, admins only):
+        submits are still taken, queued jobs wait parked, running ones finish."""
+        return _object(self._send(_pause_call(job_type, "pause", everyone)), "pause")
+
+    def resume(self, job_type: str, *, everyone: bool = False) -> dict[str, Any]:
+        """Resume `job_type` (the caller's own pause, or an admin's for everyone); the answer
+        says how many parked jobs were woken."""
+        return _object(self._send(_pause_call(job_type, "resume", everyone)), "resume")
+
+    def dry_run(self, type: str, payload: Any, **options: Any) -> dict[str, Any]:
+        """`POST /jobs?dry_run=true`: validate a submit (`options` as `submit` takes them) and say
+        what it would meet (limits, lane, an estimated start and cost); nothing is written."""
+        call = _dry_run_call(type, payload, options)
+        return _object(self._send(call), "a dry run")
+
     def wait(
         self,
         id: str,
@@ -851,6 +907,29 @@ class AsyncClient:
         if not isinstance(body, builtins.list):
             raise InvalidResponse("GET /job-types did not answer a list")
         return [JobTypeInfo.from_dict(item) for item in body]
+
+    async def limits(self) -> dict[str, Any]:
+        """See `Client.limits`."""
+        return _object(await self._send(_Call("GET", "/limits")), "GET /limits")
+
+    async def set_limit(self, name: str, limit: int | None) -> dict[str, Any]:
+        """See `Client.set_limit`."""
+        return _object(await self._send(_limit_call(name, limit)), "PUT /limits")
+
+    async def pause(self, job_type: str, *, everyone: bool = False) -> dict[str, Any]:
+        """See `Client.pause`."""
+        call = _pause_call(job_type, "pause", everyone)
+        return _object(await self._send(call), "pause")
+
+    async def resume(self, job_type: str, *, everyone: bool = False) -> dict[str, Any]:
+        """See `Client.resume`."""
+        call = _pause_call(job_type, "resume", everyone)
+        return _object(await self._send(call), "resume")
+
+    async def dry_run(self, type: str, payload: Any, **options: Any) -> dict[str, Any]:
+        """See `Client.dry_run`."""
+        call = _dry_run_call(type, payload, options)
+        return _object(await self._send(call), "a dry run")
 
     async def wait(
         self,
