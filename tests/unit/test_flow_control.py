@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from jobline.errors import (
+    ConditionFailed,
     InvalidJobTypeDeclaration,
     InvalidPayload,
     RateLimited,
@@ -239,6 +240,42 @@ def test_at_the_limit_a_job_is_parked_then_woken_when_the_permit_frees(
     assert stack.run(second) is RunOutcome.DONE
     assert stack.get(second).status is JobStatus.SUCCEEDED
     assert (stack.store.held(), stack.store.waiting()) == (0, 0)
+
+
+def test_a_claim_recovered_after_another_write_is_still_admitted(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a type paused for ann, and her job's claim applied but its answer lost, while
+    # another write (a cancel request, the outbox's stamp) moved the row's updated_at before
+    # botocore's retry met the claim as its own
+    stack = Stack(clock)
+    flow = stack.service.flow
+    assert flow is not None
+    flow.pause(ANN, False, "free", everyone=False)
+    job = stack.submit(type="free")
+    update = stack.repo.update
+
+    def claim_answer_lost(job_id: str, *args: Any, **kwargs: Any) -> Job:
+        applied = update(job_id, *args, **kwargs)
+        monkeypatch.setattr(stack.repo, "update", update)
+        moved = applied.model_copy(
+            update={"updated_at": applied.updated_at + timedelta(seconds=1)}
+        )
+        stack.repo.put(moved)
+        raise ConditionFailed(moved)
+
+    monkeypatch.setattr(stack.repo, "update", claim_answer_lost)
+
+    # When it is delivered
+    assert stack.run(job) is RunOutcome.DONE
+
+    # Then the recovered claim is a new attempt, admitted as one: parked on the pause, never
+    # run (a claim is "resumed" only when it took over a continuing attempt, never because a
+    # timestamp moved)
+    assert stack.runs == []
+    parked = stack.get(job)
+    assert parked.blocked_on is not None and parked.blocked_on.reason == "paused"
+    assert (parked.status, parked.attempts) == (JobStatus.QUEUED, 0)
 
 
 def test_a_parked_job_says_why_and_where_it_waits(clock: FakeClock) -> None:

@@ -58,7 +58,7 @@ class Execution:
         message = delivery.message
         with bound(job_id=message.job_id, job_type=message.job_type):
             try:
-                job = self._claim(delivery)
+                claimed = self._claim(delivery)
             except StorageUnavailable as exc:
                 # Nothing changed (or a write token will recognise what did): look again soon,
                 # not after the queue's whole visibility timeout.
@@ -69,10 +69,11 @@ class Execution:
                 )
                 self._postpone(delivery, STORAGE_RETRY_S)
                 return RunOutcome.REDELIVER
-            if isinstance(job, RunOutcome):
-                return job
+            if isinstance(claimed, RunOutcome):
+                return claimed
+            job, resumed = claimed
             if self.admission is not None:
-                waits = self._admit(self.admission, job, delivery)
+                waits = self._admit(self.admission, job, delivery, resumed)
                 if waits is not None:
                     return waits
             job_type = self._job_type(job)
@@ -96,14 +97,14 @@ class Execution:
 
     # ---------------------------------------------------------------- admission
     def _admit(
-        self, admission: Admission, job: Job, delivery: Delivery
+        self, admission: Admission, job: Job, delivery: Delivery, resumed: bool
     ) -> RunOutcome | None:
         """Flow control's word on the claimed job (None: run it). A resumed attempt (a
-        continuation) started before this claim: it holds its permits already (the acquire
-        takes them over) and is not held by a pause. When the control table does not answer,
-        a new attempt's claim is undone and its message comes back soon (no attempt used); a
-        resumed one runs on (its permits are held while its row is running)."""
-        resumed = job.started_at != job.updated_at
+        continuation: `_claim` took it over through `_resume`) started before this claim: it
+        holds its permits already (the acquire takes them over) and is not held by a pause.
+        When the control table does not answer, a new attempt's claim is undone and its message
+        comes back soon (no attempt used); a resumed one runs on (its permits are held while
+        its row is running)."""
         try:
             return admission.admit(job, resumed=resumed)
         except StorageUnavailable as exc:
@@ -128,8 +129,10 @@ class Execution:
         return RunOutcome.REDELIVER
 
     # ---------------------------------------------------------------- claiming
-    def _claim(self, delivery: Delivery) -> Job | RunOutcome:
-        """The claimed job, or what to do with a message whose job cannot be claimed now."""
+    def _claim(self, delivery: Delivery) -> tuple[Job, bool] | RunOutcome:
+        """The claimed job and whether this claim resumed a continuing attempt (decided by the
+        path the claim took, never read back from timestamps another write may have moved),
+        or what to do with a message whose job cannot be claimed now."""
         message = delivery.message
         now = self.clock()
         lease = Lease(
@@ -148,7 +151,7 @@ class Execution:
                 raise JobNotFound(message.job_id) from None
             if current.lease_id == lease.id:
                 # Our own claim, applied although its answer was lost (and written over since).
-                return self._claimed(current, delivery, now)
+                return self._claimed(current, delivery, now), False
             if message.run is not None and current.run != message.run:
                 log.info(
                     "job.stale_message",
@@ -181,11 +184,11 @@ class Execution:
                 # the lost attempt's claim, counted as it ends (as an outcome counts its own)
                 **metrics.emf(current.type, counts=["JobsClaimed"]),
             )
-        return self._claimed(job, delivery, now)
+        return self._claimed(job, delivery, now), False
 
     def _resume(
         self, current: Job, delivery: Delivery, now: datetime, lease: Lease
-    ) -> Job | RunOutcome:
+    ) -> tuple[Job, bool] | RunOutcome:
         """Take over a continuing attempt (its previous invocation asked to go on)."""
         resume = lifecycle.resume(current, now, lease)
         try:
@@ -197,7 +200,7 @@ class Execution:
                 return self._not_claimed(raced.current, delivery, now)
             job = raced.current  # our resume, applied although its answer was lost
         log.debug("job.resumed", continued_at=format_ts(current.continue_at or now))
-        return self._claimed(job, delivery, now)
+        return self._claimed(job, delivery, now), True
 
     def _claimed(self, job: Job, delivery: Delivery, now: datetime) -> Job:
         """`job`, claimed by this delivery (its claim and queue delay are counted in the attempt's
