@@ -4,7 +4,6 @@ run that writes nothing; the async client's the same."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -19,6 +18,7 @@ from jobline_client import AsyncClient, Client, InvalidRequest
 from jobline_client.errors import ApiError, Unauthorized
 
 from tests.client.conftest import BASE_URL, FAST
+from tests.client.test_async_client import run
 from tests.client.transports import AppTransport
 from tests.support.fakes import (
     CountingHandler,
@@ -153,6 +153,6 @@ def test_the_async_client_has_the_same_calls(deployment: Deployment) -> None:
 
     # (the app's environment attached as its lifespan would)
     with TestClient(deployment.app, base_url=BASE_URL):
-        seen = asyncio.run(scenario())
+        seen = run(scenario())
     assert seen["dry_run"]["type"] == "limited"
     assert [p["owner"] for p in seen["limits"]["pauses"]] == ["alice"]
