@@ -5,8 +5,7 @@ when a target is missed. Three tables, in this order:
    their sizes and what they ship, the same build with a job type whose handler imports numpy
    (`bench.handler_deps`: the API's cold start and size unchanged), with `-X importtime`'s top
    ten per function after it;
-2. the AWS bill of a million echo jobs (`bench.cost`), line by line, next to Step Functions,
-   and flow control's write units per job (`bench.flow`);
+2. the AWS bill of a million echo jobs (`bench.cost`), line by line, next to Step Functions;
 3. the development virtualenv: cold starts (the issue-4 method, reported), AWS calls per job,
    batch concurrency, throughput, submit -> claim latency, the local stack's drain with its
    concurrent pollers against one.
@@ -30,7 +29,6 @@ from bench import (
     coldstart,
     concurrency,
     cost,
-    flow,
     handler_deps,
     lambda_like,
     latency,
@@ -457,14 +455,6 @@ def cost_rows(run: cost.CostRun) -> tuple[list[Row], list[cost.Line]]:
     return rows, http
 
 
-def flow_rows(measured: flow.FlowCost) -> list[Row]:
-    """Flow control's write units per job (issue 18), next to a type without limits."""
-    return [
-        Row(figure, value, target, "-", ok)
-        for figure, value, target, ok in flow.rows(measured)
-    ]
-
-
 def print_bill(lines: list[cost.Line]) -> None:
     sys.stdout.write(
         f"\nPer million echo jobs over HTTP, us-east-1 list prices as known {cost.PRICES_DATE}"
@@ -550,8 +540,6 @@ def other_tables(
     dev += throughput_rows(throughput.measure(functions))
     log("cost per million echo jobs (calls, durations, item sizes)")
     money, bill_lines = cost_rows(cost.measure(functions))
-    log("flow control: writes per job (bench.flow)")
-    money += flow_rows(flow.measure(server))
     log("submit -> claim latency (the local stack: API, outbox, SQS, worker)")
     dev += latency_rows(latency.measure())
     log("local stack: jobs/s with the default pollers per queue vs 1")

@@ -3,11 +3,7 @@
 Submit goes through the API handler, its message is sent by the outbox dispatcher (the stream's
 event source mapping hands it the write; one message, so its SendMessageBatch counts once), the
 run goes through the worker handler with the message the event source mapping received (its receive and delete are not the function's calls), and the
-duplicate is the same record delivered again after the job finished. The counted job is the
-environment's second: the first one's run also reads flow control's settings (pauses and
-overrides: one GetItem of the control table per worker environment and
-`JOBLINE_FLOW_REFRESH_S`, whatever the job types), which a busy environment pays once per
-refresh, not per job; `first_run` keeps what the first job's run called.
+duplicate is the same record delivered again after the job finished.
 """
 
 from __future__ import annotations
@@ -30,21 +26,10 @@ class CallCounts:
         return len(self.submit) + len(self.dispatch) + len(self.run)
 
 
-def _run_one(functions: Functions) -> None:
-    """An echo job from submit to success, uncounted (the environment's first)."""
-    functions.submit({"type": "echo", "payload": {"n": 0}})
-    functions.dispatch()
-    messages = functions.receive(1)
-    functions.worker(functions.sqs_event(messages), Context("WorkerFunction", 120))
-    functions.delete(messages)
-
-
 def measure(functions: Functions) -> CallCounts:
     counter = CallCounter(functions.clients())
     try:
         with quiet():
-            _run_one(functions)
-            counter.take()
             job = functions.submit({"type": "echo", "payload": {"n": 1}})
             submit = counter.take()
             functions.dispatch()

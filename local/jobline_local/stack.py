@@ -39,7 +39,6 @@ from jobline_local.endpoint import (
     local_client,
 )
 from jobline_local.poller import SqsPoller, import_handler, mapping_concurrency
-from jobline_local.schedule import SchedulePoller
 from jobline_local.settings import LocalSettings
 from jobline_local.snapshot import StateError
 from jobline_local.state import StateSummary
@@ -50,7 +49,6 @@ from jobline_local.template import (
     load_template,
     provision,
     resources_of_type,
-    schedule_triggers,
     sqs_triggers,
     stream_triggers,
 )
@@ -113,7 +111,7 @@ class LocalStack:
         self._api: uvicorn.Server | None = None
         self._api_thread: threading.Thread | None = None
         self._api_socket: socket.socket | None = None
-        self.pollers: list[SqsPoller | StreamPoller | SchedulePoller] = []
+        self.pollers: list[SqsPoller | StreamPoller] = []
         self.aws_endpoint = ""
         self.api_url = ""
         self.provisioned = Provisioned(tables={}, queue_urls={}, queue_arns={})
@@ -334,17 +332,7 @@ class LocalStack:
             )
             for trigger in stream_triggers(self.template)
         ]
-        schedules = [
-            SchedulePoller(
-                trigger,
-                import_handler(trigger.handler),
-                region=self.settings.aws_region,
-                function_name=f"{self.settings.prefix}-{trigger.function}",
-                stop_event=self._stop,
-            )
-            for trigger in schedule_triggers(self.template)
-        ]
-        for poller in [*pollers, *schedules]:
+        for poller in pollers:
             self.pollers.append(poller)
             poller.start()
 
@@ -407,12 +395,6 @@ class LocalStack:
                     "concurrency": poller.concurrency,
                 }
                 for poller in self.pollers
-                if not isinstance(poller, SchedulePoller)
-            ],
-            "schedules": [
-                {"function": poller.function_name, "every_s": poller.trigger.period_s}
-                for poller in self.pollers
-                if isinstance(poller, SchedulePoller)
             ],
             "state_file": str(self.settings.state_file or ""),
             "restored": self.restored.jobs if self.restored else None,

@@ -106,8 +106,6 @@ def summarize(snapshot: Snapshot, jobs_table: str) -> StateSummary:
 LANE_QUEUE_VARIABLES = {
     "default": "JOBLINE_QUEUE_URL",
     "long": "JOBLINE_LONG_QUEUE_URL",
-    "high": "JOBLINE_HIGH_QUEUE_URL",
-    "low": "JOBLINE_LOW_QUEUE_URL",
 }
 """The functions' settings naming each lane's jobs queue (`jobline.lanes`)."""
 

@@ -8,7 +8,6 @@ from what `sam deploy` creates.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,43 +167,6 @@ def stream_triggers(template: dict[str, Any]) -> list[StreamTrigger]:
             )
         )
     return triggers
-
-
-@dataclass(frozen=True)
-class ScheduleTrigger:
-    """A schedule (EventBridge `rate(...)`) event source of a function."""
-
-    function: str
-    handler: str
-    timeout_s: int
-    period_s: float
-
-
-_RATE = re.compile(r"rate\((\d+) (second|minute|hour|day)s?\)")
-_UNIT_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-
-
-def schedule_period_s(expression: str) -> float:
-    """The period of a `rate(N unit)` schedule expression (cron expressions are not run
-    locally: ValueError). `second` is accepted for tests that scale the template down."""
-    match = _RATE.fullmatch(expression.strip())
-    if match is None:
-        raise ValueError(f"schedule {expression!r} is not rate(N unit)")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def schedule_triggers(template: dict[str, Any]) -> list[ScheduleTrigger]:
-    """Every enabled schedule of every function in the template."""
-    return [
-        ScheduleTrigger(
-            function=name,
-            handler=props["Handler"],
-            timeout_s=timeout,
-            period_s=schedule_period_s(source["Schedule"]),
-        )
-        for name, props, source, timeout in _events(template, "Schedule")
-        if source.get("Enabled", True) is not False
-    ]
 
 
 def function_handler(template: dict[str, Any], function: str) -> str:

@@ -23,7 +23,6 @@ from jobline.aws.clients import (
     sqs_client,
     ssm_client,
 )
-from jobline.aws.control_table import DynamoFlowStore
 from jobline.aws.functions import LambdaFunctionInvoker
 from jobline.aws.parameters import load_cursor_keys
 from jobline.aws.queue import SqsJobQueue
@@ -43,20 +42,17 @@ from jobline.cursor import CursorCodec, CursorKeys
 from jobline.discovery import discover
 from jobline.lanes import Lane, Lanes, refuse_unfit
 from jobline.limits import INLINE_DATA_BYTES
-from jobline.ports import BlobStore, FlowStore, FunctionInvoker, JobQueue, JobRepository
+from jobline.ports import BlobStore, FunctionInvoker, JobQueue, JobRepository
 from jobline.registry import JobTypeRegistry
 from jobline.service import JobService
-from jobline.usecases.admission import Admission
 from jobline.usecases.attempt import AttemptPolicy
 from jobline.usecases.claim_check import ClaimCheck
 from jobline.usecases.control import Control
 from jobline.usecases.dead_letters import DeadLetters
 from jobline.usecases.dispatch import Dispatch
 from jobline.usecases.execution import Execution
-from jobline.usecases.flow_admin import FlowAdmin
 from jobline.usecases.ingest import Ingest
 from jobline.usecases.queries import Queries
-from jobline.usecases.rates import RateLimiter
 from jobline.usecases.submission import Submission
 
 __all__ = [
@@ -129,10 +125,6 @@ class ServiceOptions:
     data_bucket: str | None = None
     """The data bucket (large payloads and results); None: the deployment has none, and data
     over `limits.INLINE_DATA_BYTES` is refused."""
-    owner_concurrency: int = 0
-    """Flow control's per-owner running cap (0: none)."""
-    flow_refresh_s: float = 2.0
-    """How long a worker uses the pauses and overrides it read."""
 
     @classmethod
     def of(
@@ -148,8 +140,6 @@ class ServiceOptions:
             backoff=Backoff(base_s=settings.retry_base_s, cap_s=settings.retry_cap_s),
             progress_interval_s=settings.progress_interval_s,
             data_bucket=settings.data_bucket,
-            owner_concurrency=settings.owner_concurrency,
-            flow_refresh_s=settings.flow_refresh_s,
         )
 
 
@@ -164,7 +154,6 @@ def build_service(
     rng: random.Random | None = None,
     invoker: FunctionInvoker | None = None,
     blobs: BlobStore | None = None,
-    flow_store: FlowStore | None = None,
 ) -> JobService:
     """Wire the use cases into a JobService. Every part can be swapped; the defaults come from
     the settings (read only when something needs them) and talk to AWS (or AWS_ENDPOINT_URL)."""
@@ -179,25 +168,15 @@ def build_service(
     # The clients are created on first use (once: the factories are cached), so a function
     # builds only the ones it calls: the API never sends (the outbox does), the dispatcher
     # never reads the table, a worker needs SQS only to postpone a retry.
-    deployed = repository is None
     repository = repository or DynamoJobRepository(
         dynamodb_client, configured().table_name
     )
-    if flow_store is None and deployed:
-        # The deployment's: flow control is on where the control table is configured.
-        control_table = configured().control_table_name
-        if control_table:
-            flow_store = DynamoFlowStore(dynamodb_client, control_table)
     if queue is None:
         urls = configured()
         queue = SqsJobQueue(
             sqs_client,
             urls.queue_url,
-            {
-                Lane.LONG.value: urls.long_queue_url or urls.queue_url,
-                "high": urls.high_queue_url or urls.queue_url,
-                "low": urls.low_queue_url or urls.queue_url,
-            },
+            {Lane.LONG.value: urls.long_queue_url or urls.queue_url},
         )
     registry = registry or default_registry(configured())
     # Job types' target functions: the Lambda client is created on the first invocation.
@@ -205,7 +184,6 @@ def build_service(
     if blobs is None and options.data_bucket is not None:
         blobs = S3BlobStore(s3_client, options.data_bucket)
     claim_check = ClaimCheck(blobs, clock, options.max_payload_bytes)
-    rates = RateLimiter(flow_store) if flow_store is not None else None
     submission = Submission(
         repository,
         registry,
@@ -213,22 +191,8 @@ def build_service(
         options.max_payload_bytes,
         options.lanes,
         claim_check,
-        rates=rates,
-        owner_concurrency=options.owner_concurrency if flow_store is not None else 0,
     )
     control = Control(repository, clock, options.retention, claim_check)
-    admission = (
-        Admission(
-            flow_store, repository, clock, options.retention, options.flow_refresh_s
-        )
-        if flow_store is not None
-        else None
-    )
-    flow_admin = (
-        FlowAdmin(flow_store, admission, submission, rates, registry, clock)
-        if flow_store is not None and admission is not None and rates is not None
-        else None
-    )
     policy = AttemptPolicy(
         options.retention,
         options.max_result_bytes,
@@ -252,8 +216,7 @@ def build_service(
             policy,
             options.backoff,
             rng or _RANDOM,
-            invoker=invoker,
-            admission=admission,
+            invoker,
         ),
         # A rejected submission keeps its payload only if the item can hold it.
         ingest=Ingest(
@@ -263,14 +226,10 @@ def build_service(
             min(options.max_payload_bytes, INLINE_DATA_BYTES),
             options.retention,
         ),
-        dead_letters=DeadLetters(
-            repository, control, clock, options.retention, admission
-        ),
+        dead_letters=DeadLetters(repository, control, clock, options.retention),
         dispatch=Dispatch(queue, clock),
         claim_check=claim_check,
         registry=registry,
-        admission=admission,
-        flow_admin=flow_admin,
     )
 
 

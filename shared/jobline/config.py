@@ -57,44 +57,6 @@ class Settings(BaseSettings):
         description="URL of the long lane's jobs queue (the long worker's; the template sets "
         "it); unset: the long lane's messages go to the jobs queue (one worker for all)",
     )
-    control_table_name: str | None = Field(
-        default=None,
-        description="DynamoDB table of flow control's state (permits, waiters, rate buckets, "
-        "pauses; the template sets it); unset: flow control is off",
-    )
-    high_queue_url: str | None = Field(
-        default=None,
-        description="URL of the high-priority lane's jobs queue (the template sets it); "
-        "unset: high jobs go to the jobs queue",
-    )
-    low_queue_url: str | None = Field(
-        default=None,
-        description="URL of the low-priority lane's jobs queue (the template sets it); "
-        "unset: low jobs go to the jobs queue",
-    )
-    owner_concurrency: int = Field(
-        default=0,
-        ge=0,
-        le=10_000,
-        description="the most jobs one owner (the authenticated identity) may run at once, "
-        "across types; 0: no cap",
-    )
-    flow_refresh_s: float = Field(
-        default=2.0,
-        ge=0,
-        le=300,
-        description="a worker reads the pauses and limit overrides at most this often",
-    )
-    admins: HeaderNames = Field(
-        default=(),
-        description="identities (comma-separated) that may change limits and pause any "
-        "owner's jobs (PUT /limits/{name})",
-    )
-    admin_group: str | None = Field(
-        default=None,
-        description="a JWT group (`cognito:groups` or `groups` claim) whose members are "
-        "admins, besides JOBLINE_ADMINS",
-    )
     retention_days: int = Field(
         default=limits.RETENTION_DAYS,
         ge=1,
@@ -252,10 +214,6 @@ class Settings(BaseSettings):
         "cursor_secret_parameter",
         "long_queue_url",
         "data_bucket",
-        "high_queue_url",
-        "low_queue_url",
-        "control_table_name",
-        "admin_group",
     )
     @classmethod
     def _blank_endpoint_is_unset(cls, value: str | None) -> str | None:
@@ -340,28 +298,6 @@ def job_type_settings() -> JobTypeSettings:
     """The job-type settings, read from the environment now (not cached: read once per
     registry, which the service caches)."""
     return JobTypeSettings()
-
-
-class AdminSettings(BaseSettings):
-    """Who the API takes for an admin (flow control), read on its own: an app built without the
-    other settings' required variables (tests, tools) still answers."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="JOBLINE_", extra="ignore", frozen=True
-    )
-
-    admins: HeaderNames = Field(default=())
-    admin_group: str | None = Field(default=None)
-
-    @field_validator("admin_group")
-    @classmethod
-    def _blank_is_unset(cls, value: str | None) -> str | None:
-        return value or None
-
-
-def admin_settings() -> AdminSettings:
-    """The admin settings, read from the environment now."""
-    return AdminSettings()
 
 
 class _LambdaRuntime(BaseSettings):

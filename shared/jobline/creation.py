@@ -9,7 +9,6 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline.flow import FlowKey, Priority
 from jobline.lifecycle import dispatch_mark
 from jobline.models import Job, JobError, JobStatus, SubmitRequest
 from jobline.transition import expiry
@@ -29,14 +28,10 @@ def submitted(
     correlation_id: str | None = None,
     token: str | None = None,
     lane: str = "default",
-    flow_keys: tuple[FlowKey, ...] = (),
-    run_after: datetime | None = None,
 ) -> Job:
     """A new job, queued in its first run, due `request.delay_seconds` after `now`; `token`
     (the submit's write) is kept among its control tokens, so a submit whose answer was lost
-    recognises its job whatever happened to it since. `flow_keys`: the concurrency limits it
-    meets; `run_after`: a later start than its delay (a rate limit's reservation)."""
-    due = now + timedelta(seconds=request.delay_seconds)
+    recognises its job whatever happened to it since."""
     return Job(
         id=job_id,
         owner=owner,
@@ -47,16 +42,12 @@ def submitted(
         delay_seconds=request.delay_seconds,
         created_at=now,
         updated_at=now,
-        run_after=max(due, run_after) if run_after is not None else due,
+        run_after=now + timedelta(seconds=request.delay_seconds),
         request_hash=request_hash,
         dispatch=dispatch_mark(now),
         correlation_id=correlation_id,
         control_tokens=(token,) if token else (),
         lane=lane,
-        flow_keys=flow_keys,
-        concurrency_key=request.concurrency_key,
-        priority=None if request.priority is Priority.DEFAULT else request.priority,
-        priority_s=request.priority_s or None,
     )
 
 

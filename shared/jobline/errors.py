@@ -6,8 +6,6 @@ ones, and job handlers raise the handler errors (also importable from `jobline.r
     ├── JobNotFound, InvalidJobState, UnknownJobType, InvalidPayload, PayloadTooLarge,
     │   IdempotencyConflict, InvalidCursor, Unauthenticated,
     │   UploadNotFound, RequestTooLarge                               domain: the API answers 4xx
-    │   RateLimited (429, Retry-After), Forbidden (403), UnknownLimit,
-    │   JobTypeNotFound                                               flow control (issue 18)
     ├── StorageUnavailable ── SubmitOutcomeUnknown                    adapters: 503
     ├── QueueUnavailable, StreamRecordsGone, ConditionFailed,
     │   DataNotFound, DataTooLarge                                     adapters, used by use cases
@@ -145,42 +143,6 @@ class Unauthenticated(JoblineError):
         message = "authentication required"
         super().__init__(message if reason is None else f"{message}: {reason}")
         self.reason = reason
-
-
-class RateLimited(JoblineError):
-    """A submit met a rate limit whose strategy is `reject`: nothing was stored; the same
-    request (the same Idempotency-Key) may be sent again after `retry_after_s` seconds."""
-
-    def __init__(self, limit: str, retry_after_s: int) -> None:
-        super().__init__(
-            f"rate limit {limit!r} reached: try again in {retry_after_s} s"
-        )
-        self.limit = limit
-        self.retry_after_s = retry_after_s
-
-
-class Forbidden(JoblineError):
-    """The caller is authenticated but may not do this (an admin's action)."""
-
-    def __init__(self, action: str) -> None:
-        super().__init__(f"only an admin may {action}")
-        self.action = action
-
-
-class JobTypeNotFound(JoblineError):
-    """A path names a job type this deployment does not have (404, as a job nobody has)."""
-
-    def __init__(self, job_type: str) -> None:
-        super().__init__(f"no job type is called {echoed(job_type)!r}")
-        self.job_type = job_type
-
-
-class UnknownLimit(JoblineError):
-    """No job type declares a concurrency limit of this name."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no concurrency limit is called {echoed(name)!r}")
-        self.name = name
 
 
 class QueueUnavailable(JoblineError):

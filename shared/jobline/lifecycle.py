@@ -13,10 +13,6 @@ and the precondition the repository writes it under. No I/O, no clock: time come
     (ingest) invalid submission ──reject──> rejected     (submit and reject: jobline.creation)
     running ──save checkpoint──> running;  running ──continue──> running (between invocations)
             ──resume──> running (the next invocation of the same attempt)
-    (flow control, issue 18)
-    running ──park (no permit, or paused: the claim undone)──> queued (blocked_on set)
-    queued (blocked_on) ──wake──> queued (a new message);  running ──skip (no permit)──> cancelled
-    running ──unclaim (flow control's state unavailable: the claim undone)──> queued
 
 Every arrow is a conditional write: the precondition says what the stored job must be for the
 write to apply, so a stale or duplicate writer loses instead of moving a job backwards. `ALLOWED`
@@ -28,8 +24,8 @@ a running attempt on its claim's lease id (so a straggler of an earlier claim, o
 thought dead, never lands on a later one's). Progress reports are ordered (`Progress.seq`). API
 writes carry a control token (`Job.control_tokens`) that a write whose answer was lost finds.
 
-The outbox: the arrows into `queued` that need a new message (submit, reset for retry, and the
-wake of a parked job) set `dispatch` in the same write; the table's stream hands that write to the dispatcher, which sends
+The outbox: the two arrows into `queued` that need a new message (submit, reset for retry) set
+`dispatch` in the same write; the table's stream hands that write to the dispatcher, which sends
 the message. Every arrow out of `queued` removes it. Nothing else ever sends a job message.
 """
 
@@ -40,7 +36,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline.flow import BlockedOn
 from jobline.limits import MAX_CONTROL_TOKENS, MAX_HISTORY
 from jobline.models import (
     RETRYABLE_STATUSES,
@@ -81,10 +76,6 @@ ALLOWED: Mapping[Event, frozenset[JobStatus]] = {
     Event.SAVE_CHECKPOINT: frozenset({JobStatus.RUNNING}),
     Event.CONTINUE: frozenset({JobStatus.RUNNING}),
     Event.RESUME: frozenset({JobStatus.RUNNING}),
-    Event.PARK: frozenset({JobStatus.RUNNING}),
-    Event.WAKE: frozenset({JobStatus.QUEUED}),
-    Event.SKIP: frozenset({JobStatus.RUNNING}),
-    Event.UNCLAIM: frozenset({JobStatus.RUNNING}),
 }
 """The states each event leaves from."""
 
@@ -160,7 +151,6 @@ def claim(owner: str, now: datetime, lease: Lease, run: int | None) -> Transitio
         below_max_attempts=True,
         due_by=now,
         run=run,
-        blocked=False,  # a parked job waits for its wake, whatever messages it still has
     )
     return Transition(Event.CLAIM, _claimed(now, lease), allowed)
 
@@ -265,7 +255,6 @@ def _lost(job: Job, now: datetime, error: JobError) -> JobUpdate:
         lease_until=None,
         lease_id=None,
         dispatch=None,
-        blocked_on=None,
         append_history=lost,
     )
 
@@ -293,21 +282,12 @@ def report_progress(job: Job, progress: Progress) -> Transition:
 
 # ----------------------------------------------------------------------------------- control
 def cancel_queued(
-    job: Job,
-    now: datetime,
-    retention: timedelta,
-    token: str,
-    error: JobError | None = None,
+    job: Job, now: datetime, retention: timedelta, token: str
 ) -> Transition:
-    """queued -> cancelled: this run never runs (a run the job starts later is not cancelled).
-    `error`: why, when it was not the owner's cancel (flow control's `replace_queued`)."""
+    """queued -> cancelled: this run never runs (a run the job starts later is not cancelled)."""
     seen = _seen(Event.CANCEL_QUEUED, job)
     update = JobUpdate(
-        updated_at=now,
-        dispatch=None,
-        blocked_on=None,
-        control_tokens=with_token(job, token),
-        error=KEEP if error is None else error,
+        updated_at=now, dispatch=None, control_tokens=with_token(job, token)
     )
     update = _final(update, JobStatus.CANCELLED, now, retention)
     return Transition(Event.CANCEL_QUEUED, update, replace(seen, attempts=None))
@@ -334,7 +314,6 @@ def reset_for_retry(job: Job, now: datetime, token: str) -> Transition:
     update = JobUpdate(
         status=JobStatus.QUEUED,
         run=job.run + 1,
-        blocked_on=None,
         control_tokens=with_token(job, token),
         attempts=0,
         result=None,
@@ -414,56 +393,3 @@ def resume(job: Job, now: datetime, lease: Lease) -> Transition:
         updated_at=now,
     )
     return Transition(Event.RESUME, update, seen)
-
-
-# ------------------------------------------------------------------- flow control (issue 18)
-def _claim_undone(job: Job, now: datetime) -> JobUpdate:
-    """What taking back a claim writes: its attempt given back, its lease released, no history
-    entry (no attempt started: the handler never ran)."""
-    return JobUpdate(
-        updated_at=now,
-        lease_until=None,
-        lease_id=None,
-        attempt_request_id=None,
-        started_at=None if job.attempts <= 1 else KEEP,
-        dispatch=None,
-        decrement_attempts=True,
-    )
-
-
-def park(job: Job, now: datetime, blocked_on: BlockedOn) -> Transition:
-    """running -> queued with `blocked_on`: the claim met a limit (no permit, or the type is
-    paused), so it is undone (the attempt given back, no history entry) and the job waits. Its
-    message is acknowledged: waiting consumes no attempt and no receive. A wake (`wake`) has the
-    outbox send it a new message."""
-    update = replace(
-        _claim_undone(job, now), status=JobStatus.QUEUED, blocked_on=blocked_on
-    )
-    return Transition(Event.PARK, update, _seen(Event.PARK, job))
-
-
-def wake(job: Job, now: datetime) -> Transition:
-    """queued (parked) -> queued: the wait is over (a permit freed, the type resumed, a chain's
-    dependencies done): `blocked_on` removed and a message asked for (the outbox sends it).
-    Fenced by the job's run and its being parked, so a wake that comes twice sends once."""
-    if job.status not in ALLOWED[Event.WAKE] or job.blocked_on is None:
-        raise TransitionRefused(Event.WAKE, job)
-    update = JobUpdate(blocked_on=None, updated_at=now, dispatch=dispatch_mark(now))
-    return Transition(Event.WAKE, update, replace(_seen(Event.WAKE, job), blocked=True))
-
-
-def skip(job: Job, now: datetime, error: JobError, retention: timedelta) -> Transition:
-    """running -> cancelled: the claim met a concurrency limit whose strategy is `skip`; the
-    claim is undone (no attempt started) and the job ends with `error` saying why."""
-    update = replace(_claim_undone(job, now), error=error)
-    update = _final(update, JobStatus.CANCELLED, now, retention)
-    return Transition(Event.SKIP, update, _seen(Event.SKIP, job))
-
-
-def unclaim(job: Job, now: datetime) -> Transition:
-    """running -> queued: the claim could not be admitted because flow control's state did not
-    answer (the control table unavailable), so it is undone (the attempt given back, no history
-    entry) and the job is claimed again when its message, still in flight, comes back. Nothing
-    ran, so no attempt is used for it."""
-    update = replace(_claim_undone(job, now), status=JobStatus.QUEUED)
-    return Transition(Event.UNCLAIM, update, _seen(Event.UNCLAIM, job))

@@ -27,9 +27,6 @@ COUNTS = frozenset(
         "JobsContinued",
         "StaleMessages",
         "DeadLettersIgnored",
-        "JobsParked",
-        "JobsWoken",
-        "JobsSkipped",
     }
 )
 DURATIONS = frozenset({"AttemptDuration", "QueueDelay"})

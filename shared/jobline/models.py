@@ -18,13 +18,6 @@ from pydantic import (
     model_validator,
 )
 
-from jobline.flow import (
-    MAX_CONCURRENCY_KEY_CHARS,
-    MAX_PRIORITY_S,
-    BlockedOn,
-    FlowKey,
-    Priority,
-)
 from jobline.limits import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_ATTEMPT_ERROR_TEXT_BYTES,
@@ -242,18 +235,6 @@ class Job(BaseModel):
     """Set while a message must be sent for the job (the outbox): when the message was asked for
     (epoch ms; at submit and at each retry). The stream's dispatcher sends one for every write
     that leaves it set; the claim (or any other way out of `queued`) removes it."""
-    flow_keys: tuple[FlowKey, ...] = ()
-    """The concurrency limits the job meets (`jobline.flow`), rendered at submit: none for a type
-    that declares none (its claim then reads and writes nothing else)."""
-    concurrency_key: str | None = None
-    """The submit's `concurrency_key` (a key template's `{key}`)."""
-    priority: Priority | None = None
-    """The submit's priority (None: default); kept across retries."""
-    priority_s: int | None = None
-    """The submit's head start among waiters (seconds; None: 0); kept across retries."""
-    blocked_on: BlockedOn | None = None
-    """While `queued` and parked (`lifecycle.park`): why the job waits and since when; its
-    message was acknowledged, and the wake (`lifecycle.wake`) has the outbox send a new one."""
 
     def is_expired(self, now_epoch: float) -> bool:
         """DynamoDB TTL deletes up to 48 h late: a job past `expires_at` is gone to readers."""
@@ -284,14 +265,6 @@ class SubmitRequest(BaseModel):
         default=DEFAULT_MAX_ATTEMPTS, ge=MIN_ATTEMPTS, le=MAX_ATTEMPTS
     )
     delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_S)
-    concurrency_key: str | None = Field(
-        default=None, min_length=1, max_length=MAX_CONCURRENCY_KEY_CHARS
-    )
-    """What a type's key templates call `{key}` (flow control)."""
-    priority: Priority = Priority.DEFAULT
-    """`high` and `low` run on lanes of their own (reserved capacity, not strict priority)."""
-    priority_s: JsonInteger = Field(default=0, ge=-MAX_PRIORITY_S, le=MAX_PRIORITY_S)
-    """A head start (seconds) among jobs waiting for the same permit."""
 
     _payload_is_storable = field_validator("payload")(_storable_payload)
 
@@ -315,13 +288,8 @@ class SubmitRequest(BaseModel):
 
     def request_hash(self) -> str:
         """What identifies the request for an idempotent replay (its payload, never the upload
-        that carried it: a retry that uploaded again is the same request). Flow control's
-        fields count only when set, so a key used before they existed still replays."""
+        that carried it: a retry that uploaded again is the same request)."""
         body = self.model_dump(mode="json", exclude={"payload_upload"})
-        defaults = {"concurrency_key": None, "priority": "default", "priority_s": 0}
-        for name, default in defaults.items():
-            if body.get(name) == default:
-                body.pop(name, None)
         return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
@@ -368,11 +336,6 @@ class IngestSubmission(BaseModel):
         default=DEFAULT_MAX_ATTEMPTS, ge=MIN_ATTEMPTS, le=MAX_ATTEMPTS
     )
     delay_seconds: JsonInteger = Field(default=0, ge=0, le=MAX_DELAY_S)
-    concurrency_key: str | None = Field(
-        default=None, min_length=1, max_length=MAX_CONCURRENCY_KEY_CHARS
-    )
-    priority: Priority = Priority.DEFAULT
-    priority_s: JsonInteger = Field(default=0, ge=-MAX_PRIORITY_S, le=MAX_PRIORITY_S)
 
     _payload_is_storable = field_validator("payload")(_storable_payload)
 
@@ -391,9 +354,6 @@ class IngestSubmission(BaseModel):
             payload=self.payload,
             max_attempts=self.max_attempts,
             delay_seconds=self.delay_seconds,
-            concurrency_key=self.concurrency_key,
-            priority=self.priority,
-            priority_s=self.priority_s,
         )
 
 
@@ -451,8 +411,6 @@ class JobSummary(BaseModel):
     cancel_requested_at: datetime | None = None
     correlation_id: str | None = None
     expires_at: int | None = None
-    blocked_on: BlockedOn | None = None
-    """Why a queued job waits (its `position` is not computed in listings)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from jobline.flow import FlowKey, FlowSettings, Permits, Waiter
 from jobline.limits import LIST_PAGE_MAX_BYTES
 from jobline.models import Job, JobFilter, JobMessage, JobSummary
 from jobline.targets import FunctionAnswer
@@ -118,61 +117,3 @@ class BlobStore(Protocol):
         """Where and how to upload an object of at most `max_bytes` under `key` without
         credentials for `expires_in_s` seconds: a URL and the form fields a
         `multipart/form-data` POST sends before the file (an S3 POST policy)."""
-
-
-class FlowStore(Protocol):
-    """Flow control's state (issue 18): the control table, its own table (never the jobs
-    table's stream). Every write is conditional and safe to repeat (a retry after a lost
-    response meets its own earlier success and says so)."""
-
-    def acquire(
-        self, key: FlowKey, limit: int, job_id: str, lease_id: str, now: datetime
-    ) -> Permits | None:
-        """Take a permit of `key` for `job_id` under `lease_id`: one conditional write, applied
-        when the key has fewer than `limit` holders or the job already holds one (its own
-        earlier try, or an earlier claim of the job: taken over). None when taken; else the
-        permits as found (the key is full)."""
-
-    def release(self, key: FlowKey, job_id: str, lease_id: str) -> bool:
-        """Give back `job_id`'s permit of `key` if it is still the one `lease_id` took; whether
-        this call removed it."""
-
-    def permits(self, key: FlowKey) -> Permits:
-        """The key's permits, strongly consistent."""
-
-    def add_waiter(self, waiter: Waiter, since: datetime) -> None:
-        """Put `waiter` in its queue (a second put of the same waiter changes nothing)."""
-
-    def waiters(self, queue: str, limit: int) -> list[Waiter]:
-        """The first `limit` waiters of `queue`, in waking order."""
-
-    def position(self, waiter: Waiter) -> int:
-        """How many waiters of its queue come before `waiter`."""
-
-    def count_waiters(self, queue: str) -> int:
-        """How many waiters `queue` holds."""
-
-    def remove_waiter(self, waiter: Waiter) -> None:
-        """Take `waiter` out of its queue (gone already: nothing)."""
-
-    def sweep_queues(self) -> list[str]:
-        """Every queue that holds a waiter, and the queue of every concurrency key that has
-        holders (the sweep's scan)."""
-
-    def settings(self) -> FlowSettings:
-        """The live overrides and pauses, strongly consistent."""
-
-    def set_override(self, name: str, limit: int | None) -> None:
-        """Set (None: remove) the override of the limits called `name`."""
-
-    def set_pause(self, scope: str, since: datetime | None) -> None:
-        """Pause `scope` since `since` (None: resume it)."""
-
-    def rate_bucket(self, name: str, key: str) -> tuple[datetime | None, int]:
-        """A rate limit's bucket at `key`: its theoretical arrival time (None: full) and the
-        version a write must find."""
-
-    def put_rate_bucket(
-        self, name: str, key: str, tat: datetime, version: int, expires_at: int
-    ) -> bool:
-        """Store the bucket if its version is still `version`; whether it was stored."""

@@ -27,7 +27,6 @@ from jobline.errors import (
     PermanentJobError,
     UnknownJobType,
 )
-from jobline.flow import Concurrency, RateLimit
 from jobline.limits import DEFAULT_TIMEOUT_S, LAMBDA_MAX_TIMEOUT_S, MAX_RUNTIME_S
 from jobline.targets import LambdaTarget, LocalTarget, Target, parse_target
 
@@ -198,24 +197,8 @@ class JobType(Generic[InputT]):
     max_runtime_s: int | None = None
     """With continuations (`Continue`): the longest a whole attempt may take across its chain
     of invocations, from its first start (None: the type does not continue)."""
-    concurrency: tuple[Concurrency, ...] = ()
-    """Flow control: how many of its jobs may run at once per rendered key (`jobline.flow`).
-    Empty (the default): its jobs read and write nothing of flow control's."""
-    rate_limits: tuple[RateLimit, ...] = ()
-    """Flow control: how many of its jobs may start per period per rendered key."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "concurrency", tuple(self.concurrency))
-        object.__setattr__(self, "rate_limits", tuple(self.rate_limits))
-        names = [c.name for c in self.concurrency] + [r.name for r in self.rate_limits]
-        if len(names) != len(set(names)):
-            raise InvalidJobTypeDeclaration(
-                self.name, f"declares a limit name twice: {sorted(names)}"
-            )
-        if "owner" in names:
-            raise InvalidJobTypeDeclaration(
-                self.name, "the limit name 'owner' is the per-owner cap's (reserved)"
-            )
         if not 1 <= self.timeout_s <= LAMBDA_MAX_TIMEOUT_S:
             raise InvalidJobTypeDeclaration(
                 self.name,

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from jobline.models import RunOutcome
 from jobline.registry import JobTypeRegistry
-from jobline.usecases.admission import Admission
 from jobline.usecases.claim_check import ClaimCheck
 from jobline.usecases.control import Control
 from jobline.usecases.dead_letters import DeadLetters
 from jobline.usecases.dispatch import Dispatch
 from jobline.usecases.execution import Execution
-from jobline.usecases.flow_admin import FlowAdmin
 from jobline.usecases.ingest import Ingest
 from jobline.usecases.queries import Queries
 from jobline.usecases.submission import Submission, Submitted
@@ -40,8 +38,6 @@ class JobService:
         dispatch: Dispatch,
         claim_check: ClaimCheck,
         registry: JobTypeRegistry,
-        admission: Admission | None = None,
-        flow_admin: FlowAdmin | None = None,
     ) -> None:
         self.registry = registry
         self.submit = submission.submit
@@ -57,8 +53,3 @@ class JobService:
         self.dispatch = dispatch.dispatch
         self.new_upload = claim_check.new_upload
         self.links = claim_check.links
-        self.admission = admission
-        """Flow control's worker side (None: off): `sweep`, and `park`/`wake` for other use
-        cases."""
-        self.flow = flow_admin
-        """Flow control's explain, dry run, limits and pauses (None: off)."""

@@ -13,7 +13,6 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline.flow import BlockedOn
 from jobline.models import (
     Attempt,
     Checkpoint,
@@ -43,10 +42,6 @@ class Event(enum.StrEnum):
     SAVE_CHECKPOINT = "save_checkpoint"
     CONTINUE = "continue"
     RESUME = "resume"
-    PARK = "park"
-    WAKE = "wake"
-    SKIP = "skip"
-    UNCLAIM = "unclaim"
 
 
 class Keep(enum.Enum):
@@ -84,10 +79,6 @@ class JobUpdate:
     expires_at: int | Keep | None = KEEP
     dispatch: int | Keep | None = KEEP
     """Set: a message must be sent for the job (the outbox); None: it has been, or never will."""
-    blocked_on: BlockedOn | Keep | None = KEEP
-    """Set: the job waits, parked (flow control); None: it does not."""
-    decrement_attempts: bool = False
-    """Take one from `attempts` (atomically: a parked claim gives its attempt back)."""
     increment_attempts: bool = False
     """Add one to `attempts` (atomically, in the write)."""
     append_history: tuple[Attempt, ...] = ()
@@ -98,8 +89,7 @@ class JobUpdate:
         return {
             field.name: value
             for field in fields(self)
-            if field.name
-            not in ("increment_attempts", "decrement_attempts", "append_history")
+            if field.name not in ("increment_attempts", "append_history")
             and (value := getattr(self, field.name)) is not KEEP
         }
 
@@ -119,8 +109,7 @@ class Precondition:
     (`NO_LEASE`: by a claim that recorded none); with `progress_before`, holds no report of its
     attempt from that place in its order of reports or later; with `checkpoint_before`, no saved
     state from that place or later; with `continuing`, is (True) or is not (False) between two
-    invocations of a continuing attempt; with `blocked`, is (True) or is not (False) parked
-    (`blocked_on`)."""
+    invocations of a continuing attempt."""
 
     owner: str
     status_in: frozenset[JobStatus]
@@ -133,7 +122,6 @@ class Precondition:
     progress_before: int | None = None
     checkpoint_before: int | None = None
     continuing: bool | None = None
-    blocked: bool | None = None
 
     def admits(self, job: Job | None) -> bool:
         """Whether the write would apply to `job` (the repository's condition, evaluated here)."""
@@ -168,8 +156,6 @@ class Precondition:
             and (job.continue_at is not None) != self.continuing
         ):
             return False
-        if self.blocked is not None and (job.blocked_on is not None) != self.blocked:
-            return False
         return self.attempts is None or job.attempts == self.attempts
 
 
@@ -197,8 +183,6 @@ def apply(job: Job, update: JobUpdate) -> Job:
     data.update(update.assignments())
     if update.increment_attempts:
         data["attempts"] = job.attempts + 1
-    if update.decrement_attempts:
-        data["attempts"] = job.attempts - 1
     data["history"] = (*job.history, *update.append_history)
     return Job.model_validate(data)
 

@@ -153,31 +153,6 @@ def test_submit_passes_the_options(cli: Cli, scripted: ScriptedTransport) -> Non
     }
 
 
-def test_submit_passes_flow_controls_options(
-    cli: Cli, scripted: ScriptedTransport
-) -> None:
-    ran = cli(
-        "submit",
-        "echo",
-        "--concurrency-key",
-        "acct-7",
-        "--priority",
-        "low",
-        "--priority-s",
-        "-30",
-        "--output=json",
-    )
-
-    assert ran.code == 0
-    body = json.loads(scripted.sent[0].body)
-    assert (body["concurrency_key"], body["priority"], body["priority_s"]) == (
-        "acct-7",
-        "low",
-        -30,
-    )
-    assert (ran.json()["priority"], ran.json()["priority_s"]) == ("low", -30)
-
-
 def test_submit_reads_the_payload_from_a_file_or_stdin(
     cli: Cli, stack: Stack, tmp_path: Path
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from datetime import UTC, datetime
 from typing import Any
@@ -70,27 +69,6 @@ def test_submit_returns_the_queued_job_with_every_field(
     assert (job.progress, job.history, job.is_final) == (None, (), False)
     # And `raw` is exactly the API's JSON
     assert job.raw == _api_job(api, job.id)
-
-
-def test_submit_sends_flow_controls_fields_only_when_set(
-    client: Client, scripted: ScriptedTransport
-) -> None:
-    # When alice submits once with a concurrency key, a priority and a head start, once without
-    job = client.submit(
-        "echo", {}, concurrency_key="acct-7", priority="high", priority_s=60
-    )
-    plain = client.submit("echo", {})
-
-    # Then the job keeps them; a submit without them sends none (its replays hash the same)
-    assert (job.concurrency_key, job.priority, job.priority_s) == ("acct-7", "high", 60)
-    assert (plain.concurrency_key, plain.priority, plain.priority_s) == (None,) * 3
-    first, second = (json.loads(sent.body) for sent in scripted.sent)
-    assert (first["concurrency_key"], first["priority"], first["priority_s"]) == (
-        "acct-7",
-        "high",
-        60,
-    )
-    assert not {"concurrency_key", "priority", "priority_s"} & set(second)
 
 
 def test_submit_always_sends_an_idempotency_key(

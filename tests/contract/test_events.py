@@ -10,17 +10,14 @@ import hashlib
 import importlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 import pytest
-from jobline import bootstrap
-from jobline.aws.control_table import DynamoFlowStore
 from jobline.aws.repository import DynamoJobRepository
 from jobline.bootstrap import default_registry
-from jobline.flow import BlockedOn, FlowKey, Waiter, concurrency_queue, waiter_rank
 from jobline.models import Job, JobStatus
 from jobline_local.settings import LocalSettings
 from jobline_local.template import (
@@ -66,8 +63,6 @@ def function_for(event: dict[str, Any]) -> str:
             if source["Type"] == "HttpApi" and "routeKey" in event:
                 if event["routeKey"] == f"{props['Method']} {props['Path']}":
                     matches.add(name)
-            elif source["Type"] == "Schedule" and event.get("source") == "aws.events":
-                matches.add(name)
             elif source["Type"] == "SQS" and "Records" in event:
                 queue = props["Queue"]["Fn::GetAtt"][0]
                 if all(
@@ -347,10 +342,6 @@ def test_submit_is_accepted_and_its_replay_returns_the_same_job(
         "progress": None,
         "history": [],
         "correlation_id": "req-7f3c2a91-checkout",
-        "concurrency_key": None,
-        "priority": None,
-        "priority_s": None,
-        "blocked_on": None,
     }
     assert first["headers"]["x-correlation-id"] == "req-7f3c2a91-checkout"
     # And one message naming the job is on the queue, its correlation id an attribute
@@ -425,10 +416,6 @@ def test_get_returns_the_callers_job(moto_stack: MotoStack) -> None:
         "progress": None,
         "history": [],
         "correlation_id": None,
-        "concurrency_key": None,
-        "priority": None,
-        "priority_s": None,
-        "blocked_on": None,
     }
     assert body_of(response) == public(job)
 
@@ -545,33 +532,3 @@ def test_worker_reports_a_record_for_an_unknown_job(moto_stack: MotoStack) -> No
     }
     assert stored(moto_stack, known).status is JobStatus.SUCCEEDED
     assert repository(moto_stack).get(unknown) is None
-
-
-def test_the_flow_sweep_schedule_wakes_a_job_whose_wake_was_lost(
-    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given flow control on, and a job parked on a key that has room (its wake was lost)
-    control = moto_stack.provisioned.tables["ControlTable"]
-    monkeypatch.setenv("JOBLINE_CONTROL_TABLE_NAME", control)
-    bootstrap.reset()
-    since = CREATED + timedelta(seconds=1)
-    blocked = BlockedOn(reason="concurrency", key=f"one#{OWNER}", since=since)
-    job = seed(moto_stack, blocked_on=blocked, dispatch=None, run_after=CREATED)
-    store = DynamoFlowStore(moto_stack.dynamodb, control)
-    key = FlowKey(name="one", key=OWNER)
-    store.add_waiter(
-        Waiter(concurrency_queue(key), waiter_rank(None, None, CREATED), job.id, OWNER),
-        since,
-    )
-    moto_stack.dispatch()
-
-    # When the schedule's event reaches the function the template names
-    result = invoke(load_event("worker_flow_sweep"))
-
-    # Then the job is woken: no longer blocked, its message sent again by the outbox
-    assert result == {"woken": 1}
-    woken = stored(moto_stack, job.id)
-    assert (woken.status, woken.blocked_on) == (JobStatus.QUEUED, None)
-    messages = moto_stack.receive()
-    assert [json.loads(m["Body"])["job_id"] for m in messages] == [job.id]
-    assert store.sweep_queues() == []

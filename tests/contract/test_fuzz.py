@@ -199,7 +199,7 @@ def test_every_operation_answers_as_documented(
     checks = _all_checks()
     authorization = owners_cannot_reach_each_others_jobs(other_owner)
     operations = [result.ok() for result in api.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) == 12  # 8 job routes, 4 flow control routes
+    assert len(operations) == 8
 
     for operation in operations:
 

@@ -20,7 +20,6 @@ from jobline_local.poller import (
     batch_item_failures,
     mapping_concurrency,
 )
-from jobline_local.schedule import SchedulePoller
 from jobline_local.settings import LocalSettings
 from jobline_local.stack import LocalStack, LocalStackError
 from jobline_local.template import (
@@ -141,7 +140,6 @@ def test_every_sqs_trigger_is_served_and_an_ingest_message_becomes_a_job(
             poller.concurrency,
         )
         for poller in local_stack.pollers
-        if not isinstance(poller, SchedulePoller)
     ) == [
         ("DeadLetterFunction", "JobsDeadLetterQueue", 2),
         ("DeadLetterFunction", "LongJobsDeadLetterQueue", 2),
@@ -149,16 +147,8 @@ def test_every_sqs_trigger_is_served_and_an_ingest_message_becomes_a_job(
         ("LongWorkerFunction", "LongJobsQueue", 4),
         ("OutboxFunction", "JobsTable", 1),
         ("OutboxRecoveryFunction", "OutboxFailureQueue", 2),
-        ("WorkerFunction", "HighJobsQueue", 4),
         ("WorkerFunction", "JobsQueue", 4),
-        ("WorkerFunction", "LowJobsQueue", 4),
     ]
-    # and each schedule of the template runs too (the worker's flow sweep, every minute)
-    assert [
-        (poller.trigger.function, poller.trigger.period_s)
-        for poller in local_stack.pollers
-        if isinstance(poller, SchedulePoller)
-    ] == [("WorkerFunction", 60)]
 
     # When another system sends a submission to the ingest queue
     local_stack.sqs.send_message(
@@ -266,17 +256,14 @@ def test_the_template_declares_each_sqs_event_sources_maximum_concurrency() -> N
     # Given the template's SQS triggers, their MaximumConcurrency resolved to the parameters'
     # defaults (a local run deploys with those)
     assert {
-        (trigger.function, trigger.queue): trigger.maximum_concurrency
+        trigger.function: trigger.maximum_concurrency
         for trigger in sqs_triggers(load_template())
     } == {
-        ("WorkerFunction", "JobsQueue"): 50,
-        ("WorkerFunction", "HighJobsQueue"): 20,
-        ("WorkerFunction", "LowJobsQueue"): 5,
-        ("LongWorkerFunction", "LongJobsQueue"): 10,
-        ("IngestFunction", "IngestQueue"): 10,
-        ("DeadLetterFunction", "JobsDeadLetterQueue"): 2,
-        ("DeadLetterFunction", "LongJobsDeadLetterQueue"): 2,
-        ("OutboxRecoveryFunction", "OutboxFailureQueue"): 2,
+        "WorkerFunction": 50,
+        "LongWorkerFunction": 10,
+        "IngestFunction": 10,
+        "DeadLetterFunction": 2,
+        "OutboxRecoveryFunction": 2,
     }
 
 
@@ -340,12 +327,11 @@ def crash(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def worker_trigger(**changes: Any) -> SqsTrigger:
-    """The worker's SQS trigger on the jobs queue as template.yaml declares it, optionally
-    changed."""
+    """The worker's SQS trigger as template.yaml declares it, optionally changed."""
     (trigger,) = [
         trigger
         for trigger in sqs_triggers(load_template())
-        if (trigger.function, trigger.queue) == ("WorkerFunction", "JobsQueue")
+        if trigger.function == "WorkerFunction"
     ]
     return dataclasses.replace(trigger, **changes)
 

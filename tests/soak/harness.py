@@ -28,14 +28,12 @@ from jobline import bootstrap, clock, sqs_batch
 from jobline.aws.items import item_to_job
 from jobline.bootstrap import default_registry
 from jobline.config import Settings
-from jobline.flow import Concurrency
 from jobline.models import Job, JobMessage, JobStatus
 from jobline.registry import JobContext, JobType, JobTypeRegistry
 from jobline.service import JobService
 from jobline_api.app import attach_environment, create_app
 from jobline_local.poller import InvocationKilled, LambdaContext
 from jobline_local.template import load_template
-from pydantic import BaseModel, ConfigDict, Field
 
 from tests.soak.invariants import Answer, DeadLetterSeen, Image, Run
 
@@ -45,15 +43,11 @@ WORKER_TIMEOUT_S = 12
 """The worker's (scaled) Lambda timeout: its leases last this long."""
 VISIBILITY_S = 14
 """The jobs queue's (scaled) visibility timeout: a lost batch's messages come back after it."""
-SWEEP_S = 5
-"""The flow sweep's (scaled) schedule: a wake lost to a fault is found within it."""
-SLOT_LIMIT = 1
-"""The `limited` type's concurrency limit per (owner, slot)."""
 
 
 def scaled_template() -> dict[str, Any]:
-    """template.yaml with the workers' timeouts and the queues' visibility timeouts scaled
-    down, so that what a lost invocation leaves behind comes back within the soak."""
+    """template.yaml with the worker's timeout and the queues' visibility timeouts scaled down,
+    so that what a lost invocation leaves behind comes back within the soak."""
     template = load_template()
     resources = template["Resources"]
     # (both lanes: the lanes' routing still reads the deployed timeouts from the environment, so
@@ -62,8 +56,6 @@ def scaled_template() -> dict[str, Any]:
         resources[function]["Properties"]["Timeout"] = WORKER_TIMEOUT_S
     for name in (
         "JobsQueue",
-        "HighJobsQueue",
-        "LowJobsQueue",
         "LongJobsQueue",
         "IngestQueue",
         "JobsDeadLetterQueue",
@@ -71,8 +63,6 @@ def scaled_template() -> dict[str, Any]:
         "OutboxFailureQueue",
     ):
         resources[name]["Properties"]["VisibilityTimeout"] = VISIBILITY_S
-    sweep = resources["WorkerFunction"]["Properties"]["Events"]["FlowSweep"]
-    sweep["Properties"]["Schedule"] = f"rate({SWEEP_S} seconds)"
     return template
 
 
@@ -158,41 +148,14 @@ class RunLog:
         return replace(job_type, handler=handler)
 
     def registry(self, settings: Settings | None = None) -> JobTypeRegistry:
-        """The deployment's built-in job types (`bootstrap.default_registry`) and the soak's
-        `limited` type (flow control), recorded."""
-        job_types = [*default_registry(settings), LIMITED]
-        return JobTypeRegistry(self.wrap(job_type) for job_type in job_types)
+        """The deployment's built-in job types (`bootstrap.default_registry`), recorded."""
+        return JobTypeRegistry(
+            self.wrap(job_type) for job_type in default_registry(settings)
+        )
 
     def of(self, job_id: str) -> list[Run]:
         with self._lock:
             return [run for run in self.runs if run.job_id == job_id]
-
-
-class SlotInput(BaseModel):
-    """A `limited` job: the slot it takes a permit of, and how long it holds it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    slot: str = Field(min_length=1, max_length=8)
-    seconds: float = Field(ge=0, le=5)
-
-
-def hold_slot(payload: SlotInput, context: JobContext) -> dict[str, str]:
-    """Hold the slot's permit for `seconds` (less when the attempt is stopped)."""
-    context.stop_event.wait(payload.seconds)
-    context.raise_if_cancelled()
-    return {"slot": payload.slot}
-
-
-LIMITED = JobType(
-    name="limited",
-    description="Holds a permit of its owner's slot for a while (the soak's flow control).",
-    input_model=SlotInput,
-    handler=hold_slot,
-    concurrency=(
-        Concurrency(name="slot", key="{owner}:{payload.slot}", limit=SLOT_LIMIT),
-    ),
-)
 
 
 # ------------------------------------------------------------------------ stream images
@@ -705,17 +668,6 @@ def caller(
                 "payload": {"late": n},
                 "delay_seconds": rng.choice([1, 2]),
             }
-        if (
-            rng.random() < 0.2
-        ):  # flow control: one at a time per slot, some with a head start
-            body = {
-                "type": "limited",
-                "payload": {
-                    "slot": rng.choice(["a", "b"]),
-                    "seconds": round(rng.uniform(0.3, 1.5), 2),
-                },
-                "priority_s": rng.choice([0, 0, 0, 60]),
-            }
         answer = api.call("POST", "/jobs", "submit", owner, json_body=body, key=key)
         for _ in range(3):  # a keyed submit without a good answer is repeated
             if key is None or (answer.status is not None and answer.status < 500):
@@ -727,7 +679,7 @@ def caller(
             continue
         if key is not None and rng.random() < 0.3:
             api.call("POST", "/jobs", "replay", owner, json_body=body, key=key)
-        if body["type"] in ("sleep", "limited") and rng.random() < 0.4:
+        if body["type"] == "sleep" and rng.random() < 0.4:
             time.sleep(rng.choice([0.0, 0.0, 0.5, 1.0]))
             api.call("POST", f"/jobs/{job_id}/cancel", "cancel", owner, job_id=job_id)
         if body["type"] == "http.request" and rng.random() < 0.3:

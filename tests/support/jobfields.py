@@ -38,26 +38,13 @@ PUBLIC_FIELDS = (
     "progress",
     "history",
     "correlation_id",
-    "concurrency_key",
-    "priority",
-    "priority_s",
-    "blocked_on",
 )
 """What the API shows of a job."""
 SUMMARY_FIELDS = (
     *(
         name
         for name in PUBLIC_FIELDS
-        if name
-        not in (
-            "payload",
-            "result",
-            "history",
-            *DATA_LINK_FIELDS,
-            "concurrency_key",
-            "priority",
-            "priority_s",
-        )
+        if name not in ("payload", "result", "history", *DATA_LINK_FIELDS)
     ),
     "error_truncated",
 )

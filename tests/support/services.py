@@ -25,7 +25,6 @@ from tests.support.fakes import (
     CURSOR_SECRET,
     FakeClock,
     InMemoryBlobStore,
-    InMemoryFlowStore,
     InMemoryFunctionInvoker,
     InMemoryJobQueue,
     InMemoryJobRepository,
@@ -58,8 +57,6 @@ def build_fake_service(
     rng: random.Random | None = None,
     invoker: FunctionInvoker | None = None,
     blobs: InMemoryBlobStore | None = None,
-    flow_store: InMemoryFlowStore | None = None,
-    owner_concurrency: int | None = None,
 ) -> tuple[JobService, InMemoryJobRepository, InMemoryJobQueue]:
     """A JobService over in-memory fakes (built-in job types unless `registry` is given), wired by
     the one composition root, `jobline.bootstrap.build_service`, with the settings' defaults
@@ -84,10 +81,7 @@ def build_fake_service(
         progress_interval_s=defaults.progress_interval_s
         if progress_interval_s is None
         else progress_interval_s,
-        owner_concurrency=owner_concurrency or 0,
-        flow_refresh_s=0.0,
     )
-    flow_store = flow_store if flow_store is not None else InMemoryFlowStore()
     registry = registry or default_registry()
     service = build_service(
         options=options,
@@ -98,7 +92,6 @@ def build_fake_service(
         rng=rng or random.Random(0),
         invoker=invoker or InMemoryFunctionInvoker(),
         blobs=blobs,
-        flow_store=flow_store,
     )
     # The outbox's dispatcher is a function of its own, as in AWS: a second service from the same
     # composition root over the same table and queue, whose clock reads the time without moving
@@ -110,7 +103,6 @@ def build_fake_service(
         registry=registry,
         clock=fake_clock.peek,
         blobs=blobs,
-        flow_store=flow_store,
     )
     repo.stream.deliver = outbox.dispatch
     return service, repo, queue

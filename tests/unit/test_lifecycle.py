@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from jobline import creation, lifecycle
-from jobline.flow import BlockedOn
 from jobline.limits import MAX_CONTROL_TOKENS
 from jobline.models import (
     Attempt,
@@ -42,7 +41,6 @@ NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 RETENTION = timedelta(days=2)
 LEASE = Lease(id="lease-new", until=NOW + timedelta(minutes=15), request_id="req-new")
 ERROR = JobError(type="Boom", message="it failed")
-BLOCKED = BlockedOn(reason="concurrency", key="crm#ann", since=NOW)
 PROGRESS = Progress(percent=50, message="half", updated_at=NOW)
 ENTRY = Attempt(attempt=1, started_at=NOW - timedelta(seconds=5), finished_at=NOW)
 ENDING = Ending(NOW, ENTRY, PROGRESS)
@@ -131,20 +129,9 @@ MAKE: dict[Event, tuple[Callable[[Job], Transition], JobStatus]] = {
         lambda job: lifecycle.resume(job, NOW, LEASE),
         JobStatus.RUNNING,
     ),
-    Event.PARK: (
-        lambda job: lifecycle.park(job, NOW, BLOCKED),
-        JobStatus.QUEUED,
-    ),
-    Event.WAKE: (lambda job: lifecycle.wake(job, NOW), JobStatus.QUEUED),
-    Event.SKIP: (
-        lambda job: lifecycle.skip(job, NOW, ERROR, RETENTION),
-        JobStatus.CANCELLED,
-    ),
-    Event.UNCLAIM: (lambda job: lifecycle.unclaim(job, NOW), JobStatus.QUEUED),
 }
 EVENT_FIELDS: dict[Event, dict[str, Any]] = {
     Event.RESUME: {"continue_at": NOW - timedelta(seconds=1)},
-    Event.WAKE: {"blocked_on": BLOCKED},
 }
 """What a job must also be for the event to leave from its state (a resumed attempt continues)."""
 
@@ -343,7 +330,7 @@ def test_new_jobs_enter_the_machine_queued_or_rejected() -> None:
 
 
 # ------------------------------------------------------------------------------ outbox
-def test_only_submit_retry_continue_and_wake_ask_for_a_message() -> None:
+def test_only_submit_retry_and_continue_ask_for_a_message() -> None:
     request = SubmitRequest(type="echo", payload={})
     assert lifecycle.needs_message(
         creation.submitted("d" * 32, "ann", request, "h", NOW)
@@ -355,20 +342,16 @@ def test_only_submit_retry_continue_and_wake_ask_for_a_message() -> None:
     _, continuing = _after(Event.CONTINUE, JobStatus.RUNNING)
     assert lifecycle.needs_message(continuing)
     assert (continuing.status, continuing.continue_at) == (JobStatus.RUNNING, NOW)
-    # A parked job's wake asks for the message its park acknowledged
-    _, woken = _after(Event.WAKE, JobStatus.QUEUED)
-    assert lifecycle.needs_message(woken)
-    assert (woken.status, woken.blocked_on) == (JobStatus.QUEUED, None)
     # and no other arrow sets it
-    for event in set(Event) - {Event.RESET_FOR_RETRY, Event.CONTINUE, Event.WAKE}:
+    for event in set(Event) - {Event.RESET_FOR_RETRY, Event.CONTINUE}:
         job = job_for(event, sorted(lifecycle.ALLOWED[event])[0])
         assert MAKE[event][0](job).update.dispatch in (KEEP, None), event
 
 
 def test_every_arrow_out_of_queued_removes_the_dispatch_mark() -> None:
     for event, states in lifecycle.ALLOWED.items():
-        if JobStatus.QUEUED not in states or event is Event.WAKE:
-            continue  # a wake stays queued: it asks for a message
+        if JobStatus.QUEUED not in states:
+            continue
         _, after = _after(event, JobStatus.QUEUED, dispatch=7)
         assert after.dispatch is None, event
 
@@ -523,18 +506,3 @@ def test_an_older_checkpoint_never_replaces_a_newer_one() -> None:
 def test_a_retry_starts_its_run_without_the_saved_state() -> None:
     _, retried = _after(Event.RESET_FOR_RETRY, JobStatus.FAILED, checkpoint=CHECKPOINT)
     assert (retried.checkpoint, retried.continue_at) == (None, None)
-
-
-# ------------------------------------------------------------------------- flow control
-@pytest.mark.parametrize("event", [Event.PARK, Event.UNCLAIM, Event.SKIP])
-def test_an_undone_claim_gives_its_attempt_back_and_records_no_attempt(
-    event: Event,
-) -> None:
-    # Given a job just claimed (its second attempt) under a lease
-    # When its claim is undone (parked, unclaimed, or skipped)
-    before, after = _after(event, JobStatus.RUNNING, attempts=2, lease_id="lease-1")
-    # Then the attempt is given back, the lease released, and no history entry written
-    assert (after.attempts, after.lease_id, after.lease_until) == (1, None, None)
-    assert after.history == before.history
-    # and only a park says why the job waits
-    assert (after.blocked_on is not None) is (event is Event.PARK)

@@ -127,8 +127,6 @@ def test_the_sqs_triggered_functions_are_the_worker_ingest_and_dead_letter_consu
     # Then each function is triggered by exactly its queue
     assert sources == {
         ("WorkerFunction", "JobsQueue"),
-        ("WorkerFunction", "HighJobsQueue"),
-        ("WorkerFunction", "LowJobsQueue"),
         ("LongWorkerFunction", "LongJobsQueue"),
         ("IngestFunction", "IngestQueue"),
         ("DeadLetterFunction", "JobsDeadLetterQueue"),
@@ -177,18 +175,6 @@ RESULTS = "${JobDataBucket.Arn}/results/*"
 UPLOADS = "${JobDataBucket.Arn}/uploads/*"
 """The data bucket's prefixes (`jobline.usecases.claim_check`'s keys)."""
 """What an SQS event source mapping does with its function's role."""
-
-
-def control(*actions: str) -> set[tuple[str, str]]:
-    """Flow control's calls on its table (docs/flow-control.md)."""
-    return {(f"dynamodb:{action}", "ControlTable") for action in actions}
-
-
-WORKER_CONTROL = control(
-    "GetItem", "UpdateItem", "PutItem", "DeleteItem", "Query", "Scan"
-)
-"""A worker's: acquire and release (UpdateItem), waiters (PutItem, Query, DeleteItem), the
-settings (GetItem) and the FlowSweep schedule's sweep (Scan)."""
 
 
 def role_of(function: str) -> str:
@@ -292,8 +278,7 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 # the results' download URLs it signs
                 ("s3:GetObject", RESULTS),
                 ("s3:ListBucket", "JobDataBucket"),
-            }
-            | control("GetItem", "UpdateItem", "PutItem", "Query", "Scan"),
+            },
         ),
         (
             # (the workers too, when JobTargetArns names some, the job types' target functions)
@@ -306,15 +291,8 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("s3:GetObject", PAYLOADS),
                 ("s3:PutObject", RESULTS),
                 ("s3:ListBucket", "JobDataBucket"),
-                ("sqs:ChangeMessageVisibility", "HighJobsQueue"),
-                ("sqs:ChangeMessageVisibility", "LowJobsQueue"),
             }
-            | {
-                (action, queue)
-                for action in POLL
-                for queue in ("JobsQueue", "HighJobsQueue", "LowJobsQueue")
-            }
-            | WORKER_CONTROL,
+            | {(action, "JobsQueue") for action in POLL},
         ),
         (
             "LongWorkerFunction",
@@ -327,20 +305,14 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("s3:PutObject", RESULTS),
                 ("s3:ListBucket", "JobDataBucket"),
             }
-            | {(action, "LongJobsQueue") for action in POLL}
-            | WORKER_CONTROL,
+            | {(action, "LongJobsQueue") for action in POLL},
         ),
         (
             # The ingest use case stores with a conditional PutItem (a replay returns the stored
             # job with the failed condition); the outbox sends the message.
             "IngestFunction",
-            {
-                ("dynamodb:PutItem", "JobsTable"),
-                ("dynamodb:GetItem", "JobsTable"),
-                ("s3:PutObject", PAYLOADS),
-            }
-            | {(action, "IngestQueue") for action in POLL}
-            | control("GetItem", "PutItem"),
+            {("dynamodb:PutItem", "JobsTable"), ("s3:PutObject", PAYLOADS)}
+            | {(action, "IngestQueue") for action in POLL},
         ),
         (
             "DeadLetterFunction",
@@ -349,8 +321,7 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("dynamodb:UpdateItem", "JobsTable"),
             }
             | {(action, "JobsDeadLetterQueue") for action in POLL}
-            | {(action, "LongJobsDeadLetterQueue") for action in POLL}
-            | control("GetItem", "UpdateItem", "PutItem", "DeleteItem", "Query"),
+            | {(action, "LongJobsDeadLetterQueue") for action in POLL},
         ),
         (
             # The stream's event source mapping reads with the function's role; the
@@ -368,8 +339,6 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
             | {
                 ("sqs:SendMessage", "JobsQueue"),
                 ("sqs:SendMessage", "LongJobsQueue"),
-                ("sqs:SendMessage", "HighJobsQueue"),
-                ("sqs:SendMessage", "LowJobsQueue"),
                 ("sqs:SendMessage", "OutboxFailureQueue"),
             },
         ),
@@ -380,8 +349,6 @@ def logs_and_traces(function: str) -> set[tuple[str, str]]:
                 ("dynamodb:GetShardIterator", "JobsTable"),
                 ("sqs:SendMessage", "JobsQueue"),
                 ("sqs:SendMessage", "LongJobsQueue"),
-                ("sqs:SendMessage", "HighJobsQueue"),
-                ("sqs:SendMessage", "LowJobsQueue"),
             }
             | {(action, "OutboxFailureQueue") for action in POLL},
         ),
@@ -512,8 +479,6 @@ def test_every_queue_with_a_redrive_policy_outlasts_job_retries() -> None:
     }
     assert set(policies) == {
         "JobsQueue",
-        "HighJobsQueue",
-        "LowJobsQueue",
         "LongJobsQueue",
         "IngestQueue",
         "OutboxFailureQueue",
@@ -548,8 +513,6 @@ def test_every_triggering_queue_has_a_dead_letter_queue() -> None:
     triggering = {queue for _, queue, _ in sqs_sources()} - dead_letter_queues
     assert triggering == {
         "JobsQueue",
-        "HighJobsQueue",
-        "LowJobsQueue",
         "LongJobsQueue",
         "IngestQueue",
         "OutboxFailureQueue",
@@ -744,27 +707,19 @@ def test_shared_layer_is_built_from_shared_for_the_function_runtime() -> None:
 
 # ------------------------------------------------------------------- concurrency
 @pytest.mark.parametrize(
-    ("function", "queues", "parameter", "default"),
+    ("function", "parameter", "default"),
     [
-        ("WorkerFunction", {"JobsQueue"}, "WorkerMaxConcurrency", 50),
-        # the priority lanes: reserved shares of the worker (docs/flow-control.md)
-        ("WorkerFunction", {"HighJobsQueue"}, "HighWorkerMaxConcurrency", 20),
-        ("WorkerFunction", {"LowJobsQueue"}, "LowWorkerMaxConcurrency", 5),
-        ("LongWorkerFunction", {"LongJobsQueue"}, "LongWorkerMaxConcurrency", 10),
-        ("IngestFunction", {"IngestQueue"}, "IngestMaxConcurrency", 10),
-        (
-            "DeadLetterFunction",
-            {"JobsDeadLetterQueue", "LongJobsDeadLetterQueue"},
-            "DeadLetterMaxConcurrency",
-            2,
-        ),
+        ("WorkerFunction", "WorkerMaxConcurrency", 50),
+        ("LongWorkerFunction", "LongWorkerMaxConcurrency", 10),
+        ("IngestFunction", "IngestMaxConcurrency", 10),
+        ("DeadLetterFunction", "DeadLetterMaxConcurrency", 2),
     ],
 )
 def test_every_sqs_trigger_runs_at_most_a_parameter_of_invocations(
-    function: str, queues: set[str], parameter: str, default: int
+    function: str, parameter: str, default: int
 ) -> None:
     # Given the function's SQS triggers and the parameter capping them
-    triggers = [p for fn, q, p in sqs_sources() if fn == function and q in queues]
+    triggers = [p for fn, _, p in sqs_sources() if fn == function]
     spec = TEMPLATE["Parameters"][parameter]
 
     # Then each event source never runs more invocations at once than the parameter allows
@@ -1143,14 +1098,9 @@ def test_the_lanes_budgets_are_the_workers_timeouts_and_queues() -> None:
     )
     assert variables["JOBLINE_QUEUE_URL"] == {"Ref": "JobsQueue"}
     assert variables["JOBLINE_LONG_QUEUE_URL"] == {"Ref": "LongJobsQueue"}
-    polled: dict[str, set[str]] = {}
-    for fn, queue, _ in sqs_sources():
-        polled.setdefault(fn, set()).add(queue)
-    assert polled["WorkerFunction"] == {"JobsQueue", "HighJobsQueue", "LowJobsQueue"}
-    assert polled["LongWorkerFunction"] == {"LongJobsQueue"}
-    # And the priority lanes' queues are the ones the worker polls besides the default's
-    assert variables["JOBLINE_HIGH_QUEUE_URL"] == {"Ref": "HighJobsQueue"}
-    assert variables["JOBLINE_LOW_QUEUE_URL"] == {"Ref": "LowJobsQueue"}
+    polled = {fn: queue for fn, queue, _ in sqs_sources()}
+    assert polled["WorkerFunction"] == "JobsQueue"
+    assert polled["LongWorkerFunction"] == "LongJobsQueue"
     # And the long lane holds Lambda's longest invocation, its queue six of them
     assert function_property("LongWorkerFunction", "Timeout") == 900
     assert QUEUES["LongJobsQueue"]["Properties"]["VisibilityTimeout"] >= 6 * 900

@@ -372,7 +372,7 @@ def test_sqs_event_sources_poll_only_their_queue_at_bounded_concurrency() -> Non
         ).items()
         if "StreamArn" not in repr(mapping["Properties"]["EventSourceArn"])
     }
-    assert len(mappings) == 8  # the worker polls three lanes (priority)
+    assert len(mappings) == 6
     queues: dict[str, set[str]] = {}
     for mapping in mappings.values():
         props = mapping["Properties"]

@@ -7,12 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from jobline.bootstrap import get_service
-from jobline.config import admin_settings, get_settings
+from jobline.config import get_settings
 from jobline.service import JobService
 
 from jobline_api import errors, openapi
 from jobline_api.correlation import CorrelationIds
-from jobline_api.flow_routes import router as flow_router
 from jobline_api.routes import router
 from jobline_api.ui import router as ui_router
 
@@ -33,7 +32,6 @@ def create_app(
     app.state.dev_identity = allow_dev_identity
     errors.install(app)
     app.include_router(router)
-    app.include_router(flow_router)
     app.include_router(ui_router)
     app.add_middleware(CorrelationIds)
     openapi.install(app)
@@ -52,7 +50,3 @@ def attach_environment(app: FastAPI) -> None:
     app.state.allow_dev_identity = (
         get_settings().allow_dev_identity if configured is None else configured
     )
-    if not hasattr(app.state, "admins"):  # flow control's admins (docs/flow-control.md)
-        admins = admin_settings()
-        app.state.admins = admins.admins
-        app.state.admin_group = admins.admin_group

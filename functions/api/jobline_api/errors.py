@@ -17,23 +17,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from jobline.errors import (
     ConfigurationError,
-    Forbidden,
     IdempotencyConflict,
     InvalidCursor,
     InvalidJobState,
     InvalidPayload,
     JoblineError,
     JobNotFound,
-    JobTypeNotFound,
     PayloadTooLarge,
     QueueUnavailable,
-    RateLimited,
     RequestTooLarge,
     StorageUnavailable,
     SubmitOutcomeUnknown,
     Unauthenticated,
     UnknownJobType,
-    UnknownLimit,
     UploadNotFound,
     echoed,
 )
@@ -55,10 +51,6 @@ _BODY_PROBLEMS = frozenset({"json_invalid", "missing", "model_attributes_type"})
 no body, or (with a content type that is not JSON) the raw bytes it kept instead."""
 
 STATUS_BY_ERROR: dict[type[JoblineError], int] = {
-    RateLimited: 429,
-    Forbidden: 403,
-    UnknownLimit: 404,
-    JobTypeNotFound: 404,
     JobNotFound: 404,
     InvalidJobState: 409,
     IdempotencyConflict: 409,
@@ -134,8 +126,6 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
             "/"
         )  # `/{stage}`, jobline_api.stage
         headers = {"Location": f"{root}/jobs/{exc.job_id}", "Retry-After": "1"}
-    if isinstance(exc, RateLimited):
-        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -6,7 +6,6 @@ from asyncio import to_thread
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from fastapi.responses import JSONResponse
 from jobline.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from jobline.models import Job, JobFilter, JobStatus, SubmitRequest
 from jobline.service import JobService
@@ -19,10 +18,8 @@ from jobline_api.dependencies import (
     get_job_service,
     only_query,
 )
-from jobline_api.flow_routes import DryRunOut, explained, flow_of
 from jobline_api.schemas import (
     SUBMIT_UNAVAILABLE,
-    ErrorOut,
     Health,
     JobOut,
     JobPageOut,
@@ -72,22 +69,13 @@ async def list_job_types(service: Service) -> list[JobTypeOut]:
     "/jobs",
     operation_id="submit_job",
     status_code=202,
-    response_model=JobOut,
-    dependencies=[Depends(only_query("dry_run")), Depends(body_within_limit)],
+    dependencies=[*NO_QUERY, Depends(body_within_limit)],
     responses={
         202: {"description": "submitted", "headers": _LOCATION},
         200: {
-            "model": JobOut | DryRunOut,
-            "description": "idempotent replay (the job, with its `Location`); with "
-            "`dry_run=true`, what the submit would meet instead, nothing written "
-            "(`DryRunOut`, no `Location`: docs/flow-control.md)",
-            "headers": {"Location": {**_LOCATION["Location"], "required": False}},
-        },
-        429: {
-            "model": ErrorOut,
-            "description": "a rate limit refused the submit: retry after `Retry-After` "
-            "seconds",
-            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            "model": JobOut,
+            "description": "idempotent replay",
+            "headers": _LOCATION,
         },
         **error_responses(400, 401, 409, 413, 422),
         503: SUBMIT_UNAVAILABLE,
@@ -101,11 +89,7 @@ async def submit_job(
     prefix: Annotated[str, Depends(base_path)],
     correlation: Annotated[str, Depends(correlation_id)],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
-    dry_run: bool = False,
-) -> JobOut | JSONResponse:
-    if dry_run:  # validated as a submit, nothing written (docs/flow-control.md)
-        answer = await to_thread(flow_of(service).dry_run, owner, request)
-        return JSONResponse(DryRunOut.of(answer).model_dump(mode="json"))
+) -> JobOut:
     submitted = await to_thread(
         service.submit, owner, request, idempotency_key, correlation
     )
@@ -152,10 +136,7 @@ async def list_jobs(
     responses=error_responses(401, 404, 422, 503),
 )
 async def get_job(job_id: str, service: Service, owner: Owner) -> JobOut:
-    job = await to_thread(service.get, owner, job_id)
-    blocked = await to_thread(explained, service, job)
-    out = await _job_out(service, job)
-    return out.model_copy(update={"blocked_on": blocked})
+    return await _job_out(service, await to_thread(service.get, owner, job_id))
 
 
 @router.post(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobline.flow import BlockedOn, Priority
 from jobline.limits import (
     INLINE_DATA_BYTES,
     LIST_PAGE_MAX_BYTES,
@@ -98,14 +97,6 @@ class JobOut(BaseModel):
     cancel_requested_at: datetime | None
     history: list[AttemptOut]
     correlation_id: str | None
-    concurrency_key: str | None = None
-    """The submit's `concurrency_key` (flow control)."""
-    priority: Priority | None = None
-    """The submit's priority (null: default)."""
-    priority_s: int | None = None
-    """The submit's head start among waiters (seconds; null: 0)."""
-    blocked_on: BlockedOn | None = None
-    """Why a queued job waits: `{reason, key, since, position}` (docs/flow-control.md)."""
 
     @classmethod
     def of(cls, job: Job, links: DataLinks = NO_LINKS) -> JobOut:
@@ -149,8 +140,6 @@ class JobSummaryOut(BaseModel):
     progress: ProgressOut | None
     cancel_requested_at: datetime | None
     correlation_id: str | None
-    blocked_on: BlockedOn | None = None
-    """Why a parked job waits (its `position` only on GET /jobs/{id})."""
 
     @classmethod
     def of(cls, summary: JobSummary) -> JobSummaryOut:
@@ -266,9 +255,7 @@ ERROR_DESCRIPTIONS = {
     "day after): upload the payload again",
     401: "no identity, or one that is not a valid identity (the detail says why); "
     'API Gateway\'s JWT authorizer answers `{"message": "Unauthorized"}` itself',
-    403: "only an admin may do this (JOBLINE_ADMINS, or the JWT group JOBLINE_ADMIN_GROUP)",
-    404: "no such job visible to the caller (unknown, malformed, another owner's, expired); "
-    "or, for a limit, no concurrency limit of that name",
+    404: "no such job visible to the caller (unknown, malformed, another owner's, expired)",
     409: "the job's state does not allow it, or the Idempotency-Key was used with another "
     "request",
     413: f"the body is over {MAX_REQUEST_BODY_BYTES // 1024 // 1024} MiB (upload the payload "

@@ -22,7 +22,6 @@ from jobline.logging import configure
 from jobline.sqs_batch import run_batch, thread_pool
 
 from jobline_worker.record import run_record
-from jobline_worker.sweep import is_scheduled, run_sweep
 
 configure()
 load_handlers()  # a job type whose handler cannot work stops the worker here, not its jobs
@@ -30,10 +29,7 @@ build_during_lambda_init(dynamodb_client)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Run the batch's jobs concurrently; answer with the records SQS must deliver again. (The
-    `FlowSweep` schedule's event runs the flow sweep instead.)"""
-    if is_scheduled(event):
-        return run_sweep(get_service())
+    """Run the batch's jobs concurrently; answer with the records SQS must deliver again."""
     settings = get_settings()
     return run_batch(
         event,

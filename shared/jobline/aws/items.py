@@ -12,13 +12,11 @@ so that no two (owner, status) pairs share a partition, and is present only in t
 
 from __future__ import annotations
 
-import enum
 import json
 from datetime import datetime
 from typing import Any
 
 from jobline.clock import format_ts, parse_ts
-from jobline.flow import BlockedOn, FlowKey
 from jobline.models import (
     Attempt,
     Checkpoint,
@@ -134,36 +132,8 @@ def to_attribute(name: str, value: Any) -> dict[str, Any]:
                 "sha256": {"S": ref.sha256},
             }
         }
-    if name == "flow_keys":
-        keys = (
-            v if isinstance(v, FlowKey) else FlowKey.model_validate(v) for v in value
-        )
-        return {
-            "L": [
-                {
-                    "M": {
-                        "name": {"S": k.name},
-                        "key": {"S": k.key},
-                        "limit": {"N": str(k.limit)},
-                        "on_limit": {"S": k.on_limit},
-                    }
-                }
-                for k in keys
-            ]
-        }
-    if name == "blocked_on":
-        blocked = (
-            value if isinstance(value, BlockedOn) else BlockedOn.model_validate(value)
-        )
-        return {
-            "M": {
-                "reason": {"S": blocked.reason},
-                "key": {"S": blocked.key},
-                "since": {"S": format_ts(blocked.since)},
-            }
-        }
-    if isinstance(value, enum.Enum):
-        return {"S": str(value.value)}
+    if isinstance(value, JobStatus):
+        return {"S": value.value}
     if isinstance(value, str):
         return {"S": value}
     raise TypeError(f"no attribute mapping for field {name!r}")
@@ -220,7 +190,7 @@ def job_to_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {}
     for name, value in job:
         if (value is None and name not in _JSON_FIELDS) or (
-            name in ("history", "control_tokens", "flow_keys") and not value
+            name in ("history", "control_tokens") and not value
         ):
             continue
         item[name] = to_attribute(name, value)
@@ -231,16 +201,6 @@ def job_to_item(job: Job) -> dict[str, Any]:
     if partition is not None:
         item["owner_status"] = {"S": partition}
     return item
-
-
-def blocked_on_of(attr: dict[str, Any]) -> BlockedOn:
-    """A stored `blocked_on` attribute (a map) as `BlockedOn`."""
-    fields = attr["M"]
-    return BlockedOn(
-        reason=fields["reason"]["S"],
-        key=fields["key"]["S"],
-        since=parse_ts(fields["since"]["S"]),
-    )
 
 
 def item_to_job(item: dict[str, Any]) -> Job:
@@ -281,18 +241,6 @@ def item_to_job(item: dict[str, Any]) -> Job:
                 size=int(fields["size"]["N"]),
                 sha256=fields["sha256"]["S"],
             )
-        elif name == "flow_keys":
-            data[name] = tuple(
-                FlowKey(
-                    name=e["M"]["name"]["S"],
-                    key=e["M"]["key"]["S"],
-                    limit=int(e["M"]["limit"]["N"]),
-                    on_limit=e["M"]["on_limit"]["S"],
-                )
-                for e in attr["L"]
-            )
-        elif name == "blocked_on":
-            data[name] = blocked_on_of(attr)
         elif "S" in attr:
             data[name] = attr["S"]
     return Job.model_validate(data)

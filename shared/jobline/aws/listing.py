@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobline.aws.items import INDEXED_STATUSES, blocked_on_of, status_key
+from jobline.aws.items import INDEXED_STATUSES, status_key
 from jobline.clock import format_ts, parse_ts
 from jobline.errors import InvalidCursor, StorageUnavailable
 from jobline.limits import LIST_PAGE_MAX_BYTES
@@ -152,8 +152,6 @@ def item_to_summary(item: dict[str, Any]) -> JobSummary:
             data[name] = JobError(
                 type=fields["type"]["S"], message=fields["message"]["S"]
             )
-        elif name == "blocked_on":
-            data[name] = blocked_on_of(attr)
         elif name == "progress":
             fields = attr["M"]
             data[name] = Progress(

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobline.errors import QueueUnavailable
-from jobline.flow import message_group
 from jobline.limits import SQS_MAX_VISIBILITY_S
 from jobline.models import JobMessage
 
@@ -28,8 +27,7 @@ def build_send_batch(
     queue_url: str, messages: Sequence[tuple[JobMessage, int]]
 ) -> dict[str, Any]:
     """SendMessageBatch request: entry ids are the messages' positions; the body holds the ids,
-    a message's correlation id goes in a message attribute; its `MessageGroupId` is its owner,
-    escaped (`jobline.flow.message_group`: SQS fair queues share capacity between tenants)."""
+    a message's correlation id goes in a message attribute."""
     entries = []
     for index, (message, delay_seconds) in enumerate(messages):
         entry: dict[str, Any] = {
@@ -38,7 +36,6 @@ def build_send_batch(
                 exclude_none=True, exclude={"correlation_id"}
             ),
             "DelaySeconds": delay_seconds,
-            "MessageGroupId": message_group(message.owner),
         }
         if message.correlation_id:
             entry["MessageAttributes"] = {

@@ -143,13 +143,6 @@ def _condition(
             if precondition.continuing
             else "attribute_not_exists(#continue_at)"
         )
-    if precondition.blocked is not None:
-        names["#blocked_on"] = "blocked_on"
-        parts.append(
-            "attribute_exists(#blocked_on)"
-            if precondition.blocked
-            else "attribute_not_exists(#blocked_on)"
-        )
     if precondition.progress_before is not None:
         names["#progress"] = "progress"
         names["#seq"] = "seq"
@@ -193,10 +186,6 @@ def build_update(
         names["#attempts"] = "attempts"
         values[":one"] = {"N": "1"}
         sets.append("#attempts = #attempts + :one")
-    if update.decrement_attempts:
-        names["#attempts"] = "attempts"
-        values[":one"] = {"N": "1"}
-        sets.append("#attempts = #attempts - :one")
     if update.append_history:
         names["#history"] = "history"
         values[":no_history"] = {"L": []}

@@ -58,8 +58,6 @@ class Ended:
 
     outcome: RunOutcome
     retry_in_s: int | None = None
-    continuing: bool = False
-    """The attempt goes on in a new invocation (`Continue`): it keeps its permits."""
 
 
 @dataclass(frozen=True)
@@ -237,7 +235,7 @@ class RunningAttempt:
             elapsed_s=round(elapsed, 1),
             **metrics.emf(self.job.type, counts=["JobsContinued"]),
         )
-        return Ended(RunOutcome.DONE, continuing=True)
+        return Ended(RunOutcome.DONE)
 
     def time_out(self) -> Ended:
         """End the attempt the deadline stopped (retryable)."""

@@ -13,7 +13,6 @@ from jobline.logging import get_logger
 from jobline.models import Job, JobMessage, JobStatus
 from jobline.ports import JobRepository
 from jobline.transition import Event
-from jobline.usecases.admission import Admission
 from jobline.usecases.control import Control
 from jobline.usecases.lookup import find_job
 
@@ -28,8 +27,6 @@ class DeadLetters:
     control: Control
     clock: Callable[[], datetime]
     retention: timedelta
-    admission: Admission | None = None
-    """Flow control (None: off): a dead-lettered holder's permits are given back."""
 
     def dead_letter(self, message: JobMessage, receive_count: int) -> Job | None:
         """Record that SQS dead-lettered the job's message: a queued job, or a running one whose
@@ -60,8 +57,6 @@ class DeadLetters:
         except ConditionFailed:
             log.info("job.dead_letter_raced", job_id=current.id)
             return None
-        if self.admission is not None:
-            self.admission.release(current)
         lost = ["JobsClaimed"] if current.status is JobStatus.RUNNING else []
         log.error(
             "job.dead_lettered",

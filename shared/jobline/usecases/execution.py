@@ -28,7 +28,6 @@ from jobline.models import Delivery, Job, JobError, JobStatus, RunOutcome
 from jobline.ports import FunctionInvoker, JobQueue, JobRepository
 from jobline.registry import JobType, JobTypeRegistry
 from jobline.transition import Event, Lease
-from jobline.usecases.admission import Admission
 from jobline.usecases.attempt import AttemptPolicy, RunningAttempt
 
 log = get_logger(__name__)
@@ -50,15 +49,13 @@ class Execution:
     rng: random.Random
     invoker: FunctionInvoker | None = None
     """Invokes job types' target functions (`JobType.target`)."""
-    admission: Admission | None = None
-    """Flow control (None: off): admits a claimed job under its limits, releases after."""
 
     def run(self, delivery: Delivery) -> RunOutcome:
         """Claim the job the delivery names, run one attempt and record its outcome."""
         message = delivery.message
         with bound(job_id=message.job_id, job_type=message.job_type):
             try:
-                claimed = self._claim(delivery)
+                job = self._claim(delivery)
             except StorageUnavailable as exc:
                 # Nothing changed (or a write token will recognise what did): look again soon,
                 # not after the queue's whole visibility timeout.
@@ -69,13 +66,8 @@ class Execution:
                 )
                 self._postpone(delivery, STORAGE_RETRY_S)
                 return RunOutcome.REDELIVER
-            if isinstance(claimed, RunOutcome):
-                return claimed
-            job, resumed = claimed
-            if self.admission is not None:
-                waits = self._admit(self.admission, job, delivery, resumed)
-                if waits is not None:
-                    return waits
+            if isinstance(job, RunOutcome):
+                return job
             job_type = self._job_type(job)
             backoff = job_type.backoff if job_type and job_type.backoff else None
             attempt = RunningAttempt(
@@ -89,50 +81,13 @@ class Execution:
                 invoker=self.invoker,
             )
             ended = attempt.perform(job_type)
-            if self.admission is not None and not ended.continuing:
-                self.admission.release(job)
             if ended.retry_in_s is not None:
                 self._postpone(delivery, ended.retry_in_s)
             return ended.outcome
 
-    # ---------------------------------------------------------------- admission
-    def _admit(
-        self, admission: Admission, job: Job, delivery: Delivery, resumed: bool
-    ) -> RunOutcome | None:
-        """Flow control's word on the claimed job (None: run it). A resumed attempt (a
-        continuation: `_claim` took it over through `_resume`) started before this claim: it
-        holds its permits already (the acquire takes them over) and is not held by a pause.
-        When the control table does not answer, a new attempt's claim is undone and its message
-        comes back soon (no attempt used); a resumed one runs on (its permits are held while
-        its row is running)."""
-        try:
-            return admission.admit(job, resumed=resumed)
-        except StorageUnavailable as exc:
-            log.warning(
-                "flow.admission_unavailable",
-                error=exc.message,
-                resumed=resumed,
-                retry_in_s=STORAGE_RETRY_S,
-            )
-            if resumed:
-                return None
-        unclaim = lifecycle.unclaim(job, self.clock())
-        try:
-            self.repository.update(job.id, unclaim.update, unclaim.precondition)
-        except ConditionFailed:
-            log.info("flow.unclaim_discarded", reason="job changed under its claim")
-            return RunOutcome.DONE
-        except StorageUnavailable as exc:
-            # The claim stays: the lease rule reclaims it once the lease has ended.
-            log.warning("flow.unclaim_unavailable", error=exc.message)
-        self._postpone(delivery, STORAGE_RETRY_S)
-        return RunOutcome.REDELIVER
-
     # ---------------------------------------------------------------- claiming
-    def _claim(self, delivery: Delivery) -> tuple[Job, bool] | RunOutcome:
-        """The claimed job and whether this claim resumed a continuing attempt (decided by the
-        path the claim took, never read back from timestamps another write may have moved),
-        or what to do with a message whose job cannot be claimed now."""
+    def _claim(self, delivery: Delivery) -> Job | RunOutcome:
+        """The claimed job, or what to do with a message whose job cannot be claimed now."""
         message = delivery.message
         now = self.clock()
         lease = Lease(
@@ -151,7 +106,7 @@ class Execution:
                 raise JobNotFound(message.job_id) from None
             if current.lease_id == lease.id:
                 # Our own claim, applied although its answer was lost (and written over since).
-                return self._claimed(current, delivery, now), False
+                return self._claimed(current, delivery, now)
             if message.run is not None and current.run != message.run:
                 log.info(
                     "job.stale_message",
@@ -184,11 +139,11 @@ class Execution:
                 # the lost attempt's claim, counted as it ends (as an outcome counts its own)
                 **metrics.emf(current.type, counts=["JobsClaimed"]),
             )
-        return self._claimed(job, delivery, now), False
+        return self._claimed(job, delivery, now)
 
     def _resume(
         self, current: Job, delivery: Delivery, now: datetime, lease: Lease
-    ) -> tuple[Job, bool] | RunOutcome:
+    ) -> Job | RunOutcome:
         """Take over a continuing attempt (its previous invocation asked to go on)."""
         resume = lifecycle.resume(current, now, lease)
         try:
@@ -200,7 +155,7 @@ class Execution:
                 return self._not_claimed(raced.current, delivery, now)
             job = raced.current  # our resume, applied although its answer was lost
         log.debug("job.resumed", continued_at=format_ts(current.continue_at or now))
-        return self._claimed(job, delivery, now), True
+        return self._claimed(job, delivery, now)
 
     def _claimed(self, job: Job, delivery: Delivery, now: datetime) -> Job:
         """`job`, claimed by this delivery (its claim and queue delay are counted in the attempt's
@@ -262,8 +217,6 @@ class Execution:
         except ConditionFailed:
             log.info("job.exhausted_already_handled")
             return
-        if self.admission is not None:
-            self.admission.release(job)
         error = exhausted.update.error
         if isinstance(error, JobError):
             lost = ["JobsClaimed"] if job.status is JobStatus.RUNNING else []

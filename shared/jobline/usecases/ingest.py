@@ -17,7 +17,6 @@ from jobline.errors import (
     IdempotencyConflict,
     InvalidPayload,
     PayloadTooLarge,
-    RateLimited,
     UnknownJobType,
 )
 from jobline.logging import get_logger
@@ -90,19 +89,15 @@ class Ingest:
             InvalidPayload,
             PayloadTooLarge,
             IdempotencyConflict,
-            RateLimited,
         ) as exc:
             reason = exc.message
             if isinstance(exc, InvalidPayload):
                 reason += ": " + _locations(exc.errors)
-            error_type = (
-                "rate_limited" if isinstance(exc, RateLimited) else type(exc).__name__
-            )
             return self._reject(
                 body,
                 owner,
                 message_id,
-                error_type,
+                type(exc).__name__,
                 reason,
                 correlation_id,
             )

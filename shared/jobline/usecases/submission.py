@@ -9,9 +9,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from jobline import creation, flow, metrics
+from jobline import creation, metrics
 from jobline.errors import (
     ConditionFailed,
     IdempotencyConflict,
@@ -20,14 +19,12 @@ from jobline.errors import (
     StorageUnavailable,
     SubmitOutcomeUnknown,
 )
-from jobline.flow import FlowKey
 from jobline.lanes import Lane, Lanes
 from jobline.logging import get_logger
 from jobline.models import Job, SubmitRequest
 from jobline.ports import JobRepository
-from jobline.registry import JobType, JobTypeRegistry
+from jobline.registry import JobTypeRegistry
 from jobline.usecases.claim_check import ClaimCheck
-from jobline.usecases.rates import RateLimiter
 from jobline.validation import canonical_json
 
 log = get_logger(__name__)
@@ -42,23 +39,6 @@ class Submitted:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What a submit would store, validated, before anything is written: the job's type, id,
-    lane and the concurrency keys it meets (`dry_run` answers from it)."""
-
-    job_type: JobType[Any]
-    request: SubmitRequest
-    """The request, an uploaded payload read into it."""
-    payload_data: bytes
-    """The payload's canonical JSON."""
-    lane: str
-    flow_keys: tuple[FlowKey, ...]
-    request_hash: str
-    job_id: str | None
-    """Derived from the idempotency key (None: a fresh id per submit)."""
-
-
-@dataclass(frozen=True)
 class Submission:
     """The submit use case over the repository and the job types (the outbox sends the message)."""
 
@@ -68,17 +48,19 @@ class Submission:
     max_payload_bytes: int
     lanes: Lanes
     claim_check: ClaimCheck
-    rates: RateLimiter | None = None
-    """Flow control's rate limits (None: off)."""
-    owner_concurrency: int = 0
-    """The per-owner running cap (0: none)."""
 
-    def plan(
-        self, owner: str, request: SubmitRequest, idempotency_key: str | None = None
-    ) -> Plan:
-        """Validate a submit (type, payload, size, keys) and say what it would store. A payload
-        uploaded before (`payload_upload`) is read from the data bucket and checked as if it
-        came inline (the plan's `request` carries it)."""
+    def submit(
+        self,
+        owner: str,
+        request: SubmitRequest,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Submitted:
+        """Validate and store a job (see the module docstring). `SubmitOutcomeUnknown` when the
+        store did not answer: the job may be stored (and then runs); a replay with the same key
+        finds out. A payload over `limits.INLINE_DATA_BYTES` is written to the data bucket
+        first, the job naming it (`ClaimCheck`); one uploaded before (`payload_upload`) is read
+        from there and checked as if it came inline."""
         job_type = self.registry.get(request.type)
         if request.payload_upload is not None:
             request = request.with_payload(
@@ -97,64 +79,16 @@ class Submission:
         size = len(payload_data)
         if size > self.max_payload_bytes:
             raise PayloadTooLarge(size, self.max_payload_bytes)
-        keys = flow.flow_keys(
-            job_type.concurrency,
-            owner=owner,
-            job_type=job_type.name,
-            payload=request.payload,
-            concurrency_key=request.concurrency_key,
-        )
-        if self.owner_concurrency:
-            keys = (*keys, flow.owner_cap(owner, self.owner_concurrency))
-        return Plan(
-            job_type=job_type,
-            request=request,
-            payload_data=payload_data,
-            lane=flow.lane_of(lane.value, request.priority),
-            flow_keys=keys,
-            request_hash=request.request_hash(),
-            job_id=None
-            if idempotency_key is None
-            else creation.derived_id(owner, idempotency_key),
-        )
 
-    def submit(
-        self,
-        owner: str,
-        request: SubmitRequest,
-        idempotency_key: str | None = None,
-        correlation_id: str | None = None,
-    ) -> Submitted:
-        """Validate and store a job (see the module docstring). `SubmitOutcomeUnknown` when the
-        store did not answer: the job may be stored (and then runs); a replay with the same key
-        finds out. A payload over `limits.INLINE_DATA_BYTES` is written to the data bucket
-        first, the job naming it (`ClaimCheck`)."""
-        plan = self.plan(owner, request, idempotency_key)
-        request = plan.request
-        payload_data = plan.payload_data
-        request_hash = plan.request_hash
-        job_id = plan.job_id or uuid.uuid4().hex
+        request_hash = request.request_hash()
+        if idempotency_key is None:
+            job_id = uuid.uuid4().hex
+        else:
+            job_id = creation.derived_id(owner, idempotency_key)
         now = self.clock()
-        start = None
-        if plan.job_type.rate_limits and self.rates is not None:
-            if plan.job_id is not None:
-                # A replay of a stored submit takes no start from a rate limit.
-                stored = self.repository.get(plan.job_id)
-                if stored is not None and not stored.is_expired(now.timestamp()):
-                    return _replay(stored, owner, request_hash, idempotency_key)
-            start = self.rates.reserve(plan.job_type, owner, request, now)
         token = uuid.uuid4().hex
         job = creation.submitted(
-            job_id,
-            owner,
-            request,
-            request_hash,
-            now,
-            correlation_id,
-            token,
-            plan.lane,
-            flow_keys=plan.flow_keys,
-            run_after=start,
+            job_id, owner, request, request_hash, now, correlation_id, token, lane
         )
         payload_ref = self.claim_check.keep_payload(job.id, payload_data)
         if payload_ref is not None:

@@ -154,7 +154,7 @@ def test_http_request_payload_errors_name_each_field(
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"type": "echo", "prio": "high"}, "prio"),
+        ({"type": "echo", "priority": "high"}, "priority"),
         ({"type": 7}, "type"),
         ({"type": ""}, "type"),
         ({"type": "x" * 129}, "type"),

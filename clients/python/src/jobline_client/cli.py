@@ -182,23 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="delay the first run (0..900 s)",
     )
     submit.add_argument("--max-attempts", type=int, default=3, metavar="N")
-    submit.add_argument(
-        "--concurrency-key",
-        metavar="KEY",
-        help="what the type's concurrency key templates call {key}",
-    )
-    submit.add_argument(
-        "--priority",
-        choices=("high", "default", "low"),
-        help="the lane: reserved worker capacity (docs/flow-control.md)",
-    )
-    submit.add_argument(
-        "--priority-s",
-        type=int,
-        default=0,
-        metavar="S",
-        help="a head start among jobs waiting for the same permit (-600..600 s)",
-    )
     _timeout_option(submit)
 
     get = command("get", _get, "show a job")
@@ -303,9 +286,6 @@ def _submit(context: Context, args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key,
         delay_seconds=args.delay,
         max_attempts=args.max_attempts,
-        concurrency_key=args.concurrency_key,
-        priority=args.priority,
-        priority_s=args.priority_s,
     )
     if not args.wait:
         context.show_job(job)

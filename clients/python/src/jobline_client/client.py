@@ -15,7 +15,6 @@ import hashlib
 import json
 import re
 import time
-import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -176,32 +175,12 @@ def _job_path(job_id: str, action: str = "") -> str:
     return f"/jobs/{quote(job_id, safe='')}{action}"
 
 
-@dataclass(frozen=True)
-class _FlowOptions:
-    """A submit's flow control fields (docs/flow-control.md); sent only when set."""
-
-    concurrency_key: str | None = None
-    priority: str | None = None
-    priority_s: int = 0
-
-    def fields(self) -> dict[str, Any]:
-        sent: dict[str, Any] = {}
-        if self.concurrency_key is not None:
-            sent["concurrency_key"] = self.concurrency_key
-        if self.priority is not None:
-            sent["priority"] = self.priority
-        if self.priority_s:
-            sent["priority_s"] = self.priority_s
-        return sent
-
-
 def _submit_call(
     type: str,
     payload: Any,
     idempotency_key: str | None,
     delay_seconds: int,
     max_attempts: int,
-    flow: _FlowOptions = _FlowOptions(),
 ) -> _Call:
     # Always a key, and the same one on every try of this call: a retry cannot submit twice.
     key = idempotency_key or str(uuid.uuid4())
@@ -213,16 +192,9 @@ def _submit_call(
             "payload": payload,
             "max_attempts": max_attempts,
             "delay_seconds": delay_seconds,
-            **flow.fields(),
         },
         headers={IDEMPOTENCY_HEADER: key},
     )
-
-
-def _dry_run_call(type: str, payload: Any, options: Mapping[str, Any]) -> _Call:
-    """A submit's body with `?dry_run=true`: nothing is written, so no idempotency key."""
-    body = {"type": type, "payload": payload, **options}
-    return _Call("POST", "/jobs", params={"dry_run": "true"}, body=body)
 
 
 def _list_call(
@@ -236,28 +208,6 @@ def _list_call(
     if cursor is not None:
         params["cursor"] = cursor
     return _Call("GET", "/jobs", params=params)
-
-
-def _quoted(name: str) -> str:
-    """A path segment as sent (a job type's name may hold dots, a limit's anything)."""
-    return urllib.parse.quote(name, safe="")
-
-
-def _limit_call(name: str, limit: int | None) -> _Call:
-    return _Call("PUT", f"/limits/{_quoted(name)}", body={"limit": limit})
-
-
-def _pause_call(job_type: str, action: str, everyone: bool) -> _Call:
-    params: dict[str, str | int] = {"everyone": "true"} if everyone else {}
-    return _Call(
-        "POST", f"/job-types/{_quoted(job_type)}/{action}", params=params or None
-    )
-
-
-def _object(body: Any, what: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidResponse(f"{what} did not answer an object")
-    return body
 
 
 def _cancel_call(job_id: str) -> _Call:
@@ -589,23 +539,12 @@ class Client:
         idempotency_key: str | None = None,
         delay_seconds: int = 0,
         max_attempts: int = 3,
-        concurrency_key: str | None = None,
-        priority: str | None = None,
-        priority_s: int = 0,
     ) -> Job:
         """Submit a job (202), or get back the job an earlier submit with the same
         `idempotency_key` and body created (200). Without a key, one is generated for this call.
         A payload whose request would pass the API's 1 MiB is uploaded first, and the job
-        returned holds it as sent.
-
-        Flow control (docs/flow-control.md): `concurrency_key` (a key template's `{key}`),
-        `priority` ("high", "default", "low": the lane) and `priority_s` (a head start among
-        waiters, -600..600). A rate limit's 429 is retried after its Retry-After, with the
-        same key."""
-        flow = _FlowOptions(concurrency_key, priority, priority_s)
-        call = _submit_call(
-            type, payload, idempotency_key, delay_seconds, max_attempts, flow
-        )
+        returned holds it as sent."""
+        call = _submit_call(type, payload, idempotency_key, delay_seconds, max_attempts)
         if not _inline(call):
             call = _uploaded(call, self._upload(payload))
         job = self._job(call)
@@ -658,33 +597,6 @@ class Client:
         if not isinstance(body, builtins.list):
             raise InvalidResponse("GET /job-types did not answer a list")
         return [JobTypeInfo.from_dict(item) for item in body]
-
-    # ------------------------------------------------------------ flow control (issue 18)
-    def limits(self) -> dict[str, Any]:
-        """`GET /limits`: the caller's concurrency keys (held, waiting, limit, override) and the
-        pauses in force (docs/flow-control.md)."""
-        return _object(self._send(_Call("GET", "/limits")), "GET /limits")
-
-    def set_limit(self, name: str, limit: int | None) -> dict[str, Any]:
-        """Override the limit called `name` for every owner (None: back to the declarations).
-        Admins only (`Unauthorized`, 403, otherwise); takes effect at the next admission."""
-        return _object(self._send(_limit_call(name, limit)), "PUT /limits")
-
-    def pause(self, job_type: str, *, everyone: bool = False) -> dict[str, Any]:
-        """Pause `job_type` for the caller's jobs (`everyone`: every owner's, admins only):
-        submits are still taken, queued jobs wait parked, running ones finish."""
-        return _object(self._send(_pause_call(job_type, "pause", everyone)), "pause")
-
-    def resume(self, job_type: str, *, everyone: bool = False) -> dict[str, Any]:
-        """Resume `job_type` (the caller's own pause, or an admin's for everyone); the answer
-        says how many parked jobs were woken."""
-        return _object(self._send(_pause_call(job_type, "resume", everyone)), "resume")
-
-    def dry_run(self, type: str, payload: Any, **options: Any) -> dict[str, Any]:
-        """`POST /jobs?dry_run=true`: validate a submit (`options` as `submit` takes them) and say
-        what it would meet (limits, lane, an estimated start and cost); nothing is written."""
-        call = _dry_run_call(type, payload, options)
-        return _object(self._send(call), "a dry run")
 
     def wait(
         self,
@@ -844,15 +756,9 @@ class AsyncClient:
         idempotency_key: str | None = None,
         delay_seconds: int = 0,
         max_attempts: int = 3,
-        concurrency_key: str | None = None,
-        priority: str | None = None,
-        priority_s: int = 0,
     ) -> Job:
         """See `Client.submit`."""
-        flow = _FlowOptions(concurrency_key, priority, priority_s)
-        call = _submit_call(
-            type, payload, idempotency_key, delay_seconds, max_attempts, flow
-        )
+        call = _submit_call(type, payload, idempotency_key, delay_seconds, max_attempts)
         if not _inline(call):
             call = _uploaded(call, await self._upload(payload))
         job = await self._job(call)
@@ -907,29 +813,6 @@ class AsyncClient:
         if not isinstance(body, builtins.list):
             raise InvalidResponse("GET /job-types did not answer a list")
         return [JobTypeInfo.from_dict(item) for item in body]
-
-    async def limits(self) -> dict[str, Any]:
-        """See `Client.limits`."""
-        return _object(await self._send(_Call("GET", "/limits")), "GET /limits")
-
-    async def set_limit(self, name: str, limit: int | None) -> dict[str, Any]:
-        """See `Client.set_limit`."""
-        return _object(await self._send(_limit_call(name, limit)), "PUT /limits")
-
-    async def pause(self, job_type: str, *, everyone: bool = False) -> dict[str, Any]:
-        """See `Client.pause`."""
-        call = _pause_call(job_type, "pause", everyone)
-        return _object(await self._send(call), "pause")
-
-    async def resume(self, job_type: str, *, everyone: bool = False) -> dict[str, Any]:
-        """See `Client.resume`."""
-        call = _pause_call(job_type, "resume", everyone)
-        return _object(await self._send(call), "resume")
-
-    async def dry_run(self, type: str, payload: Any, **options: Any) -> dict[str, Any]:
-        """See `Client.dry_run`."""
-        call = _dry_run_call(type, payload, options)
-        return _object(await self._send(call), "a dry run")
 
     async def wait(
         self,

@@ -210,14 +210,6 @@ class Job:
     run: int = 1
     """The job's run: 1 at submit, one more at each retry or redrive (`attempts` counts the
     current run's)."""
-    concurrency_key: str | None = None
-    """The submit's `concurrency_key` (flow control)."""
-    priority: str | None = None
-    """The submit's priority (None: default)."""
-    priority_s: int | None = None
-    """The submit's head start among waiters (seconds)."""
-    blocked_on: Mapping[str, Any] | None = None
-    """Why a queued job waits: `reason`, `key`, `since`, `position` (docs/flow-control.md)."""
     payload_link: DataLink | None = None
     """Set when the payload is kept in the data bucket (`Client.get` downloads it into
     `payload`; the API's own JSON, `raw`, has `payload` null)."""
@@ -263,14 +255,6 @@ class Job:
             run=_int(data.get("run", 1), "run"),
             payload_link=DataLink.from_job(data, "payload"),
             result_link=DataLink.from_job(data, "result"),
-            concurrency_key=_optional_str(
-                data.get("concurrency_key"), "concurrency_key"
-            ),
-            priority=_optional_str(data.get("priority"), "priority"),
-            priority_s=None
-            if data.get("priority_s") is None
-            else _int(data.get("priority_s"), "priority_s"),
-            blocked_on=_blocked(data.get("blocked_on")),
             raw=data,
         )
 
@@ -309,8 +293,6 @@ class JobSummary:
     correlation_id: str | None = None
     run: int = 1
     """The job's run (see `Job.run`)."""
-    blocked_on: Mapping[str, Any] | None = None
-    """Why a queued job waits (see `Job.blocked_on`; no `position` in listings)."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -344,7 +326,6 @@ class JobSummary:
             ),
             correlation_id=_optional_str(data.get("correlation_id"), "correlation_id"),
             run=_int(data.get("run", 1), "run"),
-            blocked_on=_blocked(data.get("blocked_on")),
             raw=data,
         )
 
@@ -389,10 +370,3 @@ class JobPage:
             items=tuple(JobSummary.from_dict(item) for item in items),
             next_cursor=_optional_str(data.get("next_cursor"), "next_cursor"),
         )
-
-
-def _blocked(value: Any) -> Mapping[str, Any] | None:
-    """`blocked_on` as the API sends it (an object, or null)."""
-    if value is None:
-        return None
-    return _object(value, "blocked_on")

@@ -6,7 +6,6 @@ import { STATUSES, hasIdentity, identity } from "./api.js";
 import { $, askForIdentity, el, notice } from "./dom.js";
 import { jobAction, openJob, refreshJob } from "./view-job.js";
 import {
-  WAITING,
   nextPage,
   previousPage,
   refreshCounts,
@@ -88,8 +87,6 @@ function init() {
   for (const status of STATUSES) {
     $("filter-status").append(el("option", { value: status, text: status }));
   }
-  // Queued jobs that wait for something (flow control's `blocked_on`): a view of "queued"
-  $("filter-status").append(el("option", { value: WAITING, text: "waiting (queued, why)" }));
   $("dev-user").value = identity.devUser;
   $("token").value = identity.token;
   $("auto-refresh").checked = localStorage.getItem("jobline.autoRefresh") !== "off";

@@ -76,20 +76,6 @@ export const format = {
   json(value) {
     return JSON.stringify(value, null, 2);
   },
-  // Why a queued job waits (flow control's `blocked_on`), as "concurrency on crm#ann:7 since
-  // 2026-12-04 10:11:12Z, 2 ahead"; nothing when it does not wait.
-  waiting(blocked) {
-    if (!blocked) return "";
-    const on = blocked.key ? ` on ${blocked.key}` : "";
-    const position = blocked.position;
-    const place =
-      position === null || position === undefined
-        ? ""
-        : position === 0
-          ? ", next"
-          : `, ${position} ahead`;
-    return `${blocked.reason}${on} since ${format.date(blocked.since)}${place}`;
-  },
   // An API answer as "label: HTTP 409 Conflict: detail" (no detail when it succeeded).
   answer(label, answer) {
     const head = `${label}: HTTP ${answer.status} ${REASONS[answer.status] || ""}`.trim();

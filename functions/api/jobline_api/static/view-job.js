@@ -58,8 +58,6 @@ function renderJob(job) {
     ["finished", format.date(job.finished_at)],
     ["runs after", format.date(job.run_after)],
     ["cancel requested", format.date(job.cancel_requested_at)],
-    ["waiting for", format.waiting(job.blocked_on)],
-    ["priority", priorityOf(job)],
   ];
   $("job-fields").replaceChildren(
     ...fields.flatMap(([name, value]) => [
@@ -98,12 +96,6 @@ function showData(pre, job, name) {
     ` in the data bucket (sha256 ${job[`${name}_sha256`]}; link valid until `,
     `${format.date(job[`${name}_url_expires_at`])})`,
   );
-}
-
-// A submit's priority (flow control): its lane and its head start among waiters.
-function priorityOf(job) {
-  const headStart = job.priority_s ? `${job.priority_s} s head start` : "";
-  return [job.priority, headStart].filter(Boolean).join(", ");
 }
 
 function attemptItem(job, attempt, last) {

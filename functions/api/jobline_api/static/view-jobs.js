@@ -9,13 +9,8 @@ import { $, el, format, notice, statusBadge } from "./dom.js";
 // back short with a cursor, when its summaries reach the API's byte budget: "≥" too).
 const COUNT_LIMIT = 100;
 
-// The "waiting" view: the queued jobs that say why they wait (`blocked_on`), picked from each
-// page of queued jobs (a page may then show fewer rows than its size).
-export const WAITING = "waiting";
-
 function filters() {
-  const status = $("filter-status").value;
-  return { status: status === WAITING ? "queued" : status, type: $("filter-type").value };
+  return { status: $("filter-status").value, type: $("filter-type").value };
 }
 
 export function resetPaging(state) {
@@ -53,9 +48,7 @@ export async function refreshList(state) {
     $("list-state").textContent = format.answer("list", answer);
     return;
   }
-  const { next_cursor: nextCursor } = answer.body;
-  const waitingOnly = $("filter-status").value === WAITING;
-  const items = answer.body.items.filter((job) => !waitingOnly || job.blocked_on);
+  const { items, next_cursor: nextCursor } = answer.body;
   list.nextCursor = nextCursor;
   $("job-rows").replaceChildren(...items.map(jobRow));
   $("empty").hidden = items.length > 0;
@@ -82,19 +75,12 @@ function jobRow(job) {
     text: job.id.slice(0, 12),
   });
   const cancelling = job.cancel_requested_at && !FINAL.has(job.status) ? " cancelling" : "";
-  const waiting = job.blocked_on
-    ? el("span", {
-        className: "waiting",
-        text: ` waiting: ${job.blocked_on.reason}`,
-        title: format.waiting(job.blocked_on),
-      })
-    : "";
   return el(
     "tr",
     { dataset: { jobId: job.id, status: job.status } },
     el("td", {}, link),
     el("td", { text: job.type }),
-    el("td", {}, statusBadge(job.status), cancelling, waiting),
+    el("td", {}, statusBadge(job.status), cancelling),
     el("td", {}, progress),
     el("td", { text: `${job.attempts}/${job.max_attempts}` }),
     el("td", { text: format.date(job.created_at) }),
