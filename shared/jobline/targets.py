@@ -88,7 +88,7 @@ def parse_target(value: str) -> Target:
     )
 
 
-def function_event(
+def target_event(
     *,
     job_id: str,
     job_type: str,

@@ -18,7 +18,7 @@ from jobline.targets import (
     LocalLambdaContext,
     call_like_lambda,
     epoch_deadline,
-    function_event,
+    target_event,
     result_of,
 )
 from jobline.usecases.checkpoints import HandlerOutcome, run_until_deadline
@@ -38,7 +38,7 @@ def invoke_target(
 
     def invoke() -> Any:
         event_payload = job_type.parse(payload).model_dump(mode="json", by_alias=True)
-        event = function_event(
+        event = target_event(
             job_id=job.id,
             job_type=job.type,
             attempt=job.attempts,
