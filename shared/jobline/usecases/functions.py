@@ -18,8 +18,8 @@ from jobline.targets import (
     LocalLambdaContext,
     call_like_lambda,
     epoch_deadline,
-    target_event,
     result_of,
+    target_event,
 )
 from jobline.usecases.checkpoints import HandlerOutcome, run_until_deadline
 
